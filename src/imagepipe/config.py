@@ -1,0 +1,114 @@
+"""Every knob of imagepipe, read once from the environment (prefix ``IMAGEPIPE_``).
+
+The README's configuration table documents each field; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+OutputFormat = Literal["auto", "JPEG", "PNG", "WEBP"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEPIPE_", extra="ignore", frozen=True)
+
+    # Where the embedded defaults (SQLite file, local storage) live.
+    data_dir: Path = Path("data")
+    # sqlite+aiosqlite:///path or postgresql+asyncpg://...; None means a SQLite file
+    # under data_dir. The worker derives its sync URL from this one.
+    database_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_root: Path | None = None
+
+    # Limits checked at upload time (and again by the worker before a full decode).
+    max_upload_bytes: int = Field(default=25 * MiB, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)  # width * height * frames
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+
+    # Previews: name -> longest side in pixels. Order does not matter.
+    variants: dict[str, int] = Field(
+        default_factory=lambda: {"small": 150, "medium": 600, "large": 1200}
+    )
+    # "auto": JPEG for opaque images, PNG for images with transparency.
+    output_format: OutputFormat = "auto"
+    jpeg_quality: int = Field(default=85, ge=1, le=100)
+    webp_quality: int = Field(default=80, ge=1, le=100)
+
+    # Worker time limits (seconds). The broker's visibility timeout must exceed the
+    # hard limit, or Redis re-delivers a task that is still running.
+    task_soft_time_limit: float = Field(default=60, gt=0)
+    task_hard_time_limit: float = Field(default=90, gt=0)
+    visibility_timeout: int = Field(default=600, gt=0)
+    # How often a task may be started before it is failed for good (poison images).
+    max_attempts: int = Field(default=3, ge=1)
+    # Reconciler: re-enqueue queued tasks older than this, and processing tasks whose
+    # lease (hard limit + margin) has expired.
+    queued_grace_seconds: float = Field(default=30, gt=0)
+    reconcile_interval_seconds: float = Field(default=15, gt=0)
+    # A processing claim is trusted for the hard time limit plus this margin.
+    lease_margin_seconds: float = Field(default=30, gt=0)
+
+    # Publishing to the broker must never hang a request.
+    broker_timeout_seconds: float = Field(default=3.0, gt=0)
+    retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Security: empty means no API key is required.
+    api_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: str = "INFO"
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_valid(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("at least one variant is needed")
+        for name, box in value.items():
+            if not name.isidentifier() or box <= 0:
+                raise ValueError(f"variant {name!r}: name must be an identifier, box > 0")
+        return value
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _formats_upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        banned = {"EPS", "PS", "PDF", "PSD", "SVG"}
+        formats = tuple(f.upper() for f in value)
+        if bad := banned.intersection(formats):
+            raise ValueError(f"formats never allowed: {sorted(bad)}")
+        return formats
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Settings:
+        if self.task_soft_time_limit >= self.task_hard_time_limit:
+            raise ValueError("task_soft_time_limit must be below task_hard_time_limit")
+        if self.visibility_timeout <= self.task_hard_time_limit:
+            raise ValueError("visibility_timeout must exceed task_hard_time_limit")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'imagepipe.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_root(self) -> Path:
+        return (self.storage_root or self.data_dir / "storage").resolve()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a processing claim is trusted before the reconciler takes it back."""
+        return self.task_hard_time_limit + self.lease_margin_seconds
+
+    def variant_boxes_desc(self) -> list[tuple[str, int]]:
+        """Variants from the largest box to the smallest: the order previews are made in."""
+        return sorted(self.variants.items(), key=lambda item: item[1], reverse=True)

@@ -1,0 +1,1 @@
+"""Persistence: the task row is the record of truth; Redis only delivers."""

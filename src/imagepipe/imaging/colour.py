@@ -1,0 +1,146 @@
+"""Colour modes and colour spaces.
+
+``normalise`` turns any decoded frame into one of the working modes (L, LA, RGB, RGBA,
+CMYK) at full size; ``to_srgb`` finishes the colour after the first shrink, when the
+image is at most one preview large, so ICC transforms and CMYK conversion cost little.
+Alpha is kept only when some pixel is actually transparent.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+from PIL import Image, ImageChops, ImageCms
+
+WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
+ALPHA_MODES = frozenset({"LA", "RGBA"})
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# The colour space an ICC profile must declare to describe pixels of each working mode.
+_PROFILE_SPACE = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB", "CMYK": "CMYK"}
+
+
+def normalise(image: Image.Image) -> Image.Image:
+    """Convert a decoded frame of any Pillow mode to a working mode."""
+    mode = image.mode
+    if mode in ("L", "RGB", "CMYK") and "transparency" not in image.info:
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode == "F" or mode.startswith("I"):  # I, I;16, I;16B, I;16L, I;16N
+        return _to_8bit_grey(image)
+    if mode == "LAB":
+        return _apply(image, _lab_transform())
+    grey = mode in ("L", "LA", "La")
+    alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info
+    if mode == "P" and image.palette is not None and image.palette.mode == "RGBA":
+        alpha = True
+    target = ("LA" if grey else "RGBA") if alpha else ("L" if grey else "RGB")
+    converted = image if mode == target else image.convert(target)
+    return drop_opaque_alpha(converted) if alpha else converted
+
+
+def drop_opaque_alpha(image: Image.Image) -> Image.Image:
+    """An alpha channel that is 255 everywhere is not transparency: drop it (-> JPEG)."""
+    if image.mode not in ALPHA_MODES:
+        return image
+    alpha = image.getchannel("A")
+    lowest = alpha.getextrema()[0]
+    del alpha  # a full-size copy: free it before the conversion below allocates
+    if lowest == 255:
+        return image.convert(image.mode[:-1])
+    return image
+
+
+def to_srgb(
+    image: Image.Image, *, icc_profile: bytes | None, undo_cmyk_inversion: bool
+) -> Image.Image:
+    """Convert a (shrunk) working-mode image to sRGB: L, LA, RGB or RGBA out."""
+    if undo_cmyk_inversion:
+        # Pillow reads every CMYK JPEG as Adobe-inverted; without an Adobe APP14 marker
+        # the data is plain CMYK (browsers only invert when the marker is present).
+        image = ImageChops.invert(image)
+    if icc_profile:
+        converted = _apply_profile(image, icc_profile)
+        if converted is not None:
+            return converted
+    if image.mode == "CMYK":
+        return image.convert("RGB")
+    return image
+
+
+def _apply_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
+    """Transform with the embedded profile; None when the profile cannot be used."""
+    transform = _transform(icc_profile, image.mode)
+    if transform is None:
+        return None
+    if image.mode == "LA":
+        # lcms has no grey+alpha input here: transform the grey band, keep alpha as is.
+        rgb = _apply(image.getchannel("L"), transform)
+        rgb.putalpha(image.getchannel("A"))
+        return rgb
+    return _apply(image, transform)
+
+
+def _apply(image: Image.Image, transform: ImageCms.ImageCmsTransform) -> Image.Image:
+    converted = ImageCms.applyTransform(image, transform)
+    assert converted is not None  # None only with inPlace=True
+    return converted
+
+
+@lru_cache(maxsize=16)
+def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """Build (once per profile and mode) a transform to sRGB, or None to skip it.
+
+    None for: profiles that cannot be parsed (browsers ignore them too), profiles whose
+    colour space does not match the pixels, and sRGB itself (nothing to do).
+    """
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        space = profile.profile.xcolor_space.strip().upper()
+        if space != _PROFILE_SPACE[mode]:
+            return None
+        if space == "RGB" and "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return None
+        in_mode = "L" if mode == "LA" else mode
+        out_mode = "RGBA" if mode == "RGBA" else "RGB"
+        return ImageCms.buildTransform(
+            profile, _SRGB, in_mode, out_mode, ImageCms.Intent.PERCEPTUAL
+        )
+    except (OSError, ImageCms.PyCMSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def _lab_transform() -> ImageCms.ImageCmsTransform:
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+    return ImageCms.buildTransform(lab, _SRGB, "LAB", "RGB")
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float grey to L (Pillow's convert("L") clips instead of scaling)."""
+    sixteen_bit = image.mode.startswith("I;16")
+    if image.mode not in ("I", "F"):
+        image = image.convert("I")
+    if sixteen_bit:
+        scale, offset = 255 / 65535, 0.0  # the format defines the range
+    else:
+        low, high = image.getextrema()
+        assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # one band
+        scale, offset = _stretch(float(low), float(high))
+    if image.mode == "I":
+        offset += 0.5  # "I" point() truncates: round instead
+    return image.point(lambda value: value * scale + offset).convert("L")
+
+
+def _stretch(low: float, high: float) -> tuple[float, float]:
+    """Scale and offset mapping the value range of an I/F image to 0..255."""
+    if low >= 0 and high <= 1.0:
+        return 255.0, 0.0  # float data in 0..1
+    if low >= 0 and high <= 255:
+        return 1.0, 0.0
+    if low >= 0 and high <= 65535:
+        return 255 / 65535, 0.0
+    span = high - low or 1.0
+    return 255 / span, -low * 255 / span

@@ -1,0 +1,80 @@
+"""Decode the first frame of an upload, as small as the largest preview allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import ExifTags, Image
+
+from imagepipe.errors import ImagepipeError, InvalidImage
+from imagepipe.imaging import colour, geometry
+from imagepipe.imaging.geometry import Size
+from imagepipe.imaging.opening import open_image
+
+
+@dataclass
+class Decoded:
+    image: Image.Image  # working mode (colour.WORKING_MODES), stored orientation
+    original_size: Size  # stored size before any DCT scaling
+    orientation: int  # EXIF orientation, 1-8
+    icc_profile: bytes | None
+    undo_cmyk_inversion: bool
+
+    @property
+    def display_size(self) -> Size:
+        return geometry.displayed(self.original_size, self.orientation)
+
+
+def decode(
+    path: Path, *, largest_box: int, allowed_formats: tuple[str, ...], max_pixels: int
+) -> Decoded:
+    """Open (allowlist, pixel cap), decode frame 0 and normalise its mode.
+
+    Raises UnsupportedMediaType, ImageTooLarge, or InvalidImage for any decoding failure.
+    """
+    with open_image(path, allowed_formats=allowed_formats, max_pixels=max_pixels) as opened:
+        image = opened.image
+        try:
+            original_size = image.size
+            is_jpeg = image.format in ("JPEG", "MPO")
+            # JPEG: EXIF is in the header, so read it before draft(); other formats
+            # (PNG eXIf after IDAT, ...) may need the data, so read it after load().
+            orientation = _orientation(image) if is_jpeg else 1
+            if is_jpeg:
+                # The DCT can scale by 1/2, 1/4, 1/8 while decoding: ask for the fitted
+                # size of the largest preview, in stored (unrotated) orientation.
+                target = geometry.fit(geometry.displayed(original_size, orientation), largest_box)
+                image.draft(image.mode, geometry.stored(target, orientation))
+            image.load()
+            if not is_jpeg:
+                orientation = _orientation(image)
+            undo_inversion = is_jpeg and image.mode == "CMYK" and "adobe" not in image.info
+            icc_profile = image.info.get("icc_profile") or None
+            working = colour.normalise(image)
+        except ImagepipeError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:
+            # Pillow reports bad bytes as OSError ("image file is truncated", "broken
+            # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for
+            # the caller they all mean the same thing.
+            raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+    return Decoded(
+        image=working,
+        original_size=original_size,
+        orientation=orientation,
+        icc_profile=icc_profile if isinstance(icc_profile, bytes) else None,
+        undo_cmyk_inversion=undo_inversion,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        # A malformed EXIF block does not make the pixels unusable; browsers ignore
+        # it too, so show the image as stored.
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1

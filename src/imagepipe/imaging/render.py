@@ -1,0 +1,148 @@
+"""Make every preview of one image from a single decode.
+
+Pipeline (``render_previews``)::
+
+    decode      open + allowlist + pixel cap; JPEG draft() to the largest box; frame 0;
+                any mode -> L, LA, RGB, RGBA or CMYK
+    resize      largest preview: box reduce + BILINEAR, then sRGB (ICC, CMYK) and EXIF
+                orientation on that small image; each smaller preview from the previous
+    encode      JPEG / PNG / WebP, no metadata
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from imagepipe.imaging import colour, geometry
+from imagepipe.imaging.decode import Decoded, decode
+from imagepipe.imaging.encode import CONTENT_TYPES, OutputFormat, choose_format, encode
+from imagepipe.imaging.resample import shrink
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    boxes: Mapping[str, int]  # variant name -> longest side in pixels
+    output_format: Literal["auto", "JPEG", "PNG", "WEBP"] = "auto"
+    jpeg_quality: int = 85
+    webp_quality: int = 80
+    max_pixels: int = 50_000_000
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+
+
+@dataclass(frozen=True)
+class Preview:
+    name: str
+    data: bytes
+    width: int
+    height: int
+    format: str  # "JPEG" | "PNG" | "WEBP"
+    content_type: str  # "image/jpeg" ...
+
+
+@dataclass
+class RenderResult:
+    previews: list[Preview]
+    # Seconds spent per stage: "decode", "resize", "encode".
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def render_previews(source: Path, options: RenderOptions) -> RenderResult:
+    """Decode ``source`` once and return one Preview per box.
+
+    Previews come in the order of ``options.boxes``. Raises InvalidImage (cannot be
+    decoded, truncated), ImageTooLarge or UnsupportedMediaType (both re-checked here).
+    """
+    boxes = boxes_largest_first(options.boxes)
+    timings = _Timings()
+    with timings.stage("decode"):
+        decoded = decode(
+            source,
+            largest_box=boxes[0][1],
+            allowed_formats=options.allowed_formats,
+            max_pixels=options.max_pixels,
+        )
+    previews: dict[str, Preview] = {}
+    output_format: OutputFormat | None = None
+    for name, image in cascade(decoded, boxes, timings=timings):
+        if output_format is None:  # decided once, so all variants share a format
+            has_alpha = image.mode in colour.ALPHA_MODES
+            output_format = choose_format(options.output_format, has_alpha=has_alpha)
+        with timings.stage("encode"):
+            data = encode(
+                image,
+                output_format,
+                jpeg_quality=options.jpeg_quality,
+                webp_quality=options.webp_quality,
+            )
+        previews[name] = Preview(
+            name=name,
+            data=data,
+            width=image.width,
+            height=image.height,
+            format=output_format,
+            content_type=CONTENT_TYPES[output_format],
+        )
+    return RenderResult(previews=[previews[name] for name in options.boxes], timings=timings.totals)
+
+
+def cascade(
+    decoded: Decoded, boxes: list[tuple[str, int]], *, timings: _Timings | None = None
+) -> Iterator[tuple[str, Image.Image]]:
+    """Yield (name, sRGB upright image) per box, largest first, each from the previous.
+
+    Consumes ``decoded.image``: it is closed (its memory released) after the first step.
+    """
+    timings = timings or _Timings()
+    display_size = decoded.display_size
+    image = decoded.image
+    for index, (name, box) in enumerate(boxes):
+        with timings.stage("resize"):
+            target = geometry.fit(display_size, box)
+            image = _first_step(decoded, target) if index == 0 else shrink(image, target)
+        yield name, image
+
+
+def _first_step(decoded: Decoded, target: geometry.Size) -> Image.Image:
+    """Full-size working image -> largest preview, sRGB and upright."""
+    source = decoded.image
+    image = shrink(source, geometry.stored(target, decoded.orientation), first=True)
+    if image is source:
+        image = source.copy()  # never hand the caller the decoder's object
+    source.close()  # the full-size buffer is the bulk of peak memory: free it now
+    # Colour and orientation commute with resampling, so both run on the small image.
+    image = colour.to_srgb(
+        image,
+        icc_profile=decoded.icc_profile,
+        undo_cmyk_inversion=decoded.undo_cmyk_inversion,
+    )
+    return geometry.orient(image, decoded.orientation)
+
+
+def boxes_largest_first(boxes: Mapping[str, int]) -> list[tuple[str, int]]:
+    if not boxes:
+        raise ValueError("at least one box is needed")
+    if any(box <= 0 for box in boxes.values()):
+        raise ValueError(f"boxes must be positive: {dict(boxes)}")
+    return sorted(boxes.items(), key=lambda item: item[1], reverse=True)
+
+
+class _Timings:
+    """Seconds per stage, summed over the calls of ``stage``."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {"decode": 0.0, "resize": 0.0, "encode": 0.0}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start

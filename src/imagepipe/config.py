@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     api_keys: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 
+    # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"
 

@@ -1,0 +1,1 @@
+"""The Celery side: the app, the thin tasks and the processing service they call."""

@@ -1,0 +1,22 @@
+"""The process-wide Celery app for ``celery -A imagepipe.worker.app`` and the CLI.
+
+Settings are read here, at import, because Celery needs its app object at import;
+building it does not connect to anything.
+"""
+
+from __future__ import annotations
+
+from celery.signals import setup_logging
+
+from imagepipe import logs
+from imagepipe.config import Settings
+from imagepipe.worker.celery_app import create_celery
+
+celery_app = create_celery(Settings())
+app = celery_app
+
+
+@setup_logging.connect
+def _configure_logging(**_: object) -> None:
+    # Connecting this signal stops Celery from installing its own handlers.
+    logs.configure(Settings())

@@ -1,0 +1,54 @@
+"""The Celery application, configured from Settings.
+
+Reliability settings and why (see docs/reliability.md):
+- acks_late + reject_on_worker_lost: a task whose process dies is delivered again.
+- prefetch 1: a worker never sits on messages another worker could run.
+- visibility_timeout above the hard time limit: Redis does not re-deliver a task
+  that is still running.
+- no result backend: the task row in the database is the record.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from imagepipe.config import Settings
+from imagepipe.queue import RECONCILE
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery(
+        "imagepipe",
+        broker=settings.redis_url,
+        include=["imagepipe.worker.tasks", "imagepipe.worker.observe"],
+    )
+    timeout = settings.broker_timeout_seconds
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_hard_time_limit,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=timeout,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry_on_timeout": True,
+            "health_check_interval": 10,
+        },
+        broker_pool_limit=10,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval_seconds},
+        },
+    )
+    return app

@@ -1,0 +1,271 @@
+"""What a worker does with one task, and what the reconciler does with stuck ones.
+
+Every step is safe to run twice. A worker *claims* a task with a conditional update
+that bumps ``attempts``; that attempt number is its fencing token: only the holder of
+the latest claim may mark the task finished, so a worker whose lease was taken back
+cannot overwrite a newer result.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.models import Task, TaskStatus, Variant, utcnow
+from imagepipe.errors import ImageTooLarge, InvalidImage
+from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.metrics import STAGE_DURATION
+from imagepipe.storage import Storage, variant_key
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+class Outcome(enum.StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+    skipped = "skipped"  # already finished, deleted, or another worker holds the claim
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: uuid.UUID
+    attempt: int
+    original_key: str
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    return RenderOptions(
+        boxes=dict(settings.variant_boxes_desc()),
+        output_format=settings.output_format,
+        jpeg_quality=settings.jpeg_quality,
+        webp_quality=settings.webp_quality,
+        max_pixels=settings.max_pixels,
+        allowed_formats=settings.allowed_formats,
+    )
+
+
+def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> Claim | None:
+    """Take the task if it is queued (or its lease expired); None if it is not ours."""
+    now = utcnow()
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .where(Task.attempts < settings.max_attempts)
+            .where(
+                or_(
+                    Task.status == TaskStatus.queued,
+                    (Task.status == TaskStatus.processing) & (Task.lease_expires_at < now),
+                )
+            )
+            .values(
+                status=TaskStatus.processing,
+                attempts=Task.attempts + 1,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        row = session.execute(
+            select(Task.attempts, Task.original_key).where(Task.id == task_id)
+        ).one()
+    return Claim(task_id=task_id, attempt=row.attempts, original_key=row.original_key)
+
+
+def render(claim: Claim, storage: Storage, settings: Settings) -> RenderResult:
+    return render_previews(storage.path(claim.original_key), render_options(settings))
+
+
+def store_and_finish(
+    sessions: sessionmaker[Session], storage: Storage, claim: Claim, result: RenderResult
+) -> bool:
+    """Write the previews, then record them and mark the task succeeded in one commit.
+
+    Files are written first (atomically, under keys derived from the task id), so a
+    row never points at a missing file; a second run overwrites the same keys.
+    Returns False if this claim was superseded (its result is dropped).
+    """
+    rows = []
+    for preview in result.previews:
+        key = variant_key(claim.task_id, preview.name, _EXTENSIONS[preview.format])
+        storage.write_bytes(key, preview.data)
+        rows.append(
+            Variant(
+                task_id=claim.task_id,
+                name=preview.name,
+                storage_key=key,
+                width=preview.width,
+                height=preview.height,
+                size_bytes=len(preview.data),
+                content_type=preview.content_type,
+                sha256=hashlib.sha256(preview.data).hexdigest(),
+            )
+        )
+    with sessions.begin() as session:
+        done = session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id)
+            .where(Task.status == TaskStatus.processing)
+            .where(Task.attempts == claim.attempt)
+            .values(status=TaskStatus.succeeded, finished_at=utcnow(), lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        session.add_all(rows)
+    return True
+
+
+def fail(
+    sessions: sessionmaker[Session],
+    task_id: uuid.UUID,
+    code: str,
+    message: str,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """Mark the task failed unless it already finished (or, given ``attempt``, the
+    claim was superseded)."""
+    with sessions.begin() as session:
+        statement = (
+            update(Task)
+            .where(Task.id == task_id)
+            .where(Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
+        )
+        if attempt is not None:
+            statement = statement.where(Task.attempts == attempt)
+        result = session.execute(
+            statement.values(
+                status=TaskStatus.failed,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+                error_code=code,
+                error_message=message[:1024],
+            ).execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release(sessions: sessionmaker[Session], claim: Claim) -> None:
+    """Give the claim back (status queued) so a retry can take it at once."""
+    with sessions.begin() as session:
+        session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id)
+            .where(Task.status == TaskStatus.processing)
+            .where(Task.attempts == claim.attempt)
+            .values(status=TaskStatus.queued, lease_expires_at=None, enqueued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def process(
+    sessions: sessionmaker[Session], storage: Storage, settings: Settings, task_id: uuid.UUID
+) -> Outcome:
+    """Claim, render, store, finish. Bad images fail at once; other errors propagate
+    to the caller (the Celery task), which retries them."""
+    current = claim(sessions, task_id, settings)
+    if current is None:
+        return Outcome.skipped
+    try:
+        result = render(current, storage, settings)
+        for stage, seconds in result.timings.items():
+            STAGE_DURATION.labels(stage).observe(seconds)
+    except (InvalidImage, ImageTooLarge) as error:
+        fail(sessions, task_id, error.code, error.message, attempt=current.attempt)
+        return Outcome.failed
+    except BaseException:
+        # Let the caller decide (retry or fail), but not while we hold the lease.
+        _release_quietly(sessions, current)
+        raise
+    try:
+        started = time.perf_counter()
+        finished = store_and_finish(sessions, storage, current, result)
+        STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
+    except BaseException:
+        _release_quietly(sessions, current)
+        raise
+    return Outcome.succeeded if finished else Outcome.skipped
+
+
+def _release_quietly(sessions: sessionmaker[Session], current: Claim) -> None:
+    try:
+        release(sessions, current)
+    except Exception:  # the database may be what failed; the lease then expires
+        log.warning("could not release claim", extra={"task_id": str(current.task_id)})
+
+
+@dataclass
+class ReconcileReport:
+    requeued: list[uuid.UUID]
+    failed: list[uuid.UUID]
+
+
+def reconcile(
+    sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None
+) -> ReconcileReport:
+    """Find tasks the broker lost and hand them back; fail those out of attempts.
+
+    - queued, never enqueued or enqueued longer ago than the grace period → again;
+    - processing with an expired lease → queued again, or failed after max_attempts.
+    The caller publishes the requeued ids after this commits.
+    """
+    now = now or utcnow()
+    grace = now - timedelta(seconds=settings.queued_grace_seconds)
+    report = ReconcileReport(requeued=[], failed=[])
+    lost = or_(
+        (Task.status == TaskStatus.queued)
+        & or_(Task.enqueued_at.is_(None), Task.enqueued_at < grace)
+        & (Task.created_at < grace),
+        (Task.status == TaskStatus.processing) & (Task.lease_expires_at < now),
+    )
+    with sessions.begin() as session:
+        for task_id, status, attempts in session.execute(
+            select(Task.id, Task.status, Task.attempts).where(lost)
+        ).all():
+            if attempts < settings.max_attempts:
+                report.requeued.append(task_id)
+                values: dict[str, object] = {"status": TaskStatus.queued, "enqueued_at": now}
+            else:
+                report.failed.append(task_id)
+                values = _out_of_attempts(status, settings.max_attempts, now)
+            # Re-check the condition in the update: a worker may have moved on since.
+            session.execute(
+                update(Task)
+                .where(Task.id == task_id, lost)
+                .values(lease_expires_at=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+    return report
+
+
+def _out_of_attempts(status: TaskStatus, max_attempts: int, now: datetime) -> dict[str, object]:
+    if status == TaskStatus.processing:
+        code = "processing_timeout"
+        message = (
+            f"The task did not finish in {max_attempts} attempts "
+            "(the worker was killed or hit the time limit each time)."
+        )
+    else:
+        code = "internal_error"
+        message = f"The task failed {max_attempts} times with transient errors."
+    return {
+        "status": TaskStatus.failed,
+        "finished_at": now,
+        "error_code": code,
+        "error_message": message,
+    }

@@ -1,0 +1,97 @@
+"""Thin Celery tasks: they pass ids, call the processing service, retry what is transient.
+
+The worker's engine and storage are built lazily once per process (after the fork),
+so nothing connects at import time and no connection crosses a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from celery import Task as CeleryTask
+from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.metrics import TASK_OUTCOMES
+from imagepipe.queue import PROCESS_TASK, RECONCILE, CeleryQueue
+from imagepipe.storage import LocalStorage, Storage
+from imagepipe.worker import processing
+from imagepipe.worker.app import celery_app
+
+log = logging.getLogger(__name__)
+
+# Errors worth another try: the database or the storage hiccupped.
+TRANSIENT = (OperationalError, DBAPIError, OSError)
+MAX_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: Storage
+
+
+@cache
+def runtime() -> Runtime:
+    settings = Settings()
+    engine = make_sync_engine(settings.resolved_database_url)
+    return Runtime(
+        settings=settings,
+        sessions=sync_session_factory(engine),
+        storage=LocalStorage(settings.resolved_storage_root),
+    )
+
+
+@celery_app.task(name=PROCESS_TASK, bind=True, max_retries=MAX_RETRIES)
+def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
+    rt = runtime()
+    try:
+        parsed = uuid.UUID(task_id)
+    except ValueError:
+        log.error("dropping message with a malformed task id", extra={"task_id": task_id})
+        return processing.Outcome.skipped.value
+    try:
+        outcome = processing.process(rt.sessions, rt.storage, rt.settings, parsed)
+    except SoftTimeLimitExceeded:
+        processing.fail(
+            rt.sessions,
+            parsed,
+            "processing_timeout",
+            f"Rendering took longer than {rt.settings.task_soft_time_limit:g} s.",
+        )
+        TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
+        return processing.Outcome.failed.value
+    except TRANSIENT as error:
+        countdown = min(2 ** (self.request.retries + 1), 60)
+        log.warning(
+            "transient error, retrying in %ss: %s", countdown, error, extra={"task_id": task_id}
+        )
+        try:
+            raise self.retry(exc=error, countdown=countdown) from error
+        except MaxRetriesExceededError:
+            processing.fail(rt.sessions, parsed, "internal_error", f"Gave up after: {error}")
+            TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
+            return processing.Outcome.failed.value
+    TASK_OUTCOMES.labels(outcome.value).inc()
+    log.info("task %s", outcome.value, extra={"task_id": task_id, "outcome": outcome.value})
+    return outcome.value
+
+
+@celery_app.task(name=RECONCILE, ignore_result=True)
+def reconcile() -> dict[str, int]:
+    rt = runtime()
+    report = processing.reconcile(rt.sessions, rt.settings)
+    queue = CeleryQueue(celery_app)
+    for task_id in report.requeued:
+        queue.enqueue(task_id)
+    if report.requeued or report.failed:
+        log.warning("reconciled: %d requeued, %d failed", len(report.requeued), len(report.failed))
+    return {"requeued": len(report.requeued), "failed": len(report.failed)}

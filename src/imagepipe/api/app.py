@@ -1,0 +1,72 @@
+"""The app factory. Engines and clients are built in the lifespan and disposed after,
+so importing this module connects to nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
+from starlette.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
+
+from imagepipe import __version__
+from imagepipe.api import errors
+from imagepipe.api.deps import require_api_key
+from imagepipe.api.middleware import ObservedMiddleware
+from imagepipe.api.routes import health, metrics, tasks, upload
+from imagepipe.config import Settings
+from imagepipe.db.engine import async_session_factory, make_async_engine
+from imagepipe.metrics import QueueDepthCollector
+from imagepipe.queue import CeleryQueue
+from imagepipe.storage import LocalStorage
+from imagepipe.web import routes as web
+from imagepipe.worker.celery_app import create_celery
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_async_engine(settings.resolved_database_url)
+        queue = CeleryQueue(create_celery(settings))
+        app.state.engine = engine
+        app.state.sessions = async_session_factory(engine)
+        app.state.storage = LocalStorage(settings.resolved_storage_root)
+        app.state.queue = queue
+        app.state.metrics = CollectorRegistry(auto_describe=True)
+        app.state.metrics.register(QueueDepthCollector(queue.depth))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            queue.close()
+
+    # FastAPIOffline serves Swagger UI's JS/CSS from the package: /docs works offline.
+    app = FastAPIOffline(
+        title="imagepipe",
+        version=__version__,
+        description="Upload an image, get a task id at once, previews made in the background.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(ObservedMiddleware)
+    app.include_router(health.router)
+    protected = [Depends(require_api_key)]
+    app.include_router(upload.router, tags=["tasks"], dependencies=protected)
+    app.include_router(tasks.router, tags=["tasks"], dependencies=protected)
+    app.include_router(metrics.router, dependencies=protected)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
+    return app

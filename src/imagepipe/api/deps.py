@@ -1,0 +1,72 @@
+"""Dependencies as ``Annotated`` aliases; tests override the functions behind them."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from imagepipe.config import Settings
+from imagepipe.db.models import Task
+from imagepipe.errors import TaskNotFound, Unauthorized
+from imagepipe.queue import TaskQueue
+from imagepipe.storage import Storage
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_queue(request: Request) -> TaskQueue:
+    queue: TaskQueue = request.app.state.queue
+    return queue
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+
+
+async def load_task(task_id: str, session: SessionDep) -> Task:
+    """The task named in the path, or 404 — a malformed id is simply not found."""
+    try:
+        parsed = uuid.UUID(task_id)
+    except ValueError:
+        raise TaskNotFound() from None
+    task = await session.scalar(select(Task).where(Task.id == parsed))
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+TaskDep = Annotated[Task, Depends(load_task)]
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """When IMAGEPIPE_API_KEYS is set, every route that uses this needs a Bearer key."""
+    if not settings.api_keys:
+        return
+    scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+    supplied = supplied.strip()
+    valid = scheme.lower() == "bearer" and any(
+        hmac.compare_digest(supplied.encode(), key.encode()) for key in settings.api_keys
+    )
+    if not valid:
+        raise Unauthorized()

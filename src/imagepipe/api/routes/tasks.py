@@ -1,0 +1,112 @@
+"""Reading and deleting tasks, and downloading their variants."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import and_, delete, or_, select
+
+from imagepipe.api.deps import SessionDep, StorageDep, TaskDep
+from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
+from imagepipe.db.models import Task, TaskStatus
+from imagepipe.errors import InvalidRequest, VariantNotFound
+from imagepipe.storage import original_key
+
+router = APIRouter()
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody, "description": "`task_not_found`"}
+}
+
+
+def _encode_cursor(task: Task) -> str:
+    raw = f"{task.created_at.isoformat()}|{task.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, task_id = raw.partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(task_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("Malformed cursor.") from None
+
+
+@router.get("/tasks", response_model=TaskPage, summary="Recent tasks, newest first")
+async def list_tasks(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: TaskStatus | None = None,
+    cursor: str | None = None,
+) -> TaskPage:
+    query = select(Task).order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(Task.status == status)
+    if cursor:
+        created, task_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(Task.created_at < created, and_(Task.created_at == created, Task.id < task_id))
+        )
+    rows = list((await session.scalars(query)).all())
+    page, more = rows[:limit], len(rows) > limit
+    return TaskPage(
+        tasks=[task_out(t) for t in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=_NOT_FOUND)
+async def get_task(task: TaskDep) -> TaskOut:
+    return task_out(task)
+
+
+@router.get(
+    "/tasks/{task_id}/variants/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        304: {"description": "If-None-Match matched"},
+        404: {"model": ErrorBody, "description": "`task_not_found` / `variant_not_found`"},
+    },
+    summary="Download one preview",
+)
+async def get_variant(task: TaskDep, name: str, request: Request, storage: StorageDep) -> Response:
+    variant = next((v for v in task.variants if v.name == name), None)
+    if task.status != TaskStatus.succeeded or variant is None:
+        raise VariantNotFound(f"No variant {name!r} for this task (status: {task.status}).")
+    etag = f'"{variant.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    path = storage.path(variant.storage_key)
+    if not await to_thread.run_sync(path.exists):
+        raise VariantNotFound("The variant file is missing.")
+    return FileResponse(path, media_type=variant.content_type, headers=headers)
+
+
+# HEAD answers like GET without the body (FileResponse sends headers only).
+router.add_api_route(
+    "/tasks/{task_id}/variants/{name}", get_variant, methods=["HEAD"], include_in_schema=False
+)
+
+
+@router.delete("/tasks/{task_id}", status_code=204, responses=_NOT_FOUND)
+async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -> Response:
+    task_id = task.id
+    # Row first: a row must never point at deleted files; stray files are harmless.
+    await session.execute(delete(Task).where(Task.id == task_id))
+    await session.commit()
+    await to_thread.run_sync(storage.delete_prefix, original_key(task_id))
+    await to_thread.run_sync(storage.delete_prefix, f"variants/{task_id}")
+    return Response(status_code=204)

@@ -1,0 +1,166 @@
+"""POST /upload: store the original, commit the task row, enqueue, answer 202.
+
+Nothing is decoded beyond the header. Every failure removes what it wrote: the temp
+file, the original, the row.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from anyio import to_thread
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep
+from imagepipe.api.receive import receive_file
+from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
+from imagepipe.config import Settings
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.errors import ImagepipeError, ServiceUnavailable
+from imagepipe.imaging import probe
+from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
+from imagepipe.queue import TaskQueue
+from imagepipe.storage import Storage, original_key
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "no `file` part / not multipart (`invalid_request`)",
+        413: "over the byte limit (`file_too_large`)",
+        415: "not an allowed image format (`unsupported_media_type`)",
+        422: "too many pixels (`image_too_large`) or unreadable header (`invalid_image`)",
+        503: "database or broker unreachable (`service_unavailable`), with Retry-After",
+    }.items()
+}
+
+
+@router.post(
+    "/upload",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses=_ERRORS,
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload an image; previews are made in the background",
+)
+async def upload(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    storage: StorageDep,
+    queue: QueueDep,
+) -> UploadAccepted:
+    try:
+        accepted = await _accept(request, settings, session, storage, queue)
+    except ImagepipeError as error:
+        UPLOADS_REJECTED.labels(error.code).inc()
+        raise
+    UPLOAD_BYTES.inc(accepted.size_bytes)
+    response.headers["Location"] = status_url(accepted.task_id)
+    return UploadAccepted(
+        task_id=accepted.task_id, status=TaskStatus.queued, status_url=status_url(accepted.task_id)
+    )
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    task_id: uuid.UUID
+    size_bytes: int
+
+
+async def _accept(
+    request: Request,
+    settings: Settings,
+    session: AsyncSession,
+    storage: Storage,
+    queue: TaskQueue,
+) -> _Accepted:
+    temp = await to_thread.run_sync(storage.new_temp)
+    try:
+        received = await receive_file(request, temp, settings.max_upload_bytes)
+        info = await to_thread.run_sync(
+            lambda: probe(
+                temp, allowed_formats=settings.allowed_formats, max_pixels=settings.max_pixels
+            )
+        )
+        task_id = uuid.uuid4()
+        key = original_key(task_id)
+        await to_thread.run_sync(storage.adopt, key, temp)
+    except BaseException:
+        await to_thread.run_sync(_unlink, temp)
+        raise
+
+    now = utcnow()
+    task = Task(
+        id=task_id,
+        status=TaskStatus.queued,
+        created_at=now,
+        # Set before the publish: if this process dies between commit and publish,
+        # the reconciler finds the row after its grace period and publishes it.
+        enqueued_at=now,
+        filename=received.filename,
+        original_key=key,
+        original_format=info.format,
+        original_width=info.width,
+        original_height=info.height,
+        original_frames=info.frames,
+        original_size_bytes=received.size_bytes,
+        original_sha256=received.sha256,
+    )
+    try:
+        session.add(task)
+        await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("database unavailable during upload: %s", error)
+        await to_thread.run_sync(storage.delete_prefix, key)
+        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+
+    try:
+        await to_thread.run_sync(queue.enqueue, task_id)
+    except Exception as error:
+        # Policy: the client retries on 503, so leave nothing behind (see
+        # docs/reliability.md). If even this cleanup fails, the row stays queued and
+        # the reconciler delivers it later.
+        log.warning("broker unavailable during upload: %s", error, extra={"task_id": str(task_id)})
+        await _forget(session, storage, task_id, key)
+        raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
+
+    log.info("upload accepted", extra={"task_id": str(task_id), "bytes": received.size_bytes})
+    return _Accepted(task_id=task_id, size_bytes=received.size_bytes)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, key: str) -> None:
+    try:
+        await session.execute(delete(Task).where(Task.id == task_id))
+        await session.commit()
+    except SQLAlchemyError:
+        log.error("could not remove task after a failed publish", extra={"task_id": str(task_id)})
+        return
+    await to_thread.run_sync(storage.delete_prefix, key)

@@ -1,0 +1,459 @@
+"""The command-line client: ``imagepipe upload`` and ``imagepipe status``.
+
+It speaks only the HTTP API of docs/api-contract.md, so it works against any
+deployment. Uploads are streamed from disk (never read whole into memory) so the
+progress bar counts bytes actually handed to the connection.
+
+Exit codes: 0 when every file was accepted (and, with ``--wait``, every task
+succeeded); 1 otherwise, or when ``status`` cannot show the task; 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import mimetypes
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict, cast
+
+import anyio
+import click
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+CHUNK_BYTES = 64 * 1024
+UPLOAD_ATTEMPTS = 3  # a 503 carries Retry-After: the service asks us to come back
+MAX_RETRY_AFTER = 30.0
+POLL_DELAYS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+DONE = ("succeeded", "failed")
+
+
+class ErrorDetail(TypedDict):
+    code: str
+    message: str
+
+
+class VariantBody(TypedDict):
+    url: str
+    width: int
+    height: int
+    size_bytes: int
+    content_type: str
+
+
+class OriginalBody(TypedDict):
+    filename: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+
+
+class TaskBody(TypedDict):
+    task_id: str
+    status: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    original: OriginalBody
+    variants: dict[str, VariantBody]
+    error: ErrorDetail | None
+
+
+class ServiceError(Exception):
+    """An error answer of the service (its ``code``), or ``connection_error``."""
+
+    def __init__(self, code: str, message: str, *, status: int = 0, retry_after: float = 0):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _error_from(response: httpx.Response) -> ServiceError:
+    code, message = f"http_{response.status_code}", f"HTTP {response.status_code}"
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        pass  # not our error shape (a proxy's page, say): keep the HTTP status
+    try:
+        retry_after = float(response.headers.get("retry-after", 0))
+    except ValueError:
+        retry_after = 0
+    return ServiceError(code, message, status=response.status_code, retry_after=retry_after)
+
+
+def _normalise_url(url: str) -> str:
+    return url if "://" in url else f"http://{url}"
+
+
+# The same escaping browsers (and httpx) use for a multipart filename parameter.
+_FORM_ESCAPES = {'"': "%22", "\\": "\\\\"} | {chr(c): f"%{c:02X}" for c in range(0x20) if c != 0x1B}
+_FORM_ESCAPE_RE = re.compile("|".join(re.escape(c) for c in _FORM_ESCAPES))
+
+
+def _multipart_frame(filename: str) -> tuple[bytes, bytes, str]:
+    """Bytes before and after the file in a one-part body, and its Content-Type."""
+    boundary = secrets.token_hex(16)
+    quoted = _FORM_ESCAPE_RE.sub(lambda m: _FORM_ESCAPES[m.group(0)], filename)
+    part_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
+        f"Content-Type: {part_type}\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head, tail, f"multipart/form-data; boundary={boundary}"
+
+
+class Api:
+    """The few calls the CLI makes, each raising ServiceError on any failure."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        headers = {"Accept": "application/json", "User-Agent": "imagepipe-cli"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout = httpx.Timeout(30.0, connect=10.0)
+        self.http = httpx.AsyncClient(
+            base_url=_normalise_url(url), headers=headers, timeout=timeout
+        )
+
+    async def __aenter__(self) -> Api:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.http.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.http.send(request)
+        except httpx.TransportError as error:
+            reason = str(error) or type(error).__name__
+            raise ServiceError(
+                "connection_error", f"{request.method} {request.url} failed: {reason}"
+            ) from None
+
+    async def upload(self, path: Path, advance: Callable[[int], None]) -> str:
+        """POST the file; its task id. ``advance`` is told of every chunk sent (and of
+        a rewind, as a negative number, before a retry)."""
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            sent = 0
+
+            def counted(n: int) -> None:
+                nonlocal sent
+                sent += n
+                advance(n)
+
+            request = self._upload_request(path, counted)
+            response = await self._send(request)
+            if response.status_code == 202:
+                task_id: str = response.json()["task_id"]
+                return task_id
+            error = _error_from(response)
+            if response.status_code != 503 or attempt == UPLOAD_ATTEMPTS:
+                raise error
+            advance(-sent)
+            await anyio.sleep(min(max(error.retry_after, 1.0), MAX_RETRY_AFTER))
+        raise AssertionError("unreachable")
+
+    def _upload_request(self, path: Path, advance: Callable[[int], None]) -> httpx.Request:
+        head, tail, content_type = _multipart_frame(path.name)
+        size = path.stat().st_size
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            async with await anyio.open_file(path, "rb") as file:
+                while chunk := await file.read(CHUNK_BYTES):
+                    yield chunk
+                    advance(len(chunk))
+            yield tail
+
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(len(head) + size + len(tail)),
+        }
+        return self.http.build_request("POST", "/upload", content=body(), headers=headers)
+
+    async def task(self, task_id: str) -> tuple[TaskBody, str]:
+        """The task and the raw JSON text of the answer."""
+        response = await self._send(self.http.build_request("GET", f"/tasks/{task_id}"))
+        if response.status_code != 200:
+            raise _error_from(response)
+        return cast(TaskBody, response.json()), response.text
+
+    async def wait(self, task_id: str, max_wait: float) -> TaskBody:
+        """Poll until the task succeeds or fails; ``wait_timeout`` past ``max_wait``."""
+        with anyio.move_on_after(max_wait):
+            for attempt in itertools.count():
+                task, _ = await self.task(task_id)
+                if task["status"] in DONE:
+                    return task
+                await anyio.sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
+        raise ServiceError("wait_timeout", f"task still not finished after {max_wait:g} s")
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and every file under the folders named (hidden entries of a
+    folder, such as .DS_Store, are skipped; a file named explicitly never is)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    candidate = Path(root) / name
+                    if not name.startswith(".") and candidate.is_file():
+                        found.append(candidate)
+        elif path.is_file():
+            found.append(path)
+    return list(dict.fromkeys(found))  # a file named twice is uploaded once
+
+
+@dataclass
+class Outcome:
+    path: Path
+    task_id: str | None = None
+    error: ServiceError | None = None
+    task: TaskBody | None = None
+
+    @property
+    def ok(self) -> bool:
+        if self.error is not None:
+            return False
+        return self.task is None or self.task["status"] == "succeeded"
+
+
+def _error_line(prefix: str, code: str, message: str) -> Text:
+    return Text.assemble(prefix, ("✗ ", "bold red"), (code, "red"), f": {message}")
+
+
+def _variant_lines(base: httpx.URL, task: TaskBody) -> list[Text]:
+    """One line per preview, smallest first, with its absolute URL."""
+    ordered = sorted(task["variants"].items(), key=lambda kv: kv[1]["width"] * kv[1]["height"])
+    return [
+        Text.assemble(
+            f"    {name:<7} ",
+            (f"{v['width']}x{v['height']}".ljust(10), "cyan"),
+            f" {_size(v['size_bytes']):>9}  ",
+            str(base.join(v["url"])),
+        )
+        for name, v in ordered
+    ]
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f} kB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+async def _upload_all(
+    api: Api, files: list[Path], *, concurrency: int, wait: bool, max_wait: float
+) -> list[Outcome]:
+    out = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True)
+    outcomes = [Outcome(path) for path in files]
+    sizes = {path: path.stat().st_size for path in files}
+    limiter = anyio.CapacityLimiter(concurrency)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=not err.is_terminal,
+        # Only a terminal stdout may be drawn above the bar; a piped one stays stdout.
+        redirect_stdout=out.is_terminal,
+    )
+
+    async def one(outcome: Outcome) -> None:
+        async with limiter:
+            bar = progress.add_task(outcome.path.name, total=sizes[outcome.path])
+
+            def advance(n: int) -> None:
+                progress.advance(bar, n)
+                progress.advance(overall, n)
+
+            try:
+                outcome.task_id = await api.upload(outcome.path, advance)
+            except ServiceError as error:
+                outcome.error = error
+            except OSError as error:  # the file vanished or became unreadable meanwhile
+                outcome.error = ServiceError("read_error", str(error))
+            finally:
+                progress.remove_task(bar)
+        if outcome.error is not None:
+            out.print(_error_line(f"{outcome.path} ", outcome.error.code, outcome.error.message))
+            return
+        assert outcome.task_id is not None
+        out.print(Text.assemble(f"{outcome.path} → ", (outcome.task_id, "bold")))
+        if not wait:
+            return
+        try:
+            outcome.task = await api.wait(outcome.task_id, max_wait)
+        except ServiceError as error:
+            outcome.error = error
+            out.print(_error_line(f"{outcome.path} {outcome.task_id} ", error.code, error.message))
+            return
+        _print_finished(out, api, outcome)
+
+    with progress:
+        overall = progress.add_task("total", total=sum(sizes.values()))
+        async with anyio.create_task_group() as group:
+            for outcome in outcomes:
+                group.start_soon(one, outcome)
+    return outcomes
+
+
+def _print_finished(out: Console, api: Api, outcome: Outcome) -> None:
+    task = outcome.task
+    assert task is not None
+    prefix = f"{outcome.path} {task['task_id']} "
+    if task["status"] == "succeeded":
+        out.print(Text.assemble(prefix, ("✓ succeeded", "bold green")))
+        for line in _variant_lines(api.http.base_url, task):
+            out.print(line)
+    else:
+        error = task["error"] or {"code": "internal_error", "message": "no error recorded"}
+        out.print(_error_line(prefix + "failed ", error["code"], error["message"]))
+
+
+_URL_OPTION = click.option(
+    "--url",
+    envvar="IMAGEPIPE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    show_envvar=True,
+    help="Base URL of the imagepipe API.",
+)
+_KEY_OPTION = click.option(
+    "--api-key",
+    envvar="IMAGEPIPE_API_KEY",
+    default=None,
+    show_envvar=True,
+    help="Sent as 'Authorization: Bearer KEY' (needed when the service sets IMAGEPIPE_API_KEYS).",
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--wait", is_flag=True, help="Wait for the previews and print their URLs.")
+@click.option(
+    "--concurrency",
+    "-j",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Uploads in flight at once.",
+)
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --wait: seconds to wait for each task.",
+)
+@_URL_OPTION
+@_KEY_OPTION
+def upload(
+    paths: tuple[Path, ...],
+    wait: bool,
+    concurrency: int,
+    timeout: float,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Upload images (files, or folders searched recursively); print each task id.
+
+    Exits 1 if any file was rejected or, with --wait, any task failed.
+    """
+    files = collect_files(paths)
+    if not files:
+        raise click.UsageError("no files found in the given paths")
+
+    async def main() -> list[Outcome]:
+        async with Api(url, api_key) as api:
+            return await _upload_all(
+                api, files, concurrency=concurrency, wait=wait, max_wait=timeout
+            )
+
+    outcomes = anyio.run(main)
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        click.echo(f"{len(bad)} of {len(outcomes)} file(s) did not go through.", err=True)
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as the API returns it.")
+@_URL_OPTION
+@_KEY_OPTION
+def status(task_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+    """Show one task: status, original, previews, error. Exits 1 if it is unknown."""
+
+    async def main() -> tuple[TaskBody, str]:
+        async with Api(url, api_key) as api:
+            return await api.task(task_id)
+
+    try:
+        task, raw = anyio.run(main)
+    except ServiceError as error:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            _error_line("", error.code, error.message)
+        )
+        raise SystemExit(1) from None
+    if as_json:
+        click.echo(json.dumps(json.loads(raw), indent=2))
+        return
+    _print_task(Console(soft_wrap=True, highlight=False), _normalise_url(url), task)
+
+
+def _print_task(out: Console, base_url: str, task: TaskBody) -> None:
+    colour = {"succeeded": "green", "failed": "red"}.get(task["status"], "yellow")
+    original = task["original"]
+    rows: list[tuple[str, Text | str]] = [
+        ("task", task["task_id"]),
+        ("status", Text(task["status"], style=f"bold {colour}")),
+        ("created", task["created_at"]),
+        ("started", task["started_at"] or "-"),
+        ("finished", task["finished_at"] or "-"),
+        (
+            "original",
+            f"{original['filename']}  {original['format']} "
+            f"{original['width']}x{original['height']}  {_size(original['size_bytes'])}",
+        ),
+    ]
+    error = task["error"]
+    if error:
+        rows.append(("error", Text(f"{error['code']}: {error['message']}", style="red")))
+    for label, value in rows:
+        out.print(Text.assemble(f"{label:<9} ", value))
+    if task["variants"]:
+        out.print("variants")
+        for line in _variant_lines(httpx.URL(base_url), task):
+            out.print(line)
+
+
+__all__ = ["Api", "ServiceError", "collect_files", "status", "upload"]

@@ -1,0 +1,112 @@
+"""``imagepipe dev``: the whole service on one machine, without Docker.
+
+SQLite and local storage under the data directory; Redis from IMAGEPIPE_REDIS_URL if
+set, else a private ``redis-server`` on a free port if one is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import click
+
+from imagepipe.config import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server on a free port; its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise click.ClickException(
+            "No Redis: set IMAGEPIPE_REDIS_URL, or install redis-server "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)."
+        )
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="imagepipe-redis-") as directory:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(port, process)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise click.ClickException("redis-server exited at start")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise click.ClickException("redis-server did not start")
+
+
+def run(*, host: str, port: int, concurrency: int) -> int:
+    env = dict(os.environ)
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    with ExitStack() as stack:
+        if not env.get("IMAGEPIPE_REDIS_URL"):
+            env["IMAGEPIPE_REDIS_URL"] = stack.enter_context(private_redis())
+            click.echo(f"dev: private Redis at {env['IMAGEPIPE_REDIS_URL']}")
+        settings = Settings(redis_url=env["IMAGEPIPE_REDIS_URL"])
+        click.echo(f"dev: database {settings.resolved_database_url}")
+        click.echo(f"dev: storage {settings.resolved_storage_root}")
+        subprocess.run([sys.executable, "-m", "imagepipe.cli", "migrate"], env=env, check=True)
+        command = [sys.executable, "-m", "imagepipe.cli"]
+        worker = subprocess.Popen(
+            [*command, "worker", "--concurrency", str(concurrency), "--beat"], env=env
+        )
+        stack.callback(_stop, worker)
+        api = subprocess.Popen([*command, "api", "--host", host, "--port", str(port)], env=env)
+        stack.callback(_stop, api)
+        click.echo(f"dev: API on http://{host}:{port} (Swagger UI at /docs); Ctrl-C stops")
+        try:
+            while worker.poll() is None and api.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        return 1  # one of the two died
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()

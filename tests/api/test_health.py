@@ -1,0 +1,56 @@
+"""Health, readiness, OpenAPI and the offline Swagger UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from imagepipe.api.app import create_app
+from tests.conftest import make_settings, open_client
+from tests.services import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_readyz_ok(any_db_client: httpx.AsyncClient) -> None:
+    response = await any_db_client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+
+
+async def test_readyz_names_what_failed(tmp_path: Path, sqlite_url: str) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(tmp_path, sqlite_url, dead_redis, broker_timeout_seconds=1)
+    async with open_client(create_app(settings)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"]["code"] == "service_unavailable"
+    assert "broker" in body["error"]["message"]
+    assert body["checks"]["database"] == "ok" and body["checks"]["broker"].startswith("failed")
+    assert response.headers["retry-after"]
+
+
+async def test_swagger_ui_is_served_locally(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    asset_paths = [p for p in page.text.split('"') if p.endswith((".js", ".css"))]
+    assert asset_paths, page.text
+    for path in asset_paths:
+        assert path.startswith("/"), path  # served by the app, not a CDN
+        asset = await client.get(path)
+        assert asset.status_code == 200 and len(asset.content) > 1000
+
+
+async def test_openapi_describes_the_upload_form(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}

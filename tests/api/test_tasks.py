@@ -1,0 +1,157 @@
+"""GET/DELETE /tasks/..., the task list, variant downloads and error rendering."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.storage import LocalStorage
+from imagepipe.worker import processing
+from tests.images import photo
+
+pytestmark = pytest.mark.anyio
+
+
+async def upload(client: httpx.AsyncClient, data: bytes | None = None) -> str:
+    response = await client.post(
+        "/upload", files={"file": ("a.jpg", data or photo(1600, 1200), "image/jpeg")}
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+def run_inline(settings: Settings, task_id: str) -> processing.Outcome:
+    """The worker's processing service, called directly (the Celery shell is tested in
+    tests/integration with a real worker process)."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        return processing.process(
+            sync_session_factory(engine),
+            LocalStorage(settings.resolved_storage_root),
+            settings,
+            uuid.UUID(task_id),
+        )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1", "%00"])
+async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, task_id: str) -> None:
+    for method, path in [
+        ("GET", f"/tasks/{task_id}"),
+        ("DELETE", f"/tasks/{task_id}"),
+        ("GET", f"/tasks/{task_id}/variants/small"),
+    ]:
+        response = await client.request(method, path)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "task_not_found"
+
+
+async def test_variant_before_success_is_404(client: httpx.AsyncClient) -> None:
+    task_id = await upload(client)
+    response = await client.get(f"/tasks/{task_id}/variants/small")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "variant_not_found"
+
+
+async def test_succeeded_task_serves_variants(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+) -> None:
+    task_id = await upload(any_db_client)
+    assert run_inline(any_db_settings, task_id) == processing.Outcome.succeeded
+    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    assert status["status"] == "succeeded"
+    assert status["started_at"] and status["finished_at"]
+    sizes = {name: (v["width"], v["height"]) for name, v in status["variants"].items()}
+    assert sizes == {"small": (150, 113), "medium": (600, 450), "large": (1200, 900)}
+
+    url = status["variants"]["medium"]["url"]
+    response = await any_db_client.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert len(response.content) == status["variants"]["medium"]["size_bytes"]
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    etag = response.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+
+    head = await any_db_client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == etag
+    cached = await any_db_client.get(url, headers={"If-None-Match": etag})
+    assert cached.status_code == 304 and cached.content == b""
+
+    unknown = await any_db_client.get(f"/tasks/{task_id}/variants/huge")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "variant_not_found"
+
+    # Running the same task again changes nothing.
+    assert run_inline(any_db_settings, task_id) == processing.Outcome.skipped
+
+
+async def test_delete_removes_row_original_and_variants(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    task_id = await upload(client)
+    run_inline(settings, task_id)
+    root = settings.resolved_storage_root
+    assert (root / "originals" / task_id).exists()
+    assert len(list((root / "variants" / task_id).iterdir())) == 3
+    response = await client.delete(f"/tasks/{task_id}")
+    assert response.status_code == 204
+    assert (await client.get(f"/tasks/{task_id}")).status_code == 404
+    assert not (root / "originals" / task_id).exists()
+    assert not (root / "variants" / task_id).exists()
+    assert (await client.delete(f"/tasks/{task_id}")).status_code == 404
+
+
+async def test_list_is_newest_first_and_paginated(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+) -> None:
+    ids = [await upload(any_db_client, photo(60, 40)) for _ in range(5)]
+    # Make creation times distinct and known.
+    engine = make_sync_engine(any_db_settings.resolved_database_url)
+    with sync_session_factory(engine).begin() as session:
+        for offset, task_id in enumerate(ids):
+            session.execute(
+                update(Task)
+                .where(Task.id == uuid.UUID(task_id))
+                .values(created_at=utcnow() - timedelta(minutes=10 - offset))
+            )
+        session.execute(
+            update(Task).where(Task.id == uuid.UUID(ids[0])).values(status=TaskStatus.failed)
+        )
+    engine.dispose()
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await any_db_client.get("/tasks", params=params)).json()
+        seen += [t["task_id"] for t in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+    failed = (await any_db_client.get("/tasks", params={"status": "failed"})).json()
+    assert [t["task_id"] for t in failed["tasks"]] == [ids[0]]
+
+    bad = await any_db_client.get("/tasks", params={"cursor": "!!!"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+    bad = await any_db_client.get("/tasks", params={"limit": 0})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}

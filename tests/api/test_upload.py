@@ -1,0 +1,173 @@
+"""POST /upload through the ASGI app, against a real Redis and a real database."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from imagepipe.config import Settings
+from tests.images import MULTIPART_TYPE, multipart, photo
+
+pytestmark = pytest.mark.anyio
+
+
+def files(data: bytes, name: str = "cat.jpg", ctype: str = "image/jpeg") -> dict[str, object]:
+    return {"file": (name, data, ctype)}
+
+
+def stored_objects(settings: Settings) -> list[str]:
+    root = settings.resolved_storage_root
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def queue_length(settings: Settings) -> int:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return int(client.llen("celery"))
+    finally:
+        client.close()
+
+
+async def test_upload_answers_202_and_enqueues(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+) -> None:
+    data = photo(800, 600)
+    response = await any_db_client.post("/upload", files=files(data))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    task_id = uuid.UUID(body["task_id"])
+    assert body == {"task_id": str(task_id), "status": "queued", "status_url": f"/tasks/{task_id}"}
+    assert response.headers["location"] == f"/tasks/{task_id}"
+    assert queue_length(any_db_settings) == 1
+
+    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    assert status["status"] == "queued"
+    assert status["variants"] == {} and status["error"] is None
+    assert status["original"] == {
+        "filename": "cat.jpg",
+        "format": "JPEG",
+        "width": 800,
+        "height": 600,
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert status["created_at"].endswith("Z")
+    assert stored_objects(any_db_settings) == [f"originals/{task_id}"]
+
+
+async def test_client_filename_is_display_only(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    name = "..\\..\\../etc/passwd\x01ü.jpg".encode()
+    body = multipart([(b'form-data; name="file"; filename="' + name + b'"', photo(40, 30))])
+    response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    status = (await client.get(f"/tasks/{task_id}")).json()
+    assert status["original"]["filename"] == "passwdü.jpg"
+    assert stored_objects(settings) == [f"originals/{task_id}"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"data": {"nofile": "x"}}, "invalid_request"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, "invalid_request"),
+        ({"files": {"other": ("a.jpg", b"x", "image/jpeg")}}, "invalid_request"),
+    ],
+)
+async def test_missing_file_part_is_400(
+    client: httpx.AsyncClient, settings: Settings, kwargs: dict[str, object], code: str
+) -> None:
+    response = await client.post("/upload", **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert stored_objects(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "detected"),
+    [
+        (b"", None),
+        (b"just some text\n", None),
+        (b"<!DOCTYPE html><html><script>alert(1)</script></html>", None),
+        (b"%PDF-1.7\n1 0 obj<<>>endobj\n", "PDF"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', None),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", None),
+    ],
+)
+async def test_non_images_are_415(
+    client: httpx.AsyncClient, settings: Settings, data: bytes, detected: str | None
+) -> None:
+    response = await client.post("/upload", files=files(data, "evil.jpg"))
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    if detected:
+        assert detected in error["message"]
+    assert stored_objects(settings) == []
+    assert queue_length(settings) == 0
+
+
+async def test_body_over_limit_is_413_while_streaming(
+    tmp_path: object, sqlite_url: str, redis_url: str
+) -> None:
+    from pathlib import Path
+
+    from imagepipe.api.app import create_app
+    from tests.conftest import make_settings, open_client
+
+    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_upload_bytes=100_000)
+    big = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
+
+    async def chunks() -> object:
+        boundary = b"x" * 16
+        yield (
+            b"--"
+            + boundary
+            + b'\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        )
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+        yield b"\r\n--" + boundary + b"--\r\n"
+
+    async with open_client(create_app(settings)) as client:
+        # Chunked: no Content-Length at all.
+        response = await client.post(
+            "/upload",
+            content=chunks(),  # type: ignore[arg-type]
+            headers={"content-type": "multipart/form-data; boundary=" + "x" * 16},
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "file_too_large"
+        # Declared too large: refused before reading.
+        response = await client.post("/upload", files=files(big, "a.png", "image/png"))
+        assert response.status_code == 413
+    assert stored_objects(settings) == []
+
+
+async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_url: str) -> None:
+    from pathlib import Path
+
+    from imagepipe.api.app import create_app
+    from tests.conftest import make_settings, open_client
+
+    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_pixels=10_000)
+    async with open_client(create_app(settings)) as client:
+        response = await client.post("/upload", files=files(photo(200, 100)))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "image_too_large"
+    assert stored_objects(settings) == []
+
+
+async def test_unparseable_header_is_422(client: httpx.AsyncClient, settings: Settings) -> None:
+    broken_png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\xff" * 13 + b"\x00" * 4
+    response = await client.post("/upload", files=files(broken_png, "x.png", "image/png"))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_image"
+    assert stored_objects(settings) == []

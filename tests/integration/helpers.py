@@ -26,5 +26,5 @@ async def wait_finished(
             return body
         if time.monotonic() > deadline:
             log = worker.output()[-3000:] if worker else ""
-            raise AssertionError(f"task {task_id} still {body["status"]} after {within}s\n{log}")
+            raise AssertionError(f"task {task_id} still {body['status']} after {within}s\n{log}")
         await anyio.sleep(0.1)

@@ -28,9 +28,12 @@ def test_requirements_agree_with_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = _pins((ROOT / "requirements.txt").read_text().splitlines())
     dev = _pins((ROOT / "requirements-dev.txt").read_text().splitlines())
+    bench = _pins((ROOT / "requirements-bench.txt").read_text().splitlines())
+    extras = project["optional-dependencies"]
     for group, pinned in [
         (project["dependencies"], runtime),
-        (project["optional-dependencies"]["dev"], dev),
+        (extras["dev"], dev),
+        (extras["bench"], bench),
     ]:
         for requirement in group:
             assert "==" in requirement, f"{requirement} is not pinned"

@@ -1,0 +1,111 @@
+"""`make bench`: run every benchmark, each in a fresh process, then write
+docs/benchmarks.md and docs/benchmarks.png from the results.
+
+    python -m bench [--quick] [--only pipeline,upload] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+# Order matters: the CPU-bound pipeline runs first, on a quiet machine.
+SUITES = ["pipeline", "quality", "memory", "upload", "e2e"]
+QUICKLESS = {"quality", "memory"}  # already short
+TITLES = {
+    "pipeline": "1. Preview pipeline (one core)",
+    "quality": "2. Quality guard: fast path against a full-resolution LANCZOS reference",
+    "memory": "5. Worker peak memory",
+    "upload": "3. Upload acknowledgement: imagepipe against a bare FastAPI endpoint",
+    "e2e": "4. End to end: upload → succeeded",
+}
+
+
+def run_suite(name: str, quick: bool) -> None:
+    argv = [sys.executable, "-m", f"bench.{name}"]
+    if quick:
+        argv += ["--reps", "3"] if name == "pipeline" else [] if name in QUICKLESS else ["--quick"]
+    print(f"bench: {' '.join(argv[1:])}", flush=True)
+    subprocess.run(argv, cwd=ROOT, check=True)
+
+
+def load(name: str) -> Any:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def chart(results: dict[str, Any]) -> Path | None:
+    pipeline = results.get("pipeline")
+    if not pipeline:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = pipeline["results"]
+    samples = list(cells)
+    methods = list(cells[samples[0]]["median_ms"])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        values = [cells[s]["median_ms"].get(method) or 0 for s in samples]
+        ax.bar([x + i * width for x in range(len(samples))], values, width, label=method)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(samples))], samples)
+    ax.set_ylabel("ms per image (three previews), one core — lower is better")
+    ax.set_title("imagepipe preview pipeline against the usual ways")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = DOCS / "benchmarks.png"
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d} — "
+        f"{platform.machine()}, {platform.python_version()}, 2 cores. Every ratio comes "
+        "from one run on one machine, the compared methods interleaved; absolute numbers "
+        "on this shared machine drift between runs, ratios much less.",
+        "",
+    ]
+    if (DOCS / "benchmarks.png").exists() and results.get("pipeline"):
+        parts += ["![Preview pipeline, ms per image](benchmarks.png)", ""]
+    for name in SUITES:
+        data = results.get(name)
+        if data is None:
+            continue
+        module = importlib.import_module(f"bench.{name}")
+        parts += [f"## {TITLES[name]}", "", module.markdown(data), ""]
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", default=",".join(SUITES))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        for name in args.only.split(","):
+            run_suite(name, args.quick)
+    results = {name: load(name) for name in SUITES}
+    chart(results)
+    (DOCS / "benchmarks.md").write_text(report(results))
+    print(f"bench: wrote {DOCS / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Start the real processes a benchmark measures: API, bare baseline, workers, Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from tests.services import free_port, postgres_database, redis_server, wait_for_port
+
+__all__ = ["api_server", "bare_server", "env_for", "postgres_database", "redis_server", "worker"]
+
+
+def env_for(data_dir: Path, redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPIPE_")}
+    env.update(
+        IMAGEPIPE_DATA_DIR=str(data_dir),
+        IMAGEPIPE_REDIS_URL=redis_url,
+        IMAGEPIPE_DATABASE_URL=database_url,
+        IMAGEPIPE_LOG_LEVEL="WARNING",
+        IMAGEPIPE_WORKER_METRICS_PORT="0",
+        MALLOC_ARENA_MAX="2",
+        **extra,
+    )
+    return env
+
+
+def _pinned(cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if cpu is not None else []
+
+
+@contextmanager
+def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=30)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while httpx.get(url + "/healthz").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextmanager
+def api_server(env: dict[str, str], log: Path, cpu: int | None = None) -> Iterator[str]:
+    subprocess.run(
+        [sys.executable, "-m", "imagepipe.cli", "migrate"], env=env, check=True, capture_output=True
+    )
+    port = free_port()
+    argv = [*_pinned(cpu), sys.executable, "-m", "imagepipe.cli", "api", "--port", str(port)]
+    with _serve(argv, env, port, log) as url:
+        yield url
+
+
+@contextmanager
+def bare_server(upload_dir: Path, log: Path, cpu: int | None = None) -> Iterator[str]:
+    """Same server settings as `imagepipe api`: uvicorn, uvloop, httptools, one process."""
+    port = free_port()
+    env = {**os.environ, "BARE_UPLOAD_DIR": str(upload_dir)}
+    argv = [
+        *_pinned(cpu),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare_app:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with _serve(argv, env, port, log) as url:
+        yield url
+
+
+@contextmanager
+def worker(env: dict[str, str], concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imagepipe.cli", "worker", "--concurrency", str(concurrency)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -271,7 +271,7 @@ async def _upload_all(
     api: Api, files: list[Path], *, concurrency: int, wait: bool, max_wait: float
 ) -> list[Outcome]:
     out = Console(soft_wrap=True, highlight=False)
-    err = Console(stderr=True)
+    err = Console(stderr=True, highlight=False)
     outcomes = [Outcome(path) for path in files]
     sizes = {path: path.stat().st_size for path in files}
     limiter = anyio.CapacityLimiter(concurrency)
@@ -283,9 +283,13 @@ async def _upload_all(
         TimeRemainingColumn(),
         console=err,
         transient=not err.is_terminal,
-        # Only a terminal stdout may be drawn above the bar; a piped one stays stdout.
-        redirect_stdout=out.is_terminal,
     )
+    # Results go to stdout. When stdout and the bar share a terminal they must be drawn
+    # by the bar's console, above the bar (a second Console would scribble over it).
+    shown_on = err if out.is_terminal and err.is_terminal else out
+
+    def print_(line: Text) -> None:
+        shown_on.print(line, soft_wrap=True)  # a URL must stay on one line
 
     async def one(outcome: Outcome) -> None:
         async with limiter:
@@ -304,19 +308,19 @@ async def _upload_all(
             finally:
                 progress.remove_task(bar)
         if outcome.error is not None:
-            out.print(_error_line(f"{outcome.path} ", outcome.error.code, outcome.error.message))
+            print_(_error_line(f"{outcome.path} ", outcome.error.code, outcome.error.message))
             return
         assert outcome.task_id is not None
-        out.print(Text.assemble(f"{outcome.path} → ", (outcome.task_id, "bold")))
+        print_(Text.assemble(f"{outcome.path} → ", (outcome.task_id, "bold")))
         if not wait:
             return
         try:
             outcome.task = await api.wait(outcome.task_id, max_wait)
         except ServiceError as error:
             outcome.error = error
-            out.print(_error_line(f"{outcome.path} {outcome.task_id} ", error.code, error.message))
+            print_(_error_line(f"{outcome.path} {outcome.task_id} ", error.code, error.message))
             return
-        _print_finished(out, api, outcome)
+        _print_finished(print_, api, outcome)
 
     with progress:
         overall = progress.add_task("total", total=sum(sizes.values()))
@@ -326,17 +330,17 @@ async def _upload_all(
     return outcomes
 
 
-def _print_finished(out: Console, api: Api, outcome: Outcome) -> None:
+def _print_finished(print_: Callable[[Text], None], api: Api, outcome: Outcome) -> None:
     task = outcome.task
     assert task is not None
     prefix = f"{outcome.path} {task['task_id']} "
     if task["status"] == "succeeded":
-        out.print(Text.assemble(prefix, ("✓ succeeded", "bold green")))
+        print_(Text.assemble(prefix, ("✓ succeeded", "bold green")))
         for line in _variant_lines(api.http.base_url, task):
-            out.print(line)
+            print_(line)
     else:
         error = task["error"] or {"code": "internal_error", "message": "no error recorded"}
-        out.print(_error_line(prefix + "failed ", error["code"], error["message"]))
+        print_(_error_line(prefix + "failed ", error["code"], error["message"]))
 
 
 _URL_OPTION = click.option(

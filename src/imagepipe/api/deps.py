@@ -1,4 +1,7 @@
-"""Dependencies as ``Annotated`` aliases; tests override the functions behind them."""
+"""Dependencies as ``Annotated`` aliases; tests override the functions behind them.
+
+All are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+dependency in the thread pool, a thread hop per request for nothing."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from imagepipe.queue import TaskQueue
 from imagepipe.storage import Storage
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -28,12 +31,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_queue(request: Request) -> TaskQueue:
+async def get_queue(request: Request) -> TaskQueue:
     queue: TaskQueue = request.app.state.queue
     return queue
 
@@ -59,7 +62,7 @@ async def load_task(task_id: str, session: SessionDep) -> Task:
 TaskDep = Annotated[Task, Depends(load_task)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """When IMAGEPIPE_API_KEYS is set, every route that uses this needs a Bearer key."""
     if not settings.api_keys:
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import ExifTags, Image
 
 from imagepipe.errors import ImagepipeError, InvalidImage
-from imagepipe.imaging import colour, geometry
+from imagepipe.imaging import colour, geometry, resample
 from imagepipe.imaging.geometry import Size
 from imagepipe.imaging.opening import open_image
 
@@ -42,10 +42,11 @@ def decode(
             # (PNG eXIf after IDAT, ...) may need the data, so read it after load().
             orientation = _orientation(image) if is_jpeg else 1
             if is_jpeg:
-                # The DCT can scale by 1/2, 1/4, 1/8 while decoding: ask for the fitted
-                # size of the largest preview, in stored (unrotated) orientation.
+                # The DCT can scale by 1/2, 1/4, 1/8 while decoding: aim at the largest
+                # preview, in stored (unrotated) orientation, at a scale that stays clean.
                 target = geometry.fit(geometry.displayed(original_size, orientation), largest_box)
-                image.draft(image.mode, geometry.stored(target, orientation))
+                stored_target = geometry.stored(target, orientation)
+                image.draft(image.mode, resample.draft_request(original_size, stored_target))
             image.load()
             if not is_jpeg:
                 orientation = _orientation(image)

@@ -1,15 +1,21 @@
-"""Shrink an image: integer box ``reduce()`` first (cheap), then one filter pass.
+"""Shrink an image: JPEG DCT scaling, integer box ``reduce()``, then one filter pass.
 
-Choices measured with ``bench/pipeline.py`` and ``bench/quality.py`` (12 MP photo-like
-JPEG, one core; SSIM against a full-resolution LANCZOS reference):
+Every choice here was measured with ``bench/quality.py`` and ``bench/pipeline.py``
+(photo-like 12/24/50 MP images, one core; SSIM against a full-resolution LANCZOS
+reference must stay >= 0.98 for every size):
 
-* The first step (decoded image -> largest preview) dominates the cost. After a JPEG
-  ``draft()`` the DCT has already done most of the low-pass work and the remaining
-  factor is below 2, where BILINEAR (a tent scaled to the factor) keeps SSIM >= 0.99 at
-  half the cost of BICUBIC/LANCZOS.
-* Later steps work on small images: LANCZOS after a box reduce that leaves at least a
-  2x factor for the filter, except an exact 2:1 step, where a 2x2 box average
-  (``reduce(2)``) matches a 2:1 tent within noise at a tenth of the cost.
+* DCT scaling (``draft``) is nearly free, but only 1/2 is clean. libjpeg's 1/4 and 1/8
+  reduced IDCTs leave block artefacts that a following filter cannot remove unless it
+  still shrinks by 3x or more (50 MP -> 1200 px: 1/4 then LANCZOS gives SSIM 0.97;
+  1/2, box 2x2, BICUBIC gives 0.99).
+* A 2x2 box ``reduce()`` is a clean pre-shrink and ten times cheaper than a filter on
+  the same pixels; it may leave as little as 1.25x to the filter.
+* BILINEAR (a tent stretched to the factor) is enough, and twice as fast as BICUBIC,
+  only for a remaining factor below 2 on pixels that were not box-reduced, e.g. a
+  12 MP JPEG at DCT 1/2 -> 1200 px (SSIM 0.991). Otherwise BICUBIC: BILINEAR after a
+  box reduce or over 2x drops to 0.97-0.98.
+* Later cascade steps run on small images: an exact 2:1 is a 2x2 box (as good as a
+  filter there); anything else gets LANCZOS after a box reduce that leaves >= 2x.
 """
 
 from __future__ import annotations
@@ -18,45 +24,80 @@ from PIL import Image
 
 from imagepipe.imaging.geometry import Size
 
-FIRST_FILTER = Image.Resampling.BILINEAR
-CASCADE_FILTER = Image.Resampling.LANCZOS
-# Box-reduce only as far as leaves this factor to the filter (Pillow's reducing_gap).
-REDUCING_GAP = 2.0
-# Alpha images are premultiplied strip by strip while reducing, so a 50 MP RGBA image
-# needs no second full-size buffer. Rows per strip (rounded to the reduce factor):
+DCT_SCALES = (8, 4, 2)
+# DCT 1/4 and 1/8 only when the filter afterwards still shrinks at least this much.
+DCT_ALIASING_GAP = 3.0
+FIRST_REDUCING_GAP = 1.25
+CASCADE_REDUCING_GAP = 2.0
+# Alpha images are premultiplied strip by strip while box-reducing, so a 50 MP RGBA
+# image needs no second full-size buffer. Rows per strip (rounded to the factor):
 _STRIP_ROWS = 256
-_PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
+PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
+STRAIGHT = {value: key for key, value in PREMULTIPLIED.items()}
 
 
-def shrink(image: Image.Image, size: Size, *, first: bool = False) -> Image.Image:
-    """Return ``image`` resized down to ``size``, in the same mode.
+def draft_request(size: Size, target: Size) -> Size:
+    """The size to pass to ``JpegImageFile.draft`` so that it picks a clean DCT scale.
 
-    ``image`` itself is returned when it already has that size. Alpha is premultiplied
-    while resampling, so transparent pixels do not bleed their colour into edges.
+    Pillow's draft picks the largest scale s in (8, 4, 2, 1) with size // s >= request.
     """
+    for scale in DCT_SCALES:
+        gap = 1.0 if scale == 2 else DCT_ALIASING_GAP
+        if size[0] / scale >= gap * target[0] and size[1] / scale >= gap * target[1]:
+            return size[0] // scale, size[1] // scale
+    return size
+
+
+def first_shrink(image: Image.Image, size: Size) -> Image.Image:
+    """Decoded image -> largest preview. Same mode out (alpha premultiplied inside)."""
     if image.size == size:
         return image
-    width, height = image.size
-    if width == 2 * size[0] and height == 2 * size[1] and not first:
-        return _reduce(image, 2, 2)
-    factor_x = max(1, int(width / size[0] / REDUCING_GAP))
-    factor_y = max(1, int(height / size[1] / REDUCING_GAP))
-    work = _reduce(image, factor_x, factor_y, keep_premultiplied=True)
-    premultiplied = _PREMULTIPLIED.get(image.mode)
+    factor_x, factor_y = _factors(image.size, size, FIRST_REDUCING_GAP)
+    residual = max(image.width / factor_x / size[0], image.height / factor_y / size[1])
+    clean_and_close = factor_x == factor_y == 1 and residual < 2.0
+    resample = Image.Resampling.BILINEAR if clean_and_close else Image.Resampling.BICUBIC
+    return _shrink(image, size, factor_x, factor_y, resample)
+
+
+def cascade_shrink(image: Image.Image, size: Size) -> Image.Image:
+    """Previous preview -> next one. Same mode out."""
+    if image.size == size:
+        return image
+    if image.width == 2 * size[0] and image.height == 2 * size[1]:
+        return _shrink(image, size, 2, 2, None)
+    factor_x, factor_y = _factors(image.size, size, CASCADE_REDUCING_GAP)
+    return _shrink(image, size, factor_x, factor_y, Image.Resampling.LANCZOS)
+
+
+def _factors(source: Size, size: Size, gap: float) -> tuple[int, int]:
+    return max(1, int(source[0] / size[0] / gap)), max(1, int(source[1] / size[1] / gap))
+
+
+def _shrink(
+    image: Image.Image,
+    size: Size,
+    factor_x: int,
+    factor_y: int,
+    resample: Image.Resampling | None,
+) -> Image.Image:
+    premultiplied = PREMULTIPLIED.get(image.mode)
+    work = _reduce(image, factor_x, factor_y)
     if premultiplied is not None and work.mode != premultiplied:
         work = work.convert(premultiplied)
-    # The reduced image may have a partial last block: map exactly the source area.
-    box = (0.0, 0.0, width / factor_x, height / factor_y)
-    resized = work.resize(size, FIRST_FILTER if first else CASCADE_FILTER, box=box)
-    return resized if premultiplied is None else resized.convert(image.mode)
+    if work.size != size:
+        assert resample is not None
+        # A partial last block makes the reduced image a little larger than
+        # source / factor: map exactly the source area onto the target.
+        box = (0.0, 0.0, image.width / factor_x, image.height / factor_y)
+        work = work.resize(size, resample, box=box)
+    return work if premultiplied is None else work.convert(image.mode)
 
 
-def _reduce(
-    image: Image.Image, factor_x: int, factor_y: int, *, keep_premultiplied: bool = False
-) -> Image.Image:
+def _reduce(image: Image.Image, factor_x: int, factor_y: int) -> Image.Image:
+    """Box-average by integer factors; straight alpha comes back premultiplied."""
     if factor_x == 1 and factor_y == 1:
         return image
-    premultiplied = _PREMULTIPLIED.get(image.mode)
+    premultiplied = PREMULTIPLIED.get(image.mode)
     if premultiplied is None:
         return image.reduce((factor_x, factor_y))
     width, height = image.size
@@ -65,4 +106,4 @@ def _reduce(
     for top in range(0, height, rows):
         strip = image.crop((0, top, width, min(height, top + rows))).convert(premultiplied)
         out.paste(strip.reduce((factor_x, factor_y)), (0, top // factor_y))
-    return out if keep_premultiplied else out.convert(image.mode)
+    return out

@@ -265,12 +265,9 @@
   }
 
   function uploadAll(files) {
-    const list = $("uploads");
-    for (const file of files) {
-      const upload = new Upload(file);
-      list.prepend(upload.node);
-      upload.run();
-    }
+    const uploads = Array.from(files, (file) => new Upload(file));
+    $("uploads").prepend(...uploads.map((upload) => upload.node)); // newest batch on top
+    for (const upload of uploads) upload.run();
   }
 
   // --- recent tasks ----------------------------------------------------------

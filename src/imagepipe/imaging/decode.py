@@ -7,10 +7,10 @@ from pathlib import Path
 
 from PIL import ExifTags, Image
 
-from imagepipe.errors import ImagepipeError, InvalidImage
+from imagepipe.errors import InvalidImage
 from imagepipe.imaging import colour, geometry, resample
 from imagepipe.imaging.geometry import Size
-from imagepipe.imaging.opening import open_image
+from imagepipe.imaging.opening import BAD_BYTES_ERRORS, open_image
 
 
 @dataclass
@@ -53,11 +53,7 @@ def decode(
             undo_inversion = is_jpeg and image.mode == "CMYK" and "adobe" not in image.info
             icc_profile = image.info.get("icc_profile") or None
             working = colour.normalise(image)
-        except ImagepipeError:
-            raise
-        except MemoryError:
-            raise
-        except Exception as exc:
+        except BAD_BYTES_ERRORS as exc:
             # Pillow reports bad bytes as OSError ("image file is truncated", "broken
             # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for
             # the caller they all mean the same thing.
@@ -74,7 +70,7 @@ def decode(
 def _orientation(image: Image.Image) -> int:
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except Exception:
+    except BAD_BYTES_ERRORS:
         # A malformed EXIF block does not make the pixels unusable; browsers ignore
         # it too, so show the image as stored.
         return 1

@@ -6,6 +6,7 @@ defence in depth), so both refuse exactly the same files with the same errors.
 
 from __future__ import annotations
 
+import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,24 @@ from imagepipe.imaging import frames, sniff
 # Image.open (header parsing) runs under the lock.
 _WARNINGS_LOCK = threading.Lock()
 
+# What Pillow raises for hostile or damaged bytes (its fuzzers see all of these), plus
+# warnings escalated to errors by a -W error filter. Deliberately not Exception: an
+# exception from outside, such as a worker's soft time limit raised asynchronously
+# inside Pillow, must propagate as itself, not turn into "invalid image".
+BAD_BYTES_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes UnidentifiedImageError, "image file is truncated"
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    LookupError,
+    ArithmeticError,
+    TypeError,
+    AttributeError,
+    RuntimeError,
+    Warning,
+)
+
 
 @dataclass(frozen=True)
 class Opened:
@@ -42,11 +61,23 @@ def open_image(
 
     Raises UnsupportedMediaType, ImageTooLarge or InvalidImage.
     """
+    _check_allowlist(allowed_formats)
     with path.open("rb") as fp:
         image = _open(fp, allowed_formats)
         with image:
             count = _check_pixels(image, fp, max_pixels)
-            yield Opened(image=image, fp=fp, format=str(image.format), frames=count)
+            # An MPO (phone cameras) is a JPEG followed by extra stills (depth map,
+            # preview) that are never decoded: a JPEG of one frame, for the cap too.
+            name = "JPEG" if image.format == "MPO" else str(image.format)
+            yield Opened(image=image, fp=fp, format=name, frames=count)
+
+
+def _check_allowlist(allowed_formats: tuple[str, ...]) -> None:
+    """A name Pillow does not know is a configuration error, not a bad upload."""
+    Image.init()  # registers every plugin once; cheap afterwards
+    unknown = sorted(set(allowed_formats) - set(Image.OPEN))
+    if unknown:
+        raise ValueError(f"unknown image formats in the allowlist: {unknown}")
 
 
 def _open(fp: BinaryIO, allowed_formats: tuple[str, ...]) -> ImageFile.ImageFile:
@@ -60,7 +91,7 @@ def _open(fp: BinaryIO, allowed_formats: tuple[str, ...]) -> ImageFile.ImageFile
         raise ImageTooLarge(f"The image has too many pixels ({exc}).") from exc
     except UnidentifiedImageError as exc:
         raise _refusal(fp, allowed_formats) from exc
-    except Exception as exc:
+    except BAD_BYTES_ERRORS as exc:
         # Plugins raise ValueError, OSError, ... for headers they half-understood
         # (e.g. a PNG whose IHDR chunk is cut short): an allowed format, but broken.
         detected = _detect(fp)
@@ -96,9 +127,11 @@ def _check_pixels(image: ImageFile.ImageFile, fp: BinaryIO, max_pixels: int) -> 
         raise ImageTooLarge(
             f"The image is {width}x{height} = {pixels} pixels; the cap is {max_pixels}."
         )
+    if image.format == "MPO":
+        return 1
     try:
         count = frames.count_frames(image, fp, limit=max_pixels // pixels)
-    except Exception as exc:
+    except BAD_BYTES_ERRORS as exc:
         raise InvalidImage(f"The frame structure cannot be parsed: {exc}") from exc
     if count * pixels > max_pixels:
         raise ImageTooLarge(

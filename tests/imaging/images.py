@@ -1,0 +1,275 @@
+"""Generated test images: every file the imaging tests need, made here, none checked in."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageChops, ImageCms, ImageDraw
+
+RED = (255, 0, 0)
+GREEN = (0, 255, 0)
+WHITE = (255, 255, 255)
+
+# --------------------------------------------------------------------------- pixels
+
+
+def photo(size: tuple[int, int], *, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus grain: resampling behaves as on a photo."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    rgb = np.stack([60 + 150 * x + 0 * y, 40 + 170 * y + 0 * x, 200 - 120 * x * y], axis=2)
+    rgb += rng.normal(0, 6, rgb.shape).astype(np.float32)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def with_markers(size: tuple[int, int]) -> Image.Image:
+    """White image, red square top-left and green square top-right, as displayed."""
+    image = Image.new("RGB", size, WHITE)
+    side = min(size) // 4
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, side - 1, side - 1), fill=RED)
+    draw.rectangle((size[0] - side, 0, size[0] - 1, side - 1), fill=GREEN)
+    return image
+
+
+# Stored pixels = inverse of the transform a viewer applies for each EXIF orientation.
+_STORE_FOR_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,  # viewer rotates 270 (90 clockwise)
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def oriented_jpeg(path: Path, orientation: int, displayed: tuple[int, int]) -> Path:
+    """A JPEG that *displays* as ``with_markers(displayed)`` under its EXIF orientation."""
+    image = with_markers(displayed)
+    transpose = _STORE_FOR_ORIENTATION[orientation]
+    stored = image if transpose is None else image.transpose(transpose)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def jpeg_with_metadata(path: Path, size: tuple[int, int] = (320, 240)) -> Path:
+    """A JPEG carrying EXIF (camera, GPS position), XMP, a comment and an sRGB profile."""
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0110] = "Model 1"  # Model
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"
+    gps[2] = (48.0, 51.0, 29.0)
+    gps[3] = "E"
+    gps[4] = (2.0, 17.0, 40.0)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><secret>xmp-payload</secret></x:xmpmeta>'
+    photo(size).save(
+        path, "JPEG", exif=exif.tobytes(), icc_profile=srgb, xmp=xmp, comment=b"secret comment"
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- colour
+
+
+def cmyk_image(size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """White CMYK (no ink) with a red patch (magenta + yellow) on the left half."""
+    image = Image.new("CMYK", size, (0, 0, 0, 0))
+    ImageDraw.Draw(image).rectangle((0, 0, size[0] // 2 - 1, size[1] - 1), fill=(0, 255, 255, 0))
+    return image
+
+
+def adobe_cmyk_jpeg(path: Path) -> Path:
+    """CMYK JPEG as Photoshop writes it: inverted values and an Adobe APP14 marker.
+
+    (Pillow writes CMYK JPEGs this way too.)
+    """
+    cmyk_image().save(path, "JPEG", quality=95)
+    assert _has_adobe_marker(path.read_bytes())
+    return path
+
+
+def plain_cmyk_jpeg(path: Path) -> Path:
+    """CMYK JPEG without an Adobe marker, storing plain (non-inverted) ink values."""
+    buffer = io.BytesIO()
+    # Pillow inverts CMYK on save; saving the inverse stores the plain values.
+    ImageChops.invert(cmyk_image()).save(buffer, "JPEG", quality=95)
+    path.write_bytes(_without_adobe_marker(buffer.getvalue()))
+    return path
+
+
+def _has_adobe_marker(data: bytes) -> bool:
+    return any(marker == 0xEE and body.startswith(b"Adobe") for marker, body in _segments(data))
+
+
+def _without_adobe_marker(data: bytes) -> bytes:
+    out = bytearray(b"\xff\xd8")
+    position = 2
+    for marker, body in _segments(data):
+        length = len(body) + 2
+        if not (marker == 0xEE and body.startswith(b"Adobe")):
+            out += bytes([0xFF, marker]) + struct.pack(">H", length) + body
+        position += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            break
+    return bytes(out) + data[position:]
+
+
+def _segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, body) of each header segment of a JPEG, up to and including SOS."""
+    segments = []
+    position = 2
+    while position < len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        segments.append((marker, data[position + 4 : position + 2 + length]))
+        position += 2 + length
+        if marker == 0xDA:
+            break
+    return segments
+
+
+def adobe_rgb_like_profile() -> bytes:
+    """A matrix/TRC ICC v2 profile with Adobe RGB (1998) primaries and gamma 2.2.
+
+    ImageCms can only create sRGB, LAB and XYZ profiles; this one is built by hand.
+    """
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = {
+        b"desc": _desc("Adobe RGB-like (imagepipe tests)"),
+        b"cprt": b"text\0\0\0\0" + b"No copyright, test data\0",
+        b"wtpt": _xyz(d50),
+        b"rXYZ": _xyz((0.6097, 0.3111, 0.0195)),
+        b"gXYZ": _xyz((0.2053, 0.6257, 0.0609)),
+        b"bXYZ": _xyz((0.1492, 0.0632, 0.7446)),
+        b"rTRC": _gamma(2.2),
+        b"gTRC": _gamma(2.2),
+        b"bTRC": _gamma(2.2),
+    }
+    table = b""
+    data = b""
+    offset = 128 + 4 + 12 * len(tags)
+    for signature, body in tags.items():
+        body += b"\0" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + b"\0\0\0\0"  # preferred CMM
+        + struct.pack(">I", 0x02100000)  # version 2.1
+        + b"mntrRGB XYZ "
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + b"\0" * 24  # platform, flags, manufacturer, model, attributes
+        + struct.pack(">I", 0)  # rendering intent
+        + _s15(d50)
+        + b"\0" * 48  # creator, profile id, reserved
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _s15(values: tuple[float, float, float]) -> bytes:
+    return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+
+def _xyz(values: tuple[float, float, float]) -> bytes:
+    return b"XYZ \0\0\0\0" + _s15(values)
+
+
+def _gamma(value: float) -> bytes:
+    return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(value * 256)) + b"\0\0"
+
+
+def _desc(text: str) -> bytes:
+    ascii_text = text.encode("ascii") + b"\0"
+    return (
+        b"desc\0\0\0\0"
+        + struct.pack(">I", len(ascii_text))
+        + ascii_text
+        + struct.pack(">II", 0, 0)  # Unicode language code, count
+        + struct.pack(">HB", 0, 0)  # ScriptCode code, count
+        + b"\0" * 67
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save(image: Image.Image, path: Path, **params: object) -> Path:
+    image.save(path, **params)  # type: ignore[arg-type]
+    return path
+
+
+def animated_gif(path: Path, frames: int, size: tuple[int, int] = (40, 30)) -> Path:
+    """An animated GIF: frame 0 is red, every later frame differs (so none is merged)."""
+    images = [Image.new("RGB", size, RED)]
+    for index in range(1, frames):
+        frame = Image.new("RGB", size, (0, 0, 255))
+        frame.putpixel((index % size[0], (index // size[0]) % size[1]), WHITE)
+        images.append(frame)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    return path
+
+
+def png_bytes(width: int, height: int, *, ihdr_crc_ok: bool = True) -> bytes:
+    """A PNG with an arbitrary declared size and a tiny IDAT: the header is all that counts."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    crc = zlib.crc32(b"IHDR" + ihdr)
+    if not ihdr_crc_ok:
+        crc ^= 0xFFFFFFFF
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk_raw(b"IHDR", ihdr, crc)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 4))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def png_truncated_ihdr() -> bytes:
+    """A PNG signature, then an IHDR chunk that declares 5 bytes instead of 13."""
+    body = struct.pack(">IB", 64, 8)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", body) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return _chunk_raw(kind, body, zlib.crc32(kind + body))
+
+
+def _chunk_raw(kind: bytes, body: bytes, crc: int) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc & 0xFFFFFFFF)
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """Chunk types of a PNG file, in order."""
+    kinds = []
+    position = 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kinds.append(data[position + 4 : position + 8])
+        position += 12 + length
+    return kinds
+
+
+SVG_WITH_SCRIPT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+    b"<script>alert(document.cookie)</script><rect width='100' height='100'/></svg>\n"
+)
+HTML = b"<!DOCTYPE html>\n<html><head><title>x</title></head><body>hi</body></html>\n"
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n%%EOF\n"
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nnewpath 0 0 moveto showpage\n"
+EPS_DOS_BINARY = b"\xc5\xd0\xd3\xc6" + b"\x1e\x00\x00\x00" + b"\x00" * 40
+TEXT = b"Just some text, certainly not an image.\n"

@@ -1,0 +1,131 @@
+"""The small modules on their own: sniffing, frame counting, geometry, resampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagepipe.imaging import frames, geometry, resample, sniff
+from tests.imaging import images
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "PNG"),
+        (b"\xff\xd8\xff\xe0\0\x10JFIF", "JPEG"),
+        (b"GIF89a\x01\0\x01\0", "GIF"),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "WEBP"),
+        (b"II*\0\x08\0\0\0", "TIFF"),
+        (b"BM" + b"\0" * 12 + b"\x28\0\0\0", "BMP"),
+        (b"\0\0\0\x1cftypavif", "AVIF"),
+        (b"\0\0\0\x18ftypheic", "HEIF"),
+        (b"%PDF-1.4", "PDF"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0", "EPS"),
+        (b"\xef\xbb\xbf  <svg>", "SVG"),
+        (b"<?xml version='1.0'?>\n<!-- c -->\n<svg>", "SVG"),
+        (b"<?xml version='1.0'?><note/>", "XML"),
+        (b"\n<!doctype HTML><html>", "HTML"),
+        (b"PK\x03\x04", "ZIP"),
+        (b"BMW is a car maker", "text"),
+        ("héllo wörld".encode()[:8], "text"),
+        (b"", "empty file"),
+        (bytes(range(256)), None),
+    ],
+)
+def test_sniff(head: bytes, name: str | None) -> None:
+    assert sniff.detect(head) == name
+
+
+def test_gif_frame_count_stops_past_the_limit(tmp_path: Path) -> None:
+    path = images.animated_gif(tmp_path / "a.gif", frames=40, size=(8, 8))
+    with Image.open(path) as image, path.open("rb") as fp:
+        assert frames.count_frames(image, fp, limit=1000) == 40
+        assert frames.count_frames(image, fp, limit=5) == 6
+        assert fp.tell() == 0  # position restored
+        assert image.n_frames == 40  # Pillow agrees on the full count
+
+
+def test_frame_count_of_single_images(tmp_path: Path) -> None:
+    path = images.save(images.photo((8, 8)), tmp_path / "a.gif")
+    with Image.open(path) as image, path.open("rb") as fp:
+        assert frames.count_frames(image, fp, limit=10) == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "expected"),
+    [
+        ((4000, 3000), 1200, (1200, 900)),
+        ((3000, 4000), 1200, (900, 1200)),
+        ((2000, 1500), 150, (150, 113)),  # 112.5 rounds up
+        ((1200, 900), 1200, (1200, 900)),
+        ((800, 600), 1200, (800, 600)),
+        ((10000, 50), 150, (150, 1)),
+        ((1, 5000), 1200, (1, 1200)),
+        ((1, 1), 150, (1, 1)),
+    ],
+)
+def test_fit(size: tuple[int, int], box: int, expected: tuple[int, int]) -> None:
+    assert geometry.fit(size, box) == expected
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_displayed_and_stored_sizes(orientation: int) -> None:
+    swapped = orientation >= 5
+    assert geometry.displayed((40, 30), orientation) == ((30, 40) if swapped else (40, 30))
+    assert geometry.stored(geometry.displayed((40, 30), orientation), orientation) == (40, 30)
+
+
+@pytest.mark.parametrize(
+    ("size", "target", "expected"),
+    [
+        ((4000, 3000), (1200, 900), (2000, 1500)),  # 1/2: always clean
+        ((8660, 5773), (1200, 800), (4330, 2886)),  # not 1/4: only 1.8x would remain
+        ((6000, 4000), (1200, 800), (3000, 2000)),
+        ((16000, 12000), (1200, 900), (4000, 3000)),  # 1/4 leaves 3.3x: allowed
+        ((4000, 3000), (150, 113), (500, 375)),  # 1/8 leaves 3.3x: allowed
+        ((2000, 1500), (1200, 900), (2000, 1500)),  # no scaling possible
+    ],
+)
+def test_draft_request(
+    size: tuple[int, int], target: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert resample.draft_request(size, target) == expected
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_draft_request_is_honoured_by_pillow(tmp_path: Path, scale: int) -> None:
+    path = images.save(images.photo((1600, 1200)), tmp_path / "a.jpg")
+    with Image.open(path) as image:
+        request = (1600 // scale, 1200 // scale)
+        image.draft(image.mode, request)
+        assert image.size == request
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "CMYK"])
+@pytest.mark.parametrize(
+    ("size", "target"),
+    [((1000, 700), (333, 233)), ((1000, 700), (500, 350)), ((999, 701), (100, 70))],
+)
+def test_shrinks_keep_mode_and_hit_the_size(
+    mode: str, size: tuple[int, int], target: tuple[int, int]
+) -> None:
+    image = images.photo(size).convert(mode)
+    for shrink in (resample.first_shrink, resample.cascade_shrink):
+        out = shrink(image, target)
+        assert (out.mode, out.size) == (mode, target)
+
+
+def test_same_size_is_returned_as_is() -> None:
+    image = images.photo((50, 40))
+    assert resample.first_shrink(image, (50, 40)) is image
+    assert resample.cascade_shrink(image, (50, 40)) is image
+
+
+def test_strip_reduce_equals_whole_image_reduce() -> None:
+    image = images.photo((301, 1030)).convert("RGBA")
+    image.putalpha(images.photo((301, 1030)).convert("L"))
+    whole = image.convert("RGBa").reduce((3, 3))
+    assert resample._reduce(image, 3, 3).tobytes() == whole.tobytes()

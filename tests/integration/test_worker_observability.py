@@ -1,0 +1,59 @@
+"""The worker's Prometheus endpoint (merged across prefork children) and JSON logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from imagepipe.config import Settings
+from tests.conftest import settings_env
+from tests.images import photo
+from tests.integration.helpers import wait_finished
+from tests.services import WorkerProcess, free_port, wait_for_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture
+def observed_worker(settings: Settings) -> Iterator[tuple[WorkerProcess, int]]:
+    port = free_port()
+    env = settings_env(settings)
+    env.update(IMAGEPIPE_WORKER_METRICS_PORT=str(port), IMAGEPIPE_LOG_FORMAT="json")
+    process = WorkerProcess(env, concurrency=2)
+    process.start()
+    wait_for_port(port, timeout=30)
+    yield process, port
+    process.stop()
+
+
+async def test_worker_metrics_and_logs(
+    client: httpx.AsyncClient, observed_worker: tuple[WorkerProcess, int]
+) -> None:
+    worker, port = observed_worker
+    ids = []
+    for _ in range(3):
+        response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
+        ids.append(response.json()["task_id"])
+    for task_id in ids:
+        assert (await wait_finished(client, task_id, worker=worker))["status"] == "succeeded"
+
+    async with httpx.AsyncClient() as scraper:
+        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    # Summed over both pool children: every task counted once, whichever ran it.
+    assert values[("imagepipe_tasks_total", (("outcome", "succeeded"),))] == 3
+    for stage in ("decode", "resize", "encode", "store"):
+        key = ("imagepipe_task_stage_duration_seconds_count", (("stage", stage),))
+        assert values[key] == 3, stage
+
+    records = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    finished = {r.get("task_id") for r in records if r.get("outcome") == "succeeded"}
+    assert finished == set(ids)

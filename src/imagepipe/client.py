@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, cast
+from urllib.parse import quote
 
 import anyio
 import click
@@ -88,12 +89,12 @@ class ServiceError(Exception):
 
 
 def _error_from(response: httpx.Response) -> ServiceError:
-    code, message = f"http_{response.status_code}", f"HTTP {response.status_code}"
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        pass  # not our error shape (a proxy's page, say): keep the HTTP status
+        # Not the service's error shape (a proxy's page, say): report the HTTP status.
+        code, message = f"http_{response.status_code}", f"HTTP {response.status_code}"
     try:
         retry_after = float(response.headers.get("retry-after", 0))
     except ValueError:
@@ -194,20 +195,31 @@ class Api:
 
     async def task(self, task_id: str) -> tuple[TaskBody, str]:
         """The task and the raw JSON text of the answer."""
-        response = await self._send(self.http.build_request("GET", f"/tasks/{task_id}"))
+        path = f"/tasks/{quote(task_id, safe='')}"  # an id is never a path of its own
+        response = await self._send(self.http.build_request("GET", path))
         if response.status_code != 200:
             raise _error_from(response)
         return cast(TaskBody, response.json()), response.text
 
     async def wait(self, task_id: str, max_wait: float) -> TaskBody:
-        """Poll until the task succeeds or fails; ``wait_timeout`` past ``max_wait``."""
+        """Poll until the task succeeds or fails; ``wait_timeout`` past ``max_wait``.
+
+        A service that is briefly unreachable or answers 5xx is polled again."""
+        state = "not seen"
         with anyio.move_on_after(max_wait):
             for attempt in itertools.count():
-                task, _ = await self.task(task_id)
-                if task["status"] in DONE:
-                    return task
+                try:
+                    task, _ = await self.task(task_id)
+                except ServiceError as error:
+                    if error.status and error.status < 500:
+                        raise
+                    state = f"last poll: {error.code}"
+                else:
+                    if task["status"] in DONE:
+                        return task
+                    state = task["status"]
                 await anyio.sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
-        raise ServiceError("wait_timeout", f"task still not finished after {max_wait:g} s")
+        raise ServiceError("wait_timeout", f"not finished after {max_wait:g} s ({state})")
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
@@ -276,7 +288,7 @@ async def _upload_all(
     sizes = {path: path.stat().st_size for path in files}
     limiter = anyio.CapacityLimiter(concurrency)
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # names are not markup
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

@@ -1,0 +1,107 @@
+"""Fixtures for the page tests: the real dev server and Debian's headless Chromium,
+driven by Playwright (never a downloaded browser build)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from tests.web.server import DevServer, shared_dev_server
+
+CHROMIUM = os.environ.get("IMAGEPIPE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+@pytest.fixture(scope="session")
+def dev_server(request: pytest.FixtureRequest) -> DevServer:
+    return shared_dev_server(request)
+
+
+@pytest.fixture(scope="session")
+def secured_dev_server(request: pytest.FixtureRequest) -> DevServer:
+    return shared_dev_server(request, secured=True)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not (os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM)):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see .ci/run)", pytrace=False)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@dataclass
+class Watch:
+    """What a page did besides what the test looks at."""
+
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def console(self, kind: str, text: str) -> None:
+        # Chromium logs every 4xx answer; the tests that expect one check it themselves.
+        if kind == "error" and not text.startswith("Failed to load resource"):
+            self.errors.append(text)
+
+    def foreign_requests(self) -> list[str]:
+        return [
+            url
+            for url in self.requests
+            if urlsplit(url).scheme not in ("data", "blob")
+            and urlsplit(url).hostname not in LOCAL_HOSTS
+        ]
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+def open_page(browser: Browser, watch: Watch, *, width: int = 1100, height: int = 900) -> Page:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(30_000)
+    context.on("request", lambda request: watch.requests.append(request.url))
+    page = context.new_page()
+    page.on("pageerror", lambda error: watch.errors.append(str(error)))
+    page.on("console", lambda message: watch.console(message.type, message.text))
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, watch: Watch) -> Iterator[Page]:
+    page = open_page(browser, watch)
+    yield page
+    page.context.close()
+    # Every page test also checks the page stayed offline and threw nothing.
+    assert watch.foreign_requests() == []
+    assert watch.errors == []
+
+
+@pytest.fixture
+def phone(browser: Browser, watch: Watch) -> Iterator[Page]:
+    page = open_page(browser, watch, width=375, height=740)
+    yield page
+    page.context.close()
+    assert watch.foreign_requests() == []
+    assert watch.errors == []

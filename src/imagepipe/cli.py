@@ -7,6 +7,7 @@ import tempfile
 
 import click
 
+from imagepipe import client
 from imagepipe.config import Settings
 
 
@@ -97,15 +98,9 @@ def _beat_schedule_path() -> object:
     return settings.data_dir / "celerybeat-schedule"
 
 
-def _register_client_commands() -> None:
-    from imagepipe import client
-
-    for command in (getattr(client, "upload", None), getattr(client, "status", None)):
-        if isinstance(command, click.Command):
-            main.add_command(command)
-
-
-_register_client_commands()
+# The HTTP client side: `imagepipe upload` and `imagepipe status`.
+main.add_command(client.upload)
+main.add_command(client.status)
 
 if __name__ == "__main__":
     main()

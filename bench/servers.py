@@ -30,6 +30,12 @@ def env_for(data_dir: Path, redis_url: str, database_url: str, **extra: str) -> 
     return env
 
 
+def _all_cpus() -> None:
+    # bench.pipeline pins its process to one CPU at import, and children inherit that:
+    # give every server and worker the whole machine back (taskset narrows it after).
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 def _pinned(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)] if cpu is not None else []
 
@@ -37,7 +43,9 @@ def _pinned(cpu: int | None) -> list[str]:
 @contextmanager
 def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_all_cpus
+        )
     try:
         wait_for_port(port, timeout=30)
         url = f"http://127.0.0.1:{port}"
@@ -96,6 +104,7 @@ def worker(env: dict[str, str], concurrency: int, log: Path) -> Iterator[subproc
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_all_cpus,
         )
     try:
         yield process

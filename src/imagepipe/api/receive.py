@@ -52,6 +52,9 @@ class _State:
     pending: list[bytes] = field(default_factory=list)
     pending_bytes: int = 0
     file_bytes: int = 0
+    # The closing boundary was seen: without it the body was cut short (a client that
+    # sent less than it meant to) and the file part may be truncated.
+    ended: bool = False
 
 
 def display_filename(raw: str) -> str:
@@ -111,6 +114,9 @@ def _parser(boundary: bytes, state: _State, max_file_bytes: int) -> MultipartPar
     def on_part_end() -> None:
         state.in_file_part = False
 
+    def on_end() -> None:
+        state.ended = True
+
     return MultipartParser(
         boundary,
         {
@@ -121,6 +127,7 @@ def _parser(boundary: bytes, state: _State, max_file_bytes: int) -> MultipartPar
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
 
@@ -172,6 +179,10 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
             parser.finalize()
         except MultipartParseError as error:
             raise InvalidRequest(f"Malformed multipart body: {error}") from None
+        if not state.ended:
+            # python-multipart's finalize() does not complain about a missing closing
+            # boundary: without this check a cut-short body was stored as a whole file.
+            raise InvalidRequest("The multipart body is incomplete (no closing boundary).")
         # The last write also fsyncs: a 202 promises the original survives a crash.
         await to_thread.run_sync(_finish, handle, digest, state.pending)
     except ClientDisconnect:

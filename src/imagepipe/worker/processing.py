@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +30,9 @@ from imagepipe.storage import Storage, variant_key
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# A variant temp file older than this was left by a writer that died (see
+# _remove_stale_temp_files); a live write takes milliseconds.
+_STALE_TEMP_SECONDS = 1.0
 
 
 class Outcome(enum.StrEnum):
@@ -127,7 +131,27 @@ def store_and_finish(
             return False
         session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
         session.add_all(rows)
+    _remove_stale_temp_files(storage, claim.task_id)
     return True
+
+
+def _remove_stale_temp_files(storage: Storage, task_id: uuid.UUID) -> None:
+    """Remove temp files that a killed writer left in this task's variant directory.
+
+    ``write_bytes`` writes ``.<name>.<random>`` beside the target, then renames it; a
+    process killed in between (SIGKILL, OOM, hard time limit) leaves the temp file for
+    good. Called by the winner, after its fenced commit. A temp file younger than
+    ``_STALE_TEMP_SECONDS`` may be a superseded worker's, still writing the same bytes:
+    it is left to finish its rename.
+    """
+    directory = storage.path(f"variants/{task_id}")
+    cutoff = time.time() - _STALE_TEMP_SECONDS
+    try:
+        for path in directory.iterdir():
+            if path.name.startswith(".") and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+    except OSError as error:  # tidying up must not fail a task that succeeded
+        log.warning("could not remove stale temp files: %s", error, extra={"task_id": str(task_id)})
 
 
 def fail(
@@ -176,8 +200,9 @@ def release(sessions: sessionmaker[Session], claim: Claim) -> None:
 def process(
     sessions: sessionmaker[Session], storage: Storage, settings: Settings, task_id: uuid.UUID
 ) -> Outcome:
-    """Claim, render, store, finish. Bad images fail at once; other errors propagate
-    to the caller (the Celery task), which retries them."""
+    """Claim, render, store, finish. Bad images and the soft time limit fail the task at
+    once (fenced by the claim); other errors propagate to the caller (the Celery task),
+    which retries them."""
     current = claim(sessions, task_id, settings)
     if current is None:
         return Outcome.skipped
@@ -185,6 +210,8 @@ def process(
         result = render(current, storage, settings)
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
+    except SoftTimeLimitExceeded:
+        return _timed_out(sessions, current, settings)
     except (InvalidImage, ImageTooLarge) as error:
         fail(sessions, task_id, error.code, error.message, attempt=current.attempt)
         return Outcome.failed
@@ -196,10 +223,23 @@ def process(
         started = time.perf_counter()
         finished = store_and_finish(sessions, storage, current, result)
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
+    except SoftTimeLimitExceeded:
+        return _timed_out(sessions, current, settings)
     except BaseException:
         _release_quietly(sessions, current)
         raise
     return Outcome.succeeded if finished else Outcome.skipped
+
+
+def _timed_out(sessions: sessionmaker[Session], current: Claim, settings: Settings) -> Outcome:
+    """Fail the task we hold for the soft time limit: the same image would time out again.
+
+    Fenced by our attempt, so a delivery that never held the task (or whose claim was
+    taken over) cannot fail it under the worker that is doing it.
+    """
+    message = f"Rendering took longer than {settings.task_soft_time_limit:g} s."
+    fail(sessions, current.task_id, "processing_timeout", message, attempt=current.attempt)
+    return Outcome.failed
 
 
 def _release_quietly(sessions: sessionmaker[Session], current: Claim) -> None:

@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from celery import Task as CeleryTask
-from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,25 +61,23 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     try:
         outcome = processing.process(rt.sessions, rt.storage, rt.settings, parsed)
     except SoftTimeLimitExceeded:
-        processing.fail(
-            rt.sessions,
-            parsed,
-            "processing_timeout",
-            f"Rendering took longer than {rt.settings.task_soft_time_limit:g} s.",
-        )
-        TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
-        return processing.Outcome.failed.value
+        # process() fails the task it holds when its render times out; this is the
+        # soft limit striking outside a claim (while claiming, or a cold start): the
+        # task is not ours to fail. Retry; the claim decides who works on it.
+        log.warning("soft time limit outside a claim, retrying", extra={"task_id": task_id})
+        raise self.retry(countdown=1) from None
     except TRANSIENT as error:
+        # Checked here: given ``exc``, Celery's retry() re-raises that exception once
+        # the retries are used up, never MaxRetriesExceededError.
+        if self.request.retries >= MAX_RETRIES:
+            processing.fail(rt.sessions, parsed, "internal_error", f"Gave up after: {error}")
+            TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
+            return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)
         log.warning(
             "transient error, retrying in %ss: %s", countdown, error, extra={"task_id": task_id}
         )
-        try:
-            raise self.retry(exc=error, countdown=countdown) from error
-        except MaxRetriesExceededError:
-            processing.fail(rt.sessions, parsed, "internal_error", f"Gave up after: {error}")
-            TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
-            return processing.Outcome.failed.value
+        raise self.retry(exc=error, countdown=countdown) from error
     TASK_OUTCOMES.labels(outcome.value).inc()
     log.info("task %s", outcome.value, extra={"task_id": task_id, "outcome": outcome.value})
     return outcome.value

@@ -1,0 +1,130 @@
+"""Fault 1: the worker is SIGKILLed while tasks are mid-render.
+
+Whole worker (main process and pool children, as an OOM kill of the container or
+``kill -9`` would) several times, then one pool child alone (Celery's
+``reject_on_worker_lost`` path). A new worker with the reconciler must finish every
+task exactly once: 3 variant rows, 3 files, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from imagepipe.db.models import TaskStatus
+from tests.images import photo
+from tests.reliability.conftest import StackFactory
+from tests.reliability.stack import children, cpu_ticks, report, upload, wait_until
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.integration
+
+TASKS = 20
+KILLS = 3
+# ~0.7 s to render on one core: long enough to be caught in the middle.
+BIG_PNG = (4000, 3000)
+
+
+def test_whole_worker_killed_three_times_mid_render(
+    pg_url: str, private_redis: RedisServer, make_stack: StackFactory
+) -> None:
+    # Each kill costs a task at most one attempt, so KILLS + 1 attempts let every task
+    # survive even the unluckiest timing; the default (3) is tested in test_poison.
+    stack = make_stack(pg_url, private_redis.url, max_attempts=KILLS + 1)
+    image = photo(*BIG_PNG, "PNG")
+    with stack.api.client() as client:
+        ids = [upload(client, image) for _ in range(TASKS)]
+
+    mid_render: list[int] = []
+    stale: set[uuid.UUID] = set()  # left in processing by an earlier kill
+
+    def rendering() -> set[uuid.UUID]:
+        rows = stack.records.tasks()
+        return {i for i, r in rows.items() if r.status == TaskStatus.processing} - stale
+
+    for _ in range(KILLS):
+        worker = stack.start_worker()
+        wait_until(rendering, within=30, every=0.02, what="a render", logs=stack.logs)
+        time.sleep(0.2)  # past the claim, into decode/resize
+        caught = rendering()
+        worker.kill()
+        mid_render.append(len(caught))
+        stale |= caught
+
+    started = time.monotonic()
+    final = stack.start_worker(beat=True)
+    wait_until(
+        lambda: stack.records.all_finished(ids),
+        within=90,
+        what="every task to finish after the kills",
+        logs=stack.logs,
+    )
+    recovery = time.monotonic() - started
+
+    rows = stack.records.tasks()
+    statuses = [rows[i].status for i in ids]
+    assert statuses == [TaskStatus.succeeded] * TASKS, stack.logs()
+    assert stack.records.problems(ids) == []
+    assert len(stack.records.variant_rows()) == 3 * TASKS
+    assert all(n >= 1 for n in mid_render), mid_render
+    retried = sum(1 for i in ids if rows[i].attempts > 1)
+    assert retried >= 1  # the interrupted renders ran again
+    assert final.process is not None and final.process.poll() is None
+    report(
+        "worker_group_sigkill",
+        f"{TASKS} tasks, whole worker SIGKILLed {KILLS} times "
+        f"({sum(mid_render)} renders in flight): {statuses.count(TaskStatus.succeeded)}/{TASKS} "
+        f"succeeded, 0 duplicates, {retried} re-run, recovered in {recovery:.1f} s",
+        in_flight=mid_render,
+        max_attempts=max(rows[i].attempts for i in ids),
+    )
+
+
+def test_pool_child_killed_mid_render(
+    pg_url: str, private_redis: RedisServer, make_stack: StackFactory
+) -> None:
+    stack = make_stack(pg_url, private_redis.url)
+    image = photo(*BIG_PNG, "PNG")
+    with stack.api.client() as client:
+        ids = [upload(client, image) for _ in range(8)]
+    worker = stack.start_worker()  # the reconciler runs beside it, as its own service
+    stack.start_beat()
+    assert worker.process is not None
+    pool = children(worker.process.pid)
+    assert len(pool) == 2, pool
+
+    def rendering() -> int:
+        return stack.records.count(TaskStatus.processing)
+
+    wait_until(rendering, within=30, every=0.02, what="a render", logs=stack.logs)
+    # The child that is busy rendering: the one burning CPU right now.
+    before = {pid: cpu_ticks(pid) for pid in pool}
+    time.sleep(0.2)
+    victim = max(pool, key=lambda pid: cpu_ticks(pid) - before[pid])
+    os.kill(victim, signal.SIGKILL)
+
+    wait_until(
+        lambda: stack.records.all_finished(ids),
+        within=60,
+        what="every task to finish after a child was killed",
+        logs=stack.logs,
+    )
+    rows = stack.records.tasks()
+    assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * len(ids), stack.logs()
+    assert stack.records.problems(ids) == []
+    output = worker.output()
+    assert "WorkerLostError" in output or "signal 9" in output, output[-3000:]
+    # The main process replaced the child and kept going.
+    assert worker.process.poll() is None
+    assert len(children(worker.process.pid)) == 2
+    rerun = sum(1 for i in ids if rows[i].attempts > 1)
+    assert rerun >= 1
+    report(
+        "pool_child_sigkill",
+        f"{len(ids)} tasks, one pool child SIGKILLed mid-render: "
+        f"{len(ids)}/{len(ids)} succeeded, 0 duplicates, {rerun} re-run",
+    )

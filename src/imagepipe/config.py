@@ -89,6 +89,15 @@ class Settings(BaseSettings):
             raise ValueError(f"formats never allowed: {sorted(bad)}")
         return formats
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # An unset variable pasted into the list ('[""]') must not make the empty
+        # bearer token a valid key.
+        if any(not key.strip() for key in value):
+            raise ValueError("API keys must not be empty or blank")
+        return value
+
     @model_validator(mode="after")
     def _limits_consistent(self) -> Settings:
         if self.task_soft_time_limit >= self.task_hard_time_limit:

@@ -54,3 +54,14 @@ async def test_database_down_is_503_and_leaves_no_file(tmp_path: Path, redis_url
     assert response.json()["error"]["code"] == "service_unavailable"
     assert response.headers["retry-after"]
     assert leftovers(settings) == []
+
+
+async def test_reading_while_database_down_is_503(tmp_path: Path, redis_url: str) -> None:
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    settings = Settings(data_dir=tmp_path, database_url=dead, redis_url=redis_url)
+    async with open_client(create_app(settings)) as client:
+        for path in ("/tasks/7b0cb6a4-4a1d-4b8e-9a39-0c4b1c1f0e2a", "/tasks"):
+            response = await client.get(path)
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "service_unavailable"
+            assert response.headers["retry-after"]

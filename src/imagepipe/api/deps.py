@@ -74,7 +74,9 @@ async def require_api_key(
     """When IMAGEPIPE_API_KEYS is set, every route that uses this needs a Bearer key."""
     if not settings.api_keys:
         return
-    supplied = credentials.credentials.encode() if credentials else b""
+    supplied = credentials.credentials.strip().encode() if credentials else b""
+    if not supplied:
+        raise Unauthorized()
     # Compare against every key in constant time: no early exit leaks which matched.
     matches = [hmac.compare_digest(supplied, key.encode()) for key in settings.api_keys]
     if not any(matches):

@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagepipe.errors import ImagepipeError, ServiceUnavailable
@@ -56,9 +58,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", problems or "Invalid request.")
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Log the stack trace; never send it.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+async def _backend_down(request: Request, exc: Exception) -> JSONResponse:
+    # The database (or the disk under it) did not answer: a condition to retry, not a bug.
+    log.warning("backend unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return await _domain_error(request, ServiceUnavailable())
+
+
+def unexpected_error_response() -> JSONResponse:
+    """The body of every 500; the stack trace goes to the log, never to the client."""
     return error_response(500, "internal_error", "Internal error.")
 
 
@@ -66,4 +73,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ImagepipeError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    for backend_error in (DBAPIError, SQLAlchemyTimeoutError, OSError):
+        app.add_exception_handler(backend_error, _backend_down)
+    # Anything else is a bug: ObservedMiddleware renders it, so that even a 500 gets
+    # the security headers (Starlette's outermost error middleware would skip them).

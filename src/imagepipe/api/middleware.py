@@ -1,13 +1,18 @@
-"""Pure ASGI middleware: security headers and request metrics on every response."""
+"""Pure ASGI middleware: security headers and request metrics on every response, and
+the rendering of unexpected errors (so a 500 carries the headers too)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagepipe.api.errors import unexpected_error_response
 from imagepipe.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -38,12 +43,13 @@ class ObservedMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        response_started = False
         csp = CSP_DOCS if scope["path"].startswith(("/docs", "/redoc")) else CSP_DEFAULT
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
@@ -52,6 +58,11 @@ class ObservedMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if response_started:
+                raise  # the status line already went out: nothing better can be sent
+            await unexpected_error_response()(scope, receive, send_with_headers)
         finally:
             route = scope.get("route")
             # The route template, never the raw path: ids would explode the label set.

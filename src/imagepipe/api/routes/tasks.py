@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from anyio import to_thread
@@ -34,8 +34,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, task_id = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(task_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        moment = datetime.fromisoformat(created)
+        # Stored times are UTC; a naive or shifted time is normalised (or refused if
+        # shifting it leaves the calendar, e.g. 9999-12-31T23:59-23:59).
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return moment, uuid.UUID(task_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest("Malformed cursor.") from None
 
 

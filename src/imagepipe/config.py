@@ -5,20 +5,26 @@ The README's configuration table documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+# The database password compose.yaml falls back to when POSTGRES_PASSWORD is unset.
+DEV_ONLY_SECRET = "dev-only-insecure-password"
 
 OutputFormat = Literal["auto", "JPEG", "PNG", "WEBP"]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGEPIPE_", extra="ignore", frozen=True)
+
+    # "production" refuses the development-only secrets compose.yaml falls back to.
+    environment: Literal["development", "production"] = "development"
 
     # Where the embedded defaults (SQLite file, local storage) live.
     data_dir: Path = Path("data")
@@ -60,9 +66,10 @@ class Settings(BaseSettings):
     broker_timeout_seconds: float = Field(default=3.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
 
-    # Security: empty means no API key is required.
-    api_keys: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
+    # Security: empty means no API key is required. From the environment, either a
+    # JSON list or comma-separated; an empty value means none.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
@@ -89,6 +96,16 @@ class Settings(BaseSettings):
             raise ValueError(f"formats never allowed: {sorted(bad)}")
         return formats
 
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list_from_env(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return tuple(json.loads(text))
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+
     @field_validator("api_keys")
     @classmethod
     def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,6 +121,8 @@ class Settings(BaseSettings):
             raise ValueError("task_soft_time_limit must be below task_hard_time_limit")
         if self.visibility_timeout <= self.task_hard_time_limit:
             raise ValueError("visibility_timeout must exceed task_hard_time_limit")
+        if self.environment == "production" and DEV_ONLY_SECRET in (self.database_url or ""):
+            raise ValueError("the development-only database password is refused in production")
         return self
 
     @cached_property

@@ -1,0 +1,50 @@
+"""Settings from the environment: lists, refusals of unsafe or inconsistent values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from imagepipe.config import Settings
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [("", ()), ("k1", ("k1",)), ("k1, k2", ("k1", "k2")), ('["k1", "k2"]', ("k1", "k2"))],
+)
+def test_lists_come_as_json_or_commas(
+    monkeypatch: pytest.MonkeyPatch, raw: str, parsed: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("IMAGEPIPE_API_KEYS", raw)
+    monkeypatch.setenv("IMAGEPIPE_CORS_ORIGINS", raw)
+    settings = Settings()
+    assert settings.api_keys == parsed and settings.cors_origins == parsed
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"api_keys": ("",)},
+        {"task_soft_time_limit": 90, "task_hard_time_limit": 60},
+        {"visibility_timeout": 60, "task_hard_time_limit": 90},
+        {"allowed_formats": ("JPEG", "EPS")},
+        {"variants": {}},
+        {"variants": {"../x": 10}},
+        {"max_upload_bytes": 0},
+        {
+            "environment": "production",
+            "database_url": "postgresql+asyncpg://u:dev-only-insecure-password@db/x",
+        },
+    ],
+)
+def test_unsafe_or_inconsistent_settings_are_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**overrides)  # type: ignore[arg-type]
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = Settings()
+    assert settings.variants == {"small": 150, "medium": 600, "large": 1200}
+    assert settings.max_upload_bytes == 25 * 1024 * 1024
+    assert settings.max_pixels == 50_000_000
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")

@@ -60,6 +60,8 @@ class Task(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the processing claim expires; the reconciler takes expired claims back.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # host:pid of the process holding the claim (see imagepipe.worker.holder).
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
     # Times a worker has claimed the task: caps poison images that kill workers.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Last time the task was handed to the broker (upload or reconciler).

@@ -26,6 +26,7 @@ from imagepipe.errors import ImageTooLarge, InvalidImage
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.storage import Storage, variant_key
+from imagepipe.worker.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +61,39 @@ def render_options(settings: Settings) -> RenderOptions:
 
 
 def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> Claim | None:
-    """Take the task if it is queued (or its lease expired); None if it is not ours."""
+    """Take the task if it is queued, its lease expired, or its holder process died on
+    this host; None if it is not ours."""
     now = utcnow()
     with sessions.begin() as session:
+        seen = session.execute(
+            select(Task.status, Task.attempts, Task.claimed_by).where(Task.id == task_id)
+        ).one_or_none()
+        if seen is None:
+            return None
+        claimable = or_(
+            Task.status == TaskStatus.queued,
+            (Task.status == TaskStatus.processing) & (Task.lease_expires_at < now),
+        )
+        if seen.status == TaskStatus.processing and holder_is_dead(seen.claimed_by):
+            # Compare-and-swap on what we saw: a live worker that took the task
+            # meanwhile changed attempts and claimed_by, so this no longer matches.
+            claimable = or_(
+                claimable,
+                (Task.status == TaskStatus.processing)
+                & (Task.attempts == seen.attempts)
+                & (Task.claimed_by == seen.claimed_by),
+            )
         result = session.execute(
             update(Task)
             .where(Task.id == task_id)
             .where(Task.attempts < settings.max_attempts)
-            .where(
-                or_(
-                    Task.status == TaskStatus.queued,
-                    (Task.status == TaskStatus.processing) & (Task.lease_expires_at < now),
-                )
-            )
+            .where(claimable)
             .values(
                 status=TaskStatus.processing,
                 attempts=Task.attempts + 1,
                 started_at=now,
                 lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+                claimed_by=current_holder(),
             )
             .execution_options(synchronize_session=False)
         )

@@ -1,0 +1,106 @@
+"""Claiming: who may take a task, on both databases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.db.models import Base, Task, TaskStatus, utcnow
+from imagepipe.worker import processing
+from imagepipe.worker.holder import current_holder, holder_is_dead
+
+
+@pytest.fixture
+def engine(any_db_settings: Settings) -> Iterator[Engine]:
+    engine = make_sync_engine(any_db_settings.resolved_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sync_session_factory(engine)
+
+
+def add_task(sessions: sessionmaker[Session], **values: object) -> uuid.UUID:
+    task = Task(
+        filename="a.jpg", original_key="originals/x", original_format="JPEG",
+        original_width=10, original_height=10, original_size_bytes=1, original_sha256="0" * 64,
+        **values,
+    )  # fmt: skip
+    with sessions.begin() as session:
+        session.add(task)
+    return task.id
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_queued_task_is_claimed_once(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    task_id = add_task(sessions)
+    first = processing.claim(sessions, task_id, any_db_settings)
+    assert first is not None and first.attempt == 1
+    assert processing.claim(sessions, task_id, any_db_settings) is None  # live lease
+    with sessions() as session:
+        assert session.get_one(Task, task_id).claimed_by == current_holder()
+
+
+def test_dead_holder_on_this_host_is_taken_over_at_once(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    lease = utcnow() + timedelta(hours=1)
+    dead = f"{current_holder().rpartition(':')[0]}:{dead_pid()}"
+    assert holder_is_dead(dead)
+    task_id = add_task(
+        sessions, status=TaskStatus.processing, attempts=1, lease_expires_at=lease,
+        claimed_by=dead,
+    )  # fmt: skip
+    taken = processing.claim(sessions, task_id, any_db_settings)
+    assert taken is not None and taken.attempt == 2
+
+
+@pytest.mark.parametrize(
+    "holder",
+    ["elsewhere:1", None, "garbage"],
+)
+def test_live_or_unknown_holders_keep_their_lease(
+    sessions: sessionmaker[Session], any_db_settings: Settings, holder: str | None
+) -> None:
+    lease = utcnow() + timedelta(hours=1)
+    task_id = add_task(
+        sessions, status=TaskStatus.processing, attempts=1, lease_expires_at=lease,
+        claimed_by=holder,
+    )  # fmt: skip
+    assert processing.claim(sessions, task_id, any_db_settings) is None
+    # Once the lease has expired, anyone may take it.
+    with sessions.begin() as session:
+        session.execute(
+            update(Task).where(Task.id == task_id).values(lease_expires_at=utcnow() - timedelta(1))
+        )
+    assert processing.claim(sessions, task_id, any_db_settings) is not None
+
+
+def test_own_process_is_never_dead() -> None:
+    assert not holder_is_dead(current_holder())

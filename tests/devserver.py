@@ -1,5 +1,5 @@
-"""A real ``imagepipe dev`` (API + worker + private Redis + SQLite) for the page and
-CLI tests, started once per test run and shared by tests/web and tests/cli.
+"""A real ``imagepipe dev`` (API + worker + private Redis + SQLite): for the test of
+``dev`` itself, and for the page and CLI tests, which share one per test run.
 
 Each conftest asks ``shared_dev_server`` for it; the first ask starts it and the end
 of the run stops it, whichever folder asked first.

@@ -7,6 +7,7 @@ are never skipped in silence.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -137,6 +138,8 @@ class WorkerProcess:
         fd, name = tempfile.mkstemp(prefix="imagepipe-worker-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
+        # Kept while the run lasts (a failing test quotes it), removed at its end.
+        atexit.register(self.log_path.unlink, missing_ok=True)
 
     def start(self) -> None:
         argv = [

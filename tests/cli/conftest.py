@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.server import DevServer, shared_dev_server
+from tests.devserver import DevServer, shared_dev_server
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.devserver import TEST_API_KEY, DevServer, dev_env
 from tests.images import photo
 from tests.services import free_port
-from tests.web.server import TEST_API_KEY, DevServer, dev_env
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 

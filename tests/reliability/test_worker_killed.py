@@ -128,3 +128,42 @@ def test_pool_child_killed_mid_render(
         f"{len(ids)} tasks, one pool child SIGKILLed mid-render: "
         f"{len(ids)}/{len(ids)} succeeded, 0 duplicates, {rerun} re-run",
     )
+
+
+def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
+    pg_url: str, private_redis: RedisServer, make_stack: StackFactory
+) -> None:
+    """No reconciler and a 10-minute lease: only the immediate takeover (the holder
+    process is gone on this host) can finish the task inside the wait below."""
+    stack = make_stack(pg_url, private_redis.url, lease_margin_seconds=600, visibility_timeout=900)
+    image = photo(*BIG_PNG, "PNG")
+    with stack.api.client() as client:
+        ids = [upload(client, image) for _ in range(4)]
+    worker = stack.start_worker()
+    assert worker.process is not None
+    pool = children(worker.process.pid)
+
+    wait_until(
+        lambda: stack.records.count(TaskStatus.processing),
+        within=30, every=0.02, what="a render", logs=stack.logs,
+    )  # fmt: skip
+    before = {pid: cpu_ticks(pid) for pid in pool}
+    time.sleep(0.2)
+    os.kill(max(pool, key=lambda pid: cpu_ticks(pid) - before[pid]), signal.SIGKILL)
+
+    wait_until(
+        lambda: stack.records.all_finished(ids),
+        within=60,
+        what="every task to finish with no reconciler after a child was killed",
+        logs=stack.logs,
+    )
+    rows = stack.records.tasks()
+    assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * len(ids), stack.logs()
+    assert stack.records.problems(ids) == []
+    taken_over = sum(1 for i in ids if rows[i].attempts == 2)
+    assert taken_over >= 1
+    report(
+        "pool_child_takeover",
+        f"{len(ids)} tasks, one pool child SIGKILLed, no reconciler, 606 s lease: "
+        f"{len(ids)}/{len(ids)} succeeded, {taken_over} taken over at once",
+    )

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.web.server import DevServer, shared_dev_server
+from tests.devserver import DevServer, shared_dev_server
 
 CHROMIUM = os.environ.get("IMAGEPIPE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

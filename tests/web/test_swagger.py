@@ -7,8 +7,8 @@ import re
 
 from playwright.sync_api import Page, expect
 
+from tests.devserver import DevServer
 from tests.images import photo
-from tests.web.server import DevServer
 
 
 def test_try_it_out_upload_answers_202(page: Page, dev_server: DevServer) -> None:

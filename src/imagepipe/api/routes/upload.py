@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import delete
@@ -23,7 +24,7 @@ from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import ImagepipeError, ServiceUnavailable
-from imagepipe.imaging import probe
+from imagepipe.imaging import ImageInfo, probe
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
 from imagepipe.storage import Storage, original_key
@@ -98,19 +99,23 @@ async def _accept(
     storage: Storage,
     queue: TaskQueue,
 ) -> _Accepted:
+    task_id = uuid.uuid4()
+    key = original_key(task_id)
     temp = await to_thread.run_sync(storage.new_temp)
+
+    def probe_and_keep() -> ImageInfo:
+        # Header only; the original is kept (renamed into place) only if it passes.
+        info = probe(temp, allowed_formats=settings.allowed_formats, max_pixels=settings.max_pixels)
+        storage.adopt(key, temp)
+        return info
+
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
-        info = await to_thread.run_sync(
-            lambda: probe(
-                temp, allowed_formats=settings.allowed_formats, max_pixels=settings.max_pixels
-            )
-        )
-        task_id = uuid.uuid4()
-        key = original_key(task_id)
-        await to_thread.run_sync(storage.adopt, key, temp)
+        info = await to_thread.run_sync(probe_and_keep)
     except BaseException:
-        await to_thread.run_sync(_unlink, temp)
+        # Shielded: a client that disconnects cancels the request, not the cleanup.
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_unlink, temp)
         raise
 
     now = utcnow()
@@ -135,7 +140,8 @@ async def _accept(
         await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("database unavailable during upload: %s", error)
-        await to_thread.run_sync(storage.delete_prefix, key)
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(storage.delete_prefix, key)
         raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
 
     try:
@@ -145,7 +151,8 @@ async def _accept(
         # docs/reliability.md). If even this cleanup fails, the row stays queued and
         # the reconciler delivers it later.
         log.warning("broker unavailable during upload: %s", error, extra={"task_id": str(task_id)})
-        await _forget(session, storage, task_id, key)
+        with anyio.CancelScope(shield=True):
+            await _forget(session, storage, task_id, key)
         raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
 
     log.info("upload accepted", extra={"task_id": str(task_id), "bytes": received.size_bytes})

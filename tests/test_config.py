@@ -48,3 +48,8 @@ def test_defaults_match_the_contract() -> None:
     assert settings.max_upload_bytes == 25 * 1024 * 1024
     assert settings.max_pixels == 50_000_000
     assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_unknown_format_names_are_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="cannot open"):
+        Settings(allowed_formats=("JPG", "PNG"))

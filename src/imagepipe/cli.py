@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import click
@@ -50,7 +52,9 @@ def worker(concurrency: int | None, beat: bool) -> None:
     """Run a Celery worker that makes the previews."""
     # Before prometheus_client is imported: children write their samples here and
     # the main process serves the merged view (see imagepipe.worker.observe).
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imagepipe-metrics-")
+    metrics_dir = tempfile.mkdtemp(prefix="imagepipe-metrics-")
+    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from imagepipe.worker.app import celery_app
 
     argv = ["worker", "--loglevel", Settings().log_level, "--pool", "prefork"]

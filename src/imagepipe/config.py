@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
+from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -94,6 +95,10 @@ class Settings(BaseSettings):
         formats = tuple(f.upper() for f in value)
         if bad := banned.intersection(formats):
             raise ValueError(f"formats never allowed: {sorted(bad)}")
+        # Refuse a name Pillow does not know (e.g. "JPG") now, not as a 500 per upload.
+        Image.init()
+        if unknown := sorted(set(formats) - set(Image.OPEN)):
+            raise ValueError(f"formats Pillow cannot open: {unknown}")
         return formats
 
     @field_validator("api_keys", "cors_origins", mode="before")

@@ -10,6 +10,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from imagepipe.config import Settings
 
+_HANDLER_NAME = "imagepipe"
 _TEXT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -34,6 +35,11 @@ def configure(settings: Settings) -> None:
         )
     else:
         handler.setFormatter(_TaskIdText(_TEXT))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Idempotent (the CLI and the app factory both call it) and polite: only our own
+    # earlier handler is replaced; handlers others installed (pytest's) stay.
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
     root.setLevel(settings.log_level.upper())

@@ -8,7 +8,6 @@ either nothing or the whole object.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -43,9 +42,6 @@ class Storage(ABC):
     @abstractmethod
     def new_temp(self) -> Path:
         """A fresh temp file on the same filesystem as the objects."""
-
-    @abstractmethod
-    def exists(self, key: str) -> bool: ...
 
     @abstractmethod
     def delete_prefix(self, key: str) -> None:
@@ -94,9 +90,6 @@ class LocalStorage(Storage):
                 os.unlink(name)
             raise
 
-    def exists(self, key: str) -> bool:
-        return self.path(key).exists()
-
     def delete_prefix(self, key: str) -> None:
         path = self.path(key)
         if path.is_dir():
@@ -110,10 +103,3 @@ class LocalStorage(Storage):
         probe.write_bytes(b"ok")
         probe.unlink()
 
-
-def sha256_file(path: Path, chunk_size: int = 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

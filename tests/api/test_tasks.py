@@ -86,8 +86,10 @@ async def test_succeeded_task_serves_variants(
     head = await any_db_client.head(url)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["etag"] == etag
-    cached = await any_db_client.get(url, headers={"If-None-Match": etag})
-    assert cached.status_code == 304 and cached.content == b""
+    for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        cached = await any_db_client.get(url, headers={"If-None-Match": if_none_match})
+        assert cached.status_code == 304 and cached.content == b"", if_none_match
+    assert (await any_db_client.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
 
     unknown = await any_db_client.get(f"/tasks/{task_id}/variants/huge")
     assert unknown.status_code == 404
@@ -111,6 +113,24 @@ async def test_delete_removes_row_original_and_variants(
     assert not (root / "originals" / task_id).exists()
     assert not (root / "variants" / task_id).exists()
     assert (await client.delete(f"/tasks/{task_id}")).status_code == 404
+
+
+async def test_task_deleted_while_rendering_leaves_no_files(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    task_id = await upload(client)
+    engine = make_sync_engine(settings.resolved_database_url)
+    sessions = sync_session_factory(engine)
+    storage = LocalStorage(settings.resolved_storage_root)
+    try:
+        held = processing.claim(sessions, uuid.UUID(task_id), settings)
+        assert held is not None
+        result = processing.render(held, storage, settings)
+        assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
+        assert processing.store_and_finish(sessions, storage, held, result) is False
+    finally:
+        engine.dispose()
+    assert not (settings.resolved_storage_root / "variants" / task_id).exists()
 
 
 async def test_list_is_newest_first_and_paginated(

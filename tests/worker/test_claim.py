@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
+from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
@@ -104,3 +105,24 @@ def test_live_or_unknown_holders_keep_their_lease(
 
 def test_own_process_is_never_dead() -> None:
     assert not holder_is_dead(current_holder())
+
+
+def test_a_render_bug_fails_at_once_not_after_every_attempt(
+    sessions: sessionmaker[Session], any_db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No real image triggers a bug on purpose, so the renderer is replaced here: the
+    point is how process() classifies an unexpected exception."""
+
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(processing, "render_previews", broken)
+    task_id = add_task(sessions)
+    storage = LocalStorage(any_db_settings.resolved_storage_root)
+    outcome = processing.process(sessions, storage, any_db_settings, task_id)
+    assert outcome == processing.Outcome.failed
+    with sessions() as session:
+        task = session.get_one(Task, task_id)
+        assert (task.status, task.error_code, task.attempts) == (
+            TaskStatus.failed, "internal_error", 1,
+        )  # fmt: skip

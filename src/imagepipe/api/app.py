@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
-from imagepipe import __version__
+from imagepipe import __version__, logs
 from imagepipe.api import errors
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
@@ -28,6 +28,8 @@ from imagepipe.worker.celery_app import create_celery
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Here, not only in the CLI: `api --workers N` and `--reload` start fresh processes.
+    logs.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

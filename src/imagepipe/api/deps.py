@@ -43,7 +43,10 @@ async def get_queue(request: Request) -> TaskQueue:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session (and its pooled connection) is closed when the handler
+# returns, not after the response body is sent — a slow preview download must not hold
+# a database connection, mid-transaction, for its whole transfer.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[TaskQueue, Depends(get_queue)]
 

@@ -1,4 +1,4 @@
-"""Who holds a claim: ``host:pid`` of the worker process that rendered it.
+"""Who holds a claim: ``host/pid-namespace:pid`` of the worker process rendering it.
 
 When a pool process dies mid-render (out-of-memory kill, segfault), Celery delivers
 the task again at once (``reject_on_worker_lost``), but the dead process's lease would
@@ -13,8 +13,18 @@ import os
 import socket
 
 
+def _namespace() -> str:
+    """This host and PID namespace: containers with the host's network (and so its
+    hostname) still have PID namespaces of their own."""
+    try:
+        pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # no /proc (not Linux): the hostname alone
+        pid_namespace = 0
+    return f"{socket.gethostname()}/{pid_namespace}"
+
+
 def current_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_namespace()}:{os.getpid()}"
 
 
 def holder_is_dead(holder: str | None) -> bool:
@@ -24,8 +34,8 @@ def holder_is_dead(holder: str | None) -> bool:
     """
     if not holder:
         return False
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    namespace, _, pid = holder.rpartition(":")
+    if namespace != _namespace() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
@@ -144,9 +145,18 @@ def store_and_finish(
             .execution_options(synchronize_session=False)
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
-        session.add_all(rows)
+            gone = session.get(Task, claim.task_id) is None
+            superseded = True
+        else:
+            gone = superseded = False
+            session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+            session.add_all(rows)
+    if gone:
+        # Deleted (DELETE /tasks/{id}) while we rendered: the files just written belong
+        # to nothing; nobody else will ever remove them.
+        storage.delete_prefix(f"variants/{claim.task_id}")
+    if superseded:
+        return False
     _remove_stale_temp_files(storage, claim.task_id)
     return True
 
@@ -177,15 +187,13 @@ def fail(
     message: str,
     *,
     attempt: int | None = None,
+    only_queued: bool = False,
 ) -> bool:
-    """Mark the task failed unless it already finished (or, given ``attempt``, the
-    claim was superseded)."""
+    """Mark the task failed unless it already finished. Given ``attempt``, only while
+    that claim is the latest; with ``only_queued``, only while nobody holds it."""
+    unfinished = [TaskStatus.queued] if only_queued else [TaskStatus.queued, TaskStatus.processing]
     with sessions.begin() as session:
-        statement = (
-            update(Task)
-            .where(Task.id == task_id)
-            .where(Task.status.in_([TaskStatus.queued, TaskStatus.processing]))
-        )
+        statement = update(Task).where(Task.id == task_id).where(Task.status.in_(unfinished))
         if attempt is not None:
             statement = statement.where(Task.attempts == attempt)
         result = session.execute(
@@ -231,8 +239,18 @@ def process(
     except (InvalidImage, ImageTooLarge) as error:
         fail(sessions, task_id, error.code, error.message, attempt=current.attempt)
         return Outcome.failed
+    except (OSError, SQLAlchemyError):
+        # Reading the original failed (storage): transient, the caller retries — but
+        # not while we hold the lease.
+        _release_quietly(sessions, current)
+        raise
+    except Exception as error:
+        # A bug in rendering repeats on every attempt: fail now, not after three.
+        log.exception("render failed", extra={"task_id": str(task_id)})
+        message = f"Rendering failed: {type(error).__name__}."
+        fail(sessions, task_id, "internal_error", message, attempt=current.attempt)
+        return Outcome.failed
     except BaseException:
-        # Let the caller decide (retry or fail), but not while we hold the lease.
         _release_quietly(sessions, current)
         raise
     try:

@@ -70,7 +70,10 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         # Checked here: given ``exc``, Celery's retry() re-raises that exception once
         # the retries are used up, never MaxRetriesExceededError.
         if self.request.retries >= MAX_RETRIES:
-            processing.fail(rt.sessions, parsed, "internal_error", f"Gave up after: {error}")
+            # Only a task nobody holds: its claim was given back when the error struck.
+            # One another worker claimed meanwhile is that worker's to finish.
+            message = f"Gave up after: {error}"
+            processing.fail(rt.sessions, parsed, "internal_error", message, only_queued=True)
             TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
             return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 from anyio import to_thread
@@ -91,12 +93,26 @@ async def get_variant(task: TaskDep, name: str, request: Request, storage: Stora
         "Cache-Control": "public, max-age=31536000, immutable",
         "X-Content-Type-Options": "nosniff",
     }
-    if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
+    if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
-    path = storage.path(variant.storage_key)
-    if not await to_thread.run_sync(path.exists):
-        raise VariantNotFound("The variant file is missing.")
-    return FileResponse(path, media_type=variant.content_type, headers=headers)
+    key = variant.storage_key
+
+    def locate() -> tuple[Path, os.stat_result]:
+        path = storage.path(key)
+        return path, path.stat()
+
+    try:
+        # One stat, handed to FileResponse: a file deleted in between is a 404, not a 500.
+        path, stat = await to_thread.run_sync(locate)
+    except FileNotFoundError:
+        raise VariantNotFound("The variant file is missing.") from None
+    return FileResponse(path, media_type=variant.content_type, headers=headers, stat_result=stat)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match requires: W/ is ignored, * matches."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in tags or "*" in tags
 
 
 # HEAD answers like GET without the body (FileResponse sends headers only).

@@ -102,4 +102,3 @@ class LocalStorage(Storage):
         probe = self._tmp / f".ready-{uuid.uuid4().hex}"
         probe.write_bytes(b"ok")
         probe.unlink()
-

@@ -15,12 +15,27 @@ from fastapi import FastAPI
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.migrate import upgrade
+from tests.devserver import TEST_API_KEY, DevServer, run_dev_server
 from tests.services import RedisServer, WorkerProcess, postgres_database, redis_server
 
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """One real `imagepipe dev` for the page and CLI tests of the whole run."""
+    with run_dev_server(tmp_path_factory.mktemp("dev-open")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secured_dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A second one that requires TEST_API_KEY, started only if a test asks for it."""
+    with run_dev_server(tmp_path_factory.mktemp("dev-secured"), api_key=TEST_API_KEY) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

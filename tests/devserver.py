@@ -1,8 +1,6 @@
 """A real ``imagepipe dev`` (API + worker + private Redis + SQLite): for the test of
-``dev`` itself, and for the page and CLI tests, which share one per test run.
-
-Each conftest asks ``shared_dev_server`` for it; the first ask starts it and the end
-of the run stops it, whichever folder asked first.
+``dev`` itself, and for the page and CLI tests, which share one per test run (the
+session fixtures in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,20 +117,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
-
-
-_SERVERS = pytest.StashKey[dict[str, DevServer]]()
-
-
-def shared_dev_server(request: pytest.FixtureRequest, *, secured: bool = False) -> DevServer:
-    """The run's dev server (``secured``: one that requires TEST_API_KEY)."""
-    name = "secured" if secured else "open"
-    servers = request.config.stash.setdefault(_SERVERS, {})
-    if name not in servers:
-        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
-        stack = ExitStack()
-        request.config.add_cleanup(stack.close)
-        servers[name] = stack.enter_context(
-            run_dev_server(factory.mktemp(f"dev-{name}"), api_key=TEST_API_KEY if secured else None)
-        )
-    return servers[name]

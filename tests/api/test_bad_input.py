@@ -27,12 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from PIL import Image
 
 from imagepipe.config import Settings
 from tests.api.test_tasks import run_inline
 from tests.images import MULTIPART_TYPE, multipart, photo
+from tests.observe import queue_length, stored_files
 from tests.reliability.stack import ApiProcess, wait_until
 from tests.reliability.stack import live_api as live_api_server
 from tests.services import RedisServer
@@ -101,19 +101,6 @@ HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
 # --- helpers ------------------------------------------------------------------------
 
 
-def stored(settings: Settings) -> list[str]:
-    root = settings.resolved_storage_root
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def queued_messages(settings: Settings) -> int:
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        return int(client.llen("celery"))
-    finally:
-        client.close()
-
-
 def assert_clean_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert "Traceback" not in response.text and 'File "' not in response.text
@@ -126,8 +113,8 @@ def assert_refused_and_nothing_kept(
     response: httpx.Response, settings: Settings, status: int, code: str
 ) -> dict[str, Any]:
     error = assert_clean_error(response, status, code)
-    assert stored(settings) == []
-    assert queued_messages(settings) == 0
+    assert stored_files(settings) == []
+    assert queue_length(settings.redis_url) == 0
     return error
 
 
@@ -277,7 +264,7 @@ async def test_hostile_filenames_are_display_only(
     assert "/" not in shown and "\\" not in shown
     assert not any(unicodedata.category(ch).startswith("C") for ch in shown)
     assert shown == unicodedata.normalize("NFC", shown)
-    assert stored(settings) == [f"originals/{task_id}"]
+    assert stored_files(settings) == [f"originals/{task_id}"]
 
 
 async def test_rfc5987_filename_is_accepted(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -285,7 +272,7 @@ async def test_rfc5987_filename_is_accepted(client: httpx.AsyncClient, settings:
     body = multipart([(disposition, photo(40, 30))])
     response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
     assert response.status_code == 202, response.text
-    assert len(stored(settings)) == 1
+    assert len(stored_files(settings)) == 1
 
 
 # --- the multipart envelope -------------------------------------------------------
@@ -493,7 +480,7 @@ def upload_head(length_header: str) -> bytes:
 
 def check_live_server_clean(server: ApiProcess, settings: Settings) -> None:
     # A request whose connection was cut may still be cleaning up its temp file.
-    wait_until(lambda: stored(settings) == [], within=10, what="nothing stored")
+    wait_until(lambda: stored_files(settings) == [], within=10, what="nothing stored")
     with server.client() as client:
         assert client.get("/healthz").status_code == 200  # still serving
     assert "Traceback" not in server.output()

@@ -13,14 +13,10 @@ from imagepipe.db.engine import sync_url
 from imagepipe.db.models import Task
 from tests.conftest import make_settings, open_client
 from tests.images import photo
+from tests.observe import stored_files
 from tests.services import free_port, redis_server
 
 pytestmark = pytest.mark.anyio
-
-
-def leftovers(settings: Settings) -> list[Path]:
-    root = settings.resolved_storage_root
-    return [p for p in root.rglob("*") if p.is_file()]
 
 
 async def test_broker_down_is_503_and_leaves_nothing(tmp_path: Path, sqlite_url: str) -> None:
@@ -42,7 +38,7 @@ async def test_broker_down_is_503_and_leaves_nothing(tmp_path: Path, sqlite_url:
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Task)) == 1
     engine.dispose()
-    assert len(leftovers(settings)) == 1
+    assert len(stored_files(settings)) == 1
 
 
 async def test_database_down_is_503_and_leaves_no_file(tmp_path: Path, redis_url: str) -> None:
@@ -53,7 +49,7 @@ async def test_database_down_is_503_and_leaves_no_file(tmp_path: Path, redis_url
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "service_unavailable"
     assert response.headers["retry-after"]
-    assert leftovers(settings) == []
+    assert stored_files(settings) == []
 
 
 async def test_reading_while_database_down_is_503(tmp_path: Path, redis_url: str) -> None:

@@ -8,29 +8,16 @@ import uuid
 
 import httpx
 import pytest
-import redis
 
 from imagepipe.config import Settings
 from tests.images import MULTIPART_TYPE, multipart, photo
+from tests.observe import queue_length, stored_files
 
 pytestmark = pytest.mark.anyio
 
 
 def files(data: bytes, name: str = "cat.jpg", ctype: str = "image/jpeg") -> dict[str, object]:
     return {"file": (name, data, ctype)}
-
-
-def stored_objects(settings: Settings) -> list[str]:
-    root = settings.resolved_storage_root
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def queue_length(settings: Settings) -> int:
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        return int(client.llen("celery"))
-    finally:
-        client.close()
 
 
 async def test_upload_answers_202_and_enqueues(
@@ -43,7 +30,7 @@ async def test_upload_answers_202_and_enqueues(
     task_id = uuid.UUID(body["task_id"])
     assert body == {"task_id": str(task_id), "status": "queued", "status_url": f"/tasks/{task_id}"}
     assert response.headers["location"] == f"/tasks/{task_id}"
-    assert queue_length(any_db_settings) == 1
+    assert queue_length(any_db_settings.redis_url) == 1
 
     status = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
@@ -57,7 +44,7 @@ async def test_upload_answers_202_and_enqueues(
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     assert status["created_at"].endswith("Z")
-    assert stored_objects(any_db_settings) == [f"originals/{task_id}"]
+    assert stored_files(any_db_settings) == [f"originals/{task_id}"]
 
 
 async def test_client_filename_is_display_only(
@@ -70,7 +57,7 @@ async def test_client_filename_is_display_only(
     task_id = response.json()["task_id"]
     status = (await client.get(f"/tasks/{task_id}")).json()
     assert status["original"]["filename"] == "passwdü.jpg"
-    assert stored_objects(settings) == [f"originals/{task_id}"]
+    assert stored_files(settings) == [f"originals/{task_id}"]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +74,7 @@ async def test_missing_file_part_is_400(
     response = await client.post("/upload", **kwargs)  # type: ignore[arg-type]
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
-    assert stored_objects(settings) == []
+    assert stored_files(settings) == []
 
 
 @pytest.mark.parametrize(
@@ -110,8 +97,8 @@ async def test_non_images_are_415(
     assert error["code"] == "unsupported_media_type"
     if detected:
         assert detected in error["message"]
-    assert stored_objects(settings) == []
-    assert queue_length(settings) == 0
+    assert stored_files(settings) == []
+    assert queue_length(settings.redis_url) == 0
 
 
 async def test_body_over_limit_is_413_while_streaming(
@@ -148,7 +135,7 @@ async def test_body_over_limit_is_413_while_streaming(
         # Declared too large: refused before reading.
         response = await client.post("/upload", files=files(big, "a.png", "image/png"))
         assert response.status_code == 413
-    assert stored_objects(settings) == []
+    assert stored_files(settings) == []
 
 
 async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_url: str) -> None:
@@ -162,7 +149,7 @@ async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_u
         response = await client.post("/upload", files=files(photo(200, 100)))
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "image_too_large"
-    assert stored_objects(settings) == []
+    assert stored_files(settings) == []
 
 
 async def test_unparseable_header_is_422(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -170,4 +157,4 @@ async def test_unparseable_header_is_422(client: httpx.AsyncClient, settings: Se
     response = await client.post("/upload", files=files(broken_png, "x.png", "image/png"))
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_image"
-    assert stored_objects(settings) == []
+    assert stored_files(settings) == []

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from imagepipe.config import Settings
 from tests.conftest import settings_env
 from tests.images import photo
 from tests.integration.helpers import wait_finished
+from tests.observe import metric_samples
 from tests.services import WorkerProcess, free_port, wait_for_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -43,11 +43,7 @@ async def test_worker_metrics_and_logs(
 
     async with httpx.AsyncClient() as scraper:
         text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
-    values = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    values = metric_samples(text)
     # Summed over both pool children: every task counted once, whichever ran it.
     assert values[("imagepipe_tasks_total", (("outcome", "succeeded"),))] == 3
     for stage in ("decode", "resize", "encode", "store"):

@@ -9,23 +9,15 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
 from imagepipe.db.models import TaskStatus
 from tests.images import photo
+from tests.observe import queue_length
 from tests.reliability.conftest import StackFactory
 from tests.reliability.stack import report, upload, wait_until
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-def queue_length(server: RedisServer) -> int:
-    client = redis.Redis.from_url(server.url)
-    try:
-        return int(client.llen("celery"))
-    finally:
-        client.close()
 
 
 def test_redis_restart_with_tasks_queued(
@@ -34,11 +26,11 @@ def test_redis_restart_with_tasks_queued(
     stack = make_stack(pg_url, private_redis.url)
     with stack.api.client() as client:
         ids = [upload(client, photo(1600, 1200)) for _ in range(10)]
-    assert queue_length(private_redis) == 10
+    assert queue_length(private_redis.url) == 10
 
     private_redis.stop()
     private_redis.start()  # same port, empty: the 10 messages are lost
-    assert queue_length(private_redis) == 0
+    assert queue_length(private_redis.url) == 0
     assert stack.records.count(TaskStatus.queued) == 10
 
     started = time.monotonic()
@@ -68,7 +60,7 @@ def test_redis_restart_under_a_running_worker(
     with stack.api.client() as client:
         ids = [upload(client, image) for _ in range(12)]
     waiting = stack.records.count(TaskStatus.queued)
-    in_redis = queue_length(private_redis)
+    in_redis = queue_length(private_redis.url)
 
     private_redis.stop()
     time.sleep(2)  # the worker and beat lose their connections

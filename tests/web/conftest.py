@@ -12,8 +12,6 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.devserver import DevServer, shared_dev_server
-
 CHROMIUM = os.environ.get("IMAGEPIPE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -25,16 +23,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-@pytest.fixture(scope="session")
-def dev_server(request: pytest.FixtureRequest) -> DevServer:
-    return shared_dev_server(request)
-
-
-@pytest.fixture(scope="session")
-def secured_dev_server(request: pytest.FixtureRequest) -> DevServer:
-    return shared_dev_server(request, secured=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ class Runtime:
     settings: Settings
     sessions: sessionmaker[Session]
     storage: Storage
+    queue: CeleryQueue
 
 
 @cache
@@ -47,6 +48,7 @@ def runtime() -> Runtime:
         settings=settings,
         sessions=sync_session_factory(engine),
         storage=LocalStorage(settings.resolved_storage_root),
+        queue=CeleryQueue(celery_app),
     )
 
 
@@ -90,9 +92,8 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
 def reconcile() -> dict[str, int]:
     rt = runtime()
     report = processing.reconcile(rt.sessions, rt.settings)
-    queue = CeleryQueue(celery_app)
     for task_id in report.requeued:
-        queue.enqueue(task_id)
+        rt.queue.enqueue(task_id)
     if report.requeued or report.failed:
         log.warning("reconciled: %d requeued, %d failed", len(report.requeued), len(report.failed))
     return {"requeued": len(report.requeued), "failed": len(report.failed)}

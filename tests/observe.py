@@ -1,0 +1,34 @@
+"""What tests look at from outside: stored files, queued messages, metric samples."""
+
+from __future__ import annotations
+
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from imagepipe.config import Settings
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def stored_files(settings: Settings) -> list[str]:
+    """Every file under the storage root, as sorted relative paths."""
+    root = settings.resolved_storage_root
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def queue_length(redis_url: str) -> int:
+    """Messages waiting in Celery's default queue."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.llen("celery"))
+    finally:
+        client.close()
+
+
+def metric_samples(text: str) -> Samples:
+    """Prometheus text as {(name, sorted labels): value}."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

@@ -54,6 +54,19 @@ async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, task
         assert response.json()["error"]["code"] == "task_not_found"
 
 
+async def test_variants_are_listed_in_the_configured_order(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # 600x400: medium and large are both stored at 600x400, so sorting by size cannot
+    # tell them apart; the configured order must win.
+    task_id = await upload(client, photo(600, 400))
+    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert list(task["variants"]) == list(settings.variants) == ["small", "medium", "large"]
+    listed = (await client.get("/tasks")).json()["tasks"][0]
+    assert list(listed["variants"]) == ["small", "medium", "large"]
+
+
 async def test_variant_before_success_is_404(client: httpx.AsyncClient) -> None:
     task_id = await upload(client)
     response = await client.get(f"/tasks/{task_id}/variants/small")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, field_serializer
@@ -71,8 +72,12 @@ def status_url(task_id: uuid.UUID) -> str:
     return f"/tasks/{task_id}"
 
 
-def task_out(task: Task) -> TaskOut:
+def task_out(task: Task, order: Iterable[str] = ()) -> TaskOut:
+    """The task as the API shows it; variants in ``order`` (the configured one), then
+    any others (a variant no longer configured) by size."""
     succeeded = task.status == TaskStatus.succeeded
+    rank = {name: index for index, name in enumerate(order)}
+    variants = sorted(task.variants, key=lambda v: (rank.get(v.name, len(rank)), v.width))
     return TaskOut(
         task_id=task.id,
         status=task.status,
@@ -95,7 +100,7 @@ def task_out(task: Task) -> TaskOut:
                 size_bytes=v.size_bytes,
                 content_type=v.content_type,
             )
-            for v in task.variants
+            for v in variants
         }
         if succeeded
         else {},

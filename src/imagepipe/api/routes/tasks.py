@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, delete, or_, select
 
-from imagepipe.api.deps import SessionDep, StorageDep, TaskDep
+from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import InvalidRequest, VariantNotFound
@@ -48,6 +48,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @router.get("/tasks", response_model=TaskPage, summary="Recent tasks, newest first")
 async def list_tasks(
     session: SessionDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: TaskStatus | None = None,
     cursor: str | None = None,
@@ -63,14 +64,14 @@ async def list_tasks(
     rows = list((await session.scalars(query)).all())
     page, more = rows[:limit], len(rows) > limit
     return TaskPage(
-        tasks=[task_out(t) for t in page],
+        tasks=[task_out(t, settings.variants) for t in page],
         next_cursor=_encode_cursor(page[-1]) if more else None,
     )
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=_NOT_FOUND)
-async def get_task(task: TaskDep) -> TaskOut:
-    return task_out(task)
+async def get_task(task: TaskDep, settings: SettingsDep) -> TaskOut:
+    return task_out(task, settings.variants)
 
 
 @router.get(

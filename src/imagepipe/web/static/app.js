@@ -107,10 +107,9 @@
     }
   }
 
+  // The API lists variants in the configured order; keep it.
   function orderedVariants(task) {
-    return Object.entries(task.variants || {}).sort(
-      ([, a], [, b]) => a.width * a.height - b.width * b.height,
-    );
+    return Object.entries(task.variants || {});
   }
 
   // --- one upload ------------------------------------------------------------

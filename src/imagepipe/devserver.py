@@ -6,6 +6,7 @@ set, else a private ``redis-server`` on a free port if one is installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -55,6 +56,7 @@ def private_redis() -> Iterator[str]:
                 directory,
             ],
             stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             _wait_for_port(port, process)
@@ -76,7 +78,16 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise click.ClickException("redis-server did not start")
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # SIGTERM (a process manager, `kill`, a container runtime) and SIGHUP (the terminal
+    # went away) must unwind like Ctrl-C does, so that the ExitStack in run() stops
+    # every child it started; by default they end this process and orphan them.
+    raise SystemExit(128 + signum)
+
+
 def run(*, host: str, port: int, concurrency: int) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     env = dict(os.environ)
     env.setdefault("MALLOC_ARENA_MAX", "2")
     with ExitStack() as stack:
@@ -88,11 +99,19 @@ def run(*, host: str, port: int, concurrency: int) -> int:
         click.echo(f"dev: storage {settings.resolved_storage_root}")
         subprocess.run([sys.executable, "-m", "imagepipe.cli", "migrate"], env=env, check=True)
         command = [sys.executable, "-m", "imagepipe.cli"]
+        # Each child leads its own process group, so that _stop() reaches the worker's
+        # pool processes too, and the terminal's Ctrl-C reaches only this process.
         worker = subprocess.Popen(
-            [*command, "worker", "--concurrency", str(concurrency), "--beat"], env=env
+            [*command, "worker", "--concurrency", str(concurrency), "--beat"],
+            env=env,
+            start_new_session=True,
         )
         stack.callback(_stop, worker)
-        api = subprocess.Popen([*command, "api", "--host", host, "--port", str(port)], env=env)
+        api = subprocess.Popen(
+            [*command, "api", "--host", host, "--port", str(port)],
+            env=env,
+            start_new_session=True,
+        )
         stack.callback(_stop, api)
         click.echo(f"dev: API on http://{host}:{port} (Swagger UI at /docs); Ctrl-C stops")
         try:
@@ -104,9 +123,12 @@ def run(*, host: str, port: int, concurrency: int) -> int:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a warm shutdown for the worker), then SIGKILL to the whole group."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    # The group outlives its leader when pool processes are left behind.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.devserver import run_dev_server
+from tests.devserver import dev_env, run_dev_server
 from tests.images import photo
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -21,3 +29,70 @@ def test_dev_runs_the_whole_service(tmp_path: Path) -> None:
         assert status["status"] == "succeeded", status
         assert {v["width"] for v in status["variants"].values()} == {150, 600, 1000}
         assert (server.data_dir / "imagepipe.db").exists()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"imagepipe dev not ready:\n{log.read_text()}")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, from /proc's parent links."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
+    port = free_port()
+    env = dev_env(IMAGEPIPE_DATA_DIR=str(tmp_path / "data"), IMAGEPIPE_LOG_FORMAT="text")
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imagepipe.cli", "dev", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
+        children = _descendants(process.pid)
+        # API, worker (with its pool processes) and the private redis-server.
+        assert len(children) >= 4, children
+        process.send_signal(signal.SIGTERM)  # to dev alone, as `kill` would
+        process.wait(60)
+        left = {pid for pid in children if _alive(pid)}
+        assert left == set(), f"still running after SIGTERM: {left}\n{log.read_text()[-3000:]}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in _descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from imagepipe.config import Settings
 from tests.images import MULTIPART_TYPE, multipart, photo
+from tests.imaging.images import animated_gif
 from tests.observe import queue_length, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -40,11 +42,21 @@ async def test_upload_answers_202_and_enqueues(
         "format": "JPEG",
         "width": 800,
         "height": 600,
+        "frames": 1,
         "size_bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     assert status["created_at"].endswith("Z")
     assert stored_files(any_db_settings) == [f"originals/{task_id}"]
+
+
+async def test_original_reports_its_frames(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    gif = animated_gif(tmp_path / "a.gif", frames=5).read_bytes()
+    response = await client.post("/upload", files=files(gif, "a.gif"))
+    assert response.status_code == 202, response.text
+    status = (await client.get(f"/tasks/{response.json()['task_id']}")).json()
+    assert status["original"]["format"] == "GIF"
+    assert status["original"]["frames"] == 5
 
 
 async def test_client_filename_is_display_only(

@@ -31,6 +31,8 @@ class OriginalOut(BaseModel):
     format: str
     width: int
     height: int
+    # Animation frames or pages (1 for a still image).
+    frames: int
     size_bytes: int
     sha256: str
 
@@ -89,6 +91,7 @@ def task_out(task: Task, order: Iterable[str] = ()) -> TaskOut:
             format=task.original_format,
             width=task.original_width,
             height=task.original_height,
+            frames=task.original_frames,
             size_bytes=task.original_size_bytes,
             sha256=task.original_sha256,
         ),

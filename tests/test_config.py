@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -53,3 +55,26 @@ def test_defaults_match_the_contract() -> None:
 def test_unknown_format_names_are_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="cannot open"):
         Settings(allowed_formats=("JPG", "PNG"))
+
+
+def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A subprocess configured with ``to_env()`` reads back equal settings."""
+    original = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        storage_root=tmp_path / "store",
+        variants={"thumb": 64, "big": 900},
+        allowed_formats=("PNG", "GIF"),
+        api_keys=("k3y-one", "k3y-two"),
+        cors_origins=("https://a.example",),
+        task_soft_time_limit=4.5,
+        task_hard_time_limit=6,
+        log_format="json",
+        jpeg_quality=70,
+    )
+    env = original.to_env()
+    assert set(env) == {f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
+    assert list(Settings().variants) == ["thumb", "big"]

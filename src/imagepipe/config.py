@@ -145,6 +145,20 @@ class Settings(BaseSettings):
         """How long a processing claim is trusted before the reconciler takes it back."""
         return self.task_hard_time_limit + self.lease_margin_seconds
 
+    def to_env(self) -> dict[str, str]:
+        """The ``IMAGEPIPE_*`` variables that give another process these same settings.
+
+        Every field is written (unset optional ones are left out), so a subprocess
+        started with them reads back an equal ``Settings``.
+        """
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"IMAGEPIPE_{name.upper()}"] = text
+        return env
+
     def variant_boxes_desc(self) -> list[tuple[str, int]]:
         """Variants from the largest box to the smallest: the order previews are made in."""
         return sorted(self.variants.items(), key=lambda item: item[1], reverse=True)

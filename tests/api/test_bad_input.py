@@ -30,12 +30,13 @@ import pytest
 from PIL import Image
 
 from imagepipe.config import Settings
-from tests.api.test_tasks import run_inline
+from tests.harness.app import run_inline
+from tests.harness.processes import ApiProcess
+from tests.harness.processes import live_api as live_api_server
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import MULTIPART_TYPE, multipart, photo
 from tests.observe import queue_length, stored_files
-from tests.reliability.stack import ApiProcess, wait_until
-from tests.reliability.stack import live_api as live_api_server
-from tests.services import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from imagepipe.api.app import create_app
-from tests.conftest import make_settings, open_client
-from tests.services import free_port
+from tests.harness.app import make_settings, open_client
+from tests.harness.server import free_port
 
 pytestmark = pytest.mark.anyio
 

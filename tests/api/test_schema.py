@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from tests.reliability.stack import ApiProcess, live_api
-from tests.services import RedisServer
+from tests.harness.processes import ApiProcess, live_api
+from tests.harness.redis import RedisServer
 
 # Bounded: 14 runs of at most this many requests take a few seconds.
 MAX_EXAMPLES = 100

@@ -18,10 +18,9 @@ from imagepipe.api import deps
 from imagepipe.api.app import create_app
 from imagepipe.api.middleware import SECURITY_HEADERS
 from imagepipe.config import Settings
-from tests.api.test_tasks import run_inline
-from tests.conftest import make_settings, open_client
+from tests.harness.app import make_settings, open_client, run_inline
+from tests.harness.server import free_port
 from tests.images import photo
-from tests.services import free_port
 
 pytestmark = pytest.mark.anyio
 

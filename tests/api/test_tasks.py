@@ -14,6 +14,7 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
+from tests.harness.app import run_inline
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -25,21 +26,6 @@ async def upload(client: httpx.AsyncClient, data: bytes | None = None) -> str:
     )
     assert response.status_code == 202, response.text
     return str(response.json()["task_id"])
-
-
-def run_inline(settings: Settings, task_id: str) -> processing.Outcome:
-    """The worker's processing service, called directly (the Celery shell is tested in
-    tests/integration with a real worker process)."""
-    engine = make_sync_engine(settings.resolved_database_url)
-    try:
-        return processing.process(
-            sync_session_factory(engine),
-            LocalStorage(settings.resolved_storage_root),
-            settings,
-            uuid.UUID(task_id),
-        )
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1", "%00"])

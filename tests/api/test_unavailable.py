@@ -11,10 +11,11 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import sync_url
 from imagepipe.db.models import Task
-from tests.conftest import make_settings, open_client
+from tests.harness.app import make_settings, open_client
+from tests.harness.redis import redis_server
+from tests.harness.server import free_port
 from tests.images import photo
 from tests.observe import stored_files
-from tests.services import free_port, redis_server
 
 pytestmark = pytest.mark.anyio
 

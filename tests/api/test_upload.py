@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from imagepipe.config import Settings
+from tests.harness.app import make_settings, open_client
 from tests.images import MULTIPART_TYPE, multipart, photo
 from tests.imaging.images import animated_gif
 from tests.observe import queue_length, stored_files
@@ -119,7 +120,6 @@ async def test_body_over_limit_is_413_while_streaming(
     from pathlib import Path
 
     from imagepipe.api.app import create_app
-    from tests.conftest import make_settings, open_client
 
     settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_upload_bytes=100_000)
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
@@ -154,7 +154,6 @@ async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_u
     from pathlib import Path
 
     from imagepipe.api.app import create_app
-    from tests.conftest import make_settings, open_client
 
     settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_pixels=10_000)
     async with open_client(create_app(settings)) as client:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.devserver import TEST_API_KEY, DevServer, dev_env
+from tests.harness.processes import TEST_API_KEY, DevServer, base_env
+from tests.harness.server import free_port
 from tests.images import photo
-from tests.services import free_port
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -21,7 +21,7 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 def imagepipe(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imagepipe.cli", *args],
-        env=dev_env(**env),
+        env=base_env(**env),
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,17 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.devserver import dev_env, run_dev_server
+from tests.harness.processes import DevProcess, base_env, run_dev_server
 from tests.images import photo
-from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +24,6 @@ def test_dev_runs_the_whole_service(tmp_path: Path) -> None:
         assert status["status"] == "succeeded", status
         assert {v["width"] for v in status["variants"].values()} == {150, 600, 1000}
         assert (server.data_dir / "imagepipe.db").exists()
-
-
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"imagepipe dev not ready:\n{log.read_text()}")
 
 
 def _descendants(pid: int) -> set[int]:
@@ -70,19 +52,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
-    port = free_port()
-    env = dev_env(IMAGEPIPE_DATA_DIR=str(tmp_path / "data"), IMAGEPIPE_LOG_FORMAT="text")
-    log = tmp_path / "dev.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "imagepipe.cli", "dev", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = base_env(IMAGEPIPE_DATA_DIR=str(tmp_path / "data"), IMAGEPIPE_LOG_FORMAT="text")
+    dev = DevProcess(tmp_path / "dev.log", env)
+    log = dev.log_path
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
+        dev.start()
+        process = dev.process
+        assert process is not None
         children = _descendants(process.pid)
         # API, worker (with its pool processes) and the private redis-server.
         assert len(children) >= 4, children
@@ -91,8 +67,7 @@ def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
         left = {pid for pid in children if _alive(pid)}
         assert left == set(), f"still running after SIGTERM: {left}\n{log.read_text()[-3000:]}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        for pid in _descendants(process.pid):
+        dev.kill()
+        for pid in _descendants(dev.process.pid if dev.process else 0):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.harness.processes import WorkerProcess
+from tests.harness.wait import wait_finished
 from tests.images import photo
-from tests.integration.helpers import wait_finished
-from tests.services import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -38,7 +38,7 @@ async def test_upload_to_previews(
         "tiny.jpg": ("image/jpeg", {"small": (100, 80), "medium": (100, 80), "large": (100, 80)}),
     }
     for name, task_id in ids.items():
-        status = await wait_finished(any_db_client, task_id, worker=any_db_worker)
+        status = await wait_finished(any_db_client, task_id, logs=any_db_worker.output)
         assert status["status"] == "succeeded", status
         content_type, sizes = expected[name]
         assert {k: (v["width"], v["height"]) for k, v in status["variants"].items()} == sizes
@@ -61,7 +61,7 @@ async def test_big_jpeg_is_acknowledged_before_its_previews_exist(
     first = (await client.get(f"/tasks/{task_id}")).json()
     assert first["status"] in ("queued", "processing")
     assert first["variants"] == {}
-    final = await wait_finished(client, task_id, worker=worker)
+    final = await wait_finished(client, task_id, logs=worker.output)
     assert final["status"] == "succeeded"
 
 
@@ -72,7 +72,7 @@ async def test_undecodable_image_fails_without_retry(
     truncated = data[: len(data) // 3]  # header intact: accepted, fails in the worker
     response = await client.post("/upload", files={"file": ("cut.jpg", truncated, "image/jpeg")})
     assert response.status_code == 202, response.text
-    status = await wait_finished(client, response.json()["task_id"], worker=worker)
+    status = await wait_finished(client, response.json()["task_id"], logs=worker.output)
     assert status["status"] == "failed"
     assert status["error"]["code"] == "invalid_image"
     assert status["variants"] == {}

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from imagepipe.config import Settings
-from tests.conftest import settings_env
+from tests.harness.processes import WorkerProcess, settings_env
+from tests.harness.server import free_port, wait_for_port
+from tests.harness.wait import wait_finished
 from tests.images import photo
-from tests.integration.helpers import wait_finished
 from tests.observe import metric_samples
-from tests.services import WorkerProcess, free_port, wait_for_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -39,7 +39,7 @@ async def test_worker_metrics_and_logs(
         response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
         ids.append(response.json()["task_id"])
     for task_id in ids:
-        assert (await wait_finished(client, task_id, worker=worker))["status"] == "succeeded"
+        assert (await wait_finished(client, task_id, logs=worker.output))["status"] == "succeeded"
 
     async with httpx.AsyncClient() as scraper:
         text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text

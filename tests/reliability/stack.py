@@ -1,29 +1,17 @@
-"""Real processes for fault-injection tests: the API server, a private PostgreSQL, and
-helpers that look at the database and the storage the way an auditor would.
-
-Everything here is bounded in time: each wait has a deadline and fails with the logs
-of the processes involved.
+"""Fault-injection tests' view of a deployment: a ``Stack`` of real processes (from
+tests/harness), the record as an auditor reads it, and the measurements they report.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -32,10 +20,8 @@ from sqlalchemy import Engine, func, select
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine
 from imagepipe.db.models import Task, TaskStatus, Variant
-from tests.conftest import make_settings, settings_env
-from tests.services import free_port, require_binary, wait_for_port
-
-T = TypeVar("T")
+from tests.harness.processes import ApiProcess, BeatProcess, WorkerProcess
+from tests.harness.wait import wait_until
 
 # Small limits for the worker, so faults recover in seconds (see docs/reliability.md).
 FAST_LIMITS: dict[str, object] = {
@@ -49,25 +35,6 @@ FAST_LIMITS: dict[str, object] = {
 }
 
 
-def wait_until(
-    check: Callable[[], T | None],
-    *,
-    within: float,
-    what: str,
-    logs: Callable[[], str] = lambda: "",
-    every: float = 0.1,
-) -> T:
-    """Call ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}\n{logs()[-4000:]}")
-        time.sleep(every)
-
-
 def report(test: str, outcome: str, **numbers: object) -> None:
     """Append a measured outcome to $IMAGEPIPE_RELIABILITY_REPORT (JSON lines), if set.
 
@@ -79,184 +46,60 @@ def report(test: str, outcome: str, **numbers: object) -> None:
             handle.write(json.dumps({"test": test, "outcome": outcome, **numbers}) + "\n")
 
 
-def stack_env(settings: Settings) -> dict[str, str]:
-    """The environment giving a subprocess ``settings``: settings_env and what it omits."""
-    env = settings_env(settings)
-    env.update(
-        IMAGEPIPE_BROKER_TIMEOUT_SECONDS=str(settings.broker_timeout_seconds),
-        IMAGEPIPE_RETRY_AFTER_SECONDS=str(settings.retry_after_seconds),
-        IMAGEPIPE_VARIANTS=json.dumps(settings.variants),
-        IMAGEPIPE_API_KEYS=json.dumps(list(settings.api_keys)),
-        IMAGEPIPE_CORS_ORIGINS=json.dumps(list(settings.cors_origins)),
-        IMAGEPIPE_LOG_LEVEL="INFO",
-    )
-    return env
+# --- the deployment ----------------------------------------------------------------
 
 
-# --- the API server ----------------------------------------------------------------
+@dataclass
+class Stack:
+    """One imagepipe deployment made of real processes; the test drives its faults."""
 
+    settings: Settings
+    env: dict[str, str]
+    directory: Path
+    records: Records
+    api: ApiProcess
+    workers: list[WorkerProcess] = field(default_factory=list)
+    beats: list[BeatProcess] = field(default_factory=list)
 
-class ApiProcess:
-    """A real ``imagepipe api`` (uvicorn, httptools, uvloop) on a free port."""
-
-    def __init__(
-        self, env: dict[str, str], log_path: Path, *, settings: Settings | None = None
-    ) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.settings = settings
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, within: float = 30) -> None:
-        argv = [sys.executable, "-m", "imagepipe.cli", "api", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    def start_worker(
+        self, *, beat: bool = False, concurrency: int = 2, ready: bool = True
+    ) -> WorkerProcess:
+        log_path = self.directory / f"worker-{len(self.workers)}.log"  # with the test's files
+        worker = WorkerProcess(self.env, concurrency=concurrency, beat=beat, log_path=log_path)
+        self.workers.append(worker)
+        worker.start()
+        if ready:
+            wait_until(
+                lambda: worker.ready() or worker.exited(),
+                within=30,
+                what="the worker to be ready",
+                logs=worker.output,
             )
+            assert not worker.exited(), worker.output()
+        return worker
 
-        def healthy() -> bool:
-            assert self.process is not None
-            assert self.process.poll() is None, f"imagepipe api exited:\n{self.output()}"
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+    def start_beat(self) -> BeatProcess:
+        beat = BeatProcess(self.env, self.directory / f"beat-{len(self.beats)}.log")
+        self.beats.append(beat)
+        beat.start()
+        return beat
 
-        wait_until(healthy, within=within, what="imagepipe api to serve", logs=self.output)
+    def logs(self) -> str:
+        parts = [f"--- api\n{self.api.output()[-3000:]}"]
+        parts += [f"--- {w.log_path.name}\n{w.output()[-3000:]}" for w in self.workers]
+        parts += [f"--- {b.log_path.name}\n{b.output()[-2000:]}" for b in self.beats]
+        return "\n".join(parts)
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(25)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        for beat in self.beats:
+            beat.stop()
+        self.api.stop()
+        self.records.close()
 
 
-@contextmanager
-def api_server(env: dict[str, str], log_path: Path) -> Iterator[ApiProcess]:
-    server = ApiProcess(env, log_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
-def live_api(directory: Path, redis_url: str, **overrides: object) -> Iterator[ApiProcess]:
-    """A real API server on SQLite in ``directory``; its settings are ``server.settings``."""
-    settings = make_settings(
-        directory, f"sqlite+aiosqlite:///{directory / 'imagepipe.db'}", redis_url, **overrides
-    )
-    server = ApiProcess(stack_env(settings), directory / "api.log", settings=settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-# --- a private PostgreSQL ---------------------------------------------------------
-
-
-def postgres_binary(name: str) -> str:
-    """``name`` from PATH, else from Debian's versioned directory (newest first)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-        reverse=True,
-    )
-    if candidates:
-        return str(candidates[0])
-    return require_binary(name)  # fails the test, loudly
-
-
-class PrivatePostgres:
-    """initdb + pg_ctl in a temp dir on a free port, stopped and started by the test.
-
-    PostgreSQL refuses to run as root: as root, its commands run as ``postgres``.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.initdb = postgres_binary("initdb")
-        self.pg_ctl = postgres_binary("pg_ctl")
-        self.directory = directory
-        self.data = directory / "data"
-        self.port = free_port()
-        self.runas: list[str] = []
-        if os.geteuid() == 0:
-            self.runas = [require_binary("setpriv"), "--reuid=postgres", "--regid=postgres"]
-            self.runas.append("--init-groups")
-            shutil.chown(directory, "postgres", "postgres")
-
-    def _run(self, *argv: str, timeout: float = 60) -> None:
-        result = subprocess.run(
-            [*self.runas, *argv], capture_output=True, timeout=timeout, check=False
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"{argv[0]} failed: {result.stdout.decode()}{result.stderr.decode()}\n{self.log()}"
-            )
-
-    def init(self) -> None:
-        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
-
-    def start(self) -> None:
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.directory} "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        )
-        self._run(
-            self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.log_path), "-w",
-            "start",
-        )  # fmt: skip
-        wait_for_port(self.port)
-
-    def stop(self, mode: str = "immediate") -> None:
-        """``immediate``: the server dies at once, like a crash (it recovers at start)."""
-        self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "postgres.log"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-
-@contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="imagepipe-test-pg-"))
-    server = PrivatePostgres(directory)
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            server.stop()  # it may be stopped already
-        shutil.rmtree(directory, ignore_errors=True)
+StackFactory = Callable[..., Stack]
 
 
 # --- looking at the record ---------------------------------------------------------

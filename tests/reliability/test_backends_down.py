@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from imagepipe.db.models import TaskStatus
+from tests.harness.postgres import private_postgres
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import Stack, StackFactory
-from tests.reliability.stack import private_postgres, report, upload, wait_until
-from tests.services import RedisServer
+from tests.reliability.stack import Stack, StackFactory, report, upload
 
 pytestmark = pytest.mark.integration
 

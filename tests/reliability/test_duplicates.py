@@ -27,11 +27,11 @@ from imagepipe.queue import CeleryQueue
 from imagepipe.storage import LocalStorage, original_key
 from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
-from tests.conftest import make_settings
+from tests.harness.app import make_settings
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import StackFactory
-from tests.reliability.stack import Records, report, upload, wait_until
-from tests.services import RedisServer
+from tests.reliability.stack import Records, StackFactory, report, upload
 
 pytestmark = pytest.mark.integration
 

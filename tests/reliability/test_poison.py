@@ -27,10 +27,11 @@ from functools import cache
 import pytest
 
 from imagepipe.db.models import TaskStatus
+from tests.harness.processes import WorkerProcess
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import StackFactory
-from tests.reliability.stack import children, report, rss_bytes, upload, wait_until
-from tests.services import RedisServer, WorkerProcess
+from tests.reliability.stack import StackFactory, children, report, rss_bytes, upload
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ import time
 import pytest
 
 from imagepipe.db.models import TaskStatus
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import StackFactory
-from tests.reliability.stack import report, upload, wait_until
-from tests.services import RedisServer
+from tests.reliability.stack import StackFactory, report, upload
 
 pytestmark = pytest.mark.integration
 

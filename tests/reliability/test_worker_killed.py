@@ -16,10 +16,10 @@ import uuid
 import pytest
 
 from imagepipe.db.models import TaskStatus
+from tests.harness.redis import RedisServer
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import StackFactory
-from tests.reliability.stack import children, cpu_ticks, report, upload, wait_until
-from tests.services import RedisServer
+from tests.reliability.stack import StackFactory, children, cpu_ticks, report, upload
 
 pytestmark = pytest.mark.integration
 

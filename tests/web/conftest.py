@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from tests.web.browser import Watch
 
 CHROMIUM = os.environ.get("IMAGEPIPE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -22,7 +22,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
 @pytest.fixture(scope="session")
@@ -34,31 +33,12 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not (os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM)):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see .ci/run)", pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make test` installs it (scripts/bootstrap.sh)", pytrace=False
+        )
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
-
-
-@dataclass
-class Watch:
-    """What a page did besides what the test looks at."""
-
-    requests: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def console(self, kind: str, text: str) -> None:
-        # Chromium logs every 4xx answer; the tests that expect one check it themselves.
-        if kind == "error" and not text.startswith("Failed to load resource"):
-            self.errors.append(text)
-
-    def foreign_requests(self) -> list[str]:
-        return [
-            url
-            for url in self.requests
-            if urlsplit(url).scheme not in ("data", "blob")
-            and urlsplit(url).hostname not in LOCAL_HOSTS
-        ]
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.devserver import TEST_API_KEY, DevServer
+from tests.harness.processes import TEST_API_KEY, DevServer
 from tests.images import photo
-from tests.web.conftest import Watch
+from tests.web.browser import Watch
 
 PROCESSING = 60_000  # ms: upload, queue, three previews
 

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.devserver import DevServer
+from tests.harness.processes import DevServer
 from tests.images import photo
 
 

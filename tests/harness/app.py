@@ -1,0 +1,57 @@
+"""imagepipe in the test's own process: settings on a migrated database, the app behind
+an in-memory HTTP client, and the worker's processing service called directly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.db.migrate import upgrade
+from imagepipe.storage import LocalStorage
+from imagepipe.worker import processing
+
+
+def make_settings(
+    tmp_path: Path, database_url: str, redis_url: str, **overrides: object
+) -> Settings:
+    """Settings for a test, with the database migrated. Worker metrics are off unless
+    a test asks (several workers on one machine would fight over the port)."""
+    values: dict[str, object] = {"log_format": "text", "worker_metrics_port": 0, **overrides}
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=redis_url,
+        **values,  # type: ignore[arg-type]
+    )
+    upgrade(settings.resolved_database_url)
+    return settings
+
+
+@asynccontextmanager
+async def open_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def run_inline(settings: Settings, task_id: str) -> processing.Outcome:
+    """The worker's processing service, called directly (the Celery shell is tested in
+    tests/integration with a real worker process)."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        return processing.process(
+            sync_session_factory(engine),
+            LocalStorage(settings.resolved_storage_root),
+            settings,
+            uuid.UUID(task_id),
+        )
+    finally:
+        engine.dispose()

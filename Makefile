@@ -1,10 +1,11 @@
-# One entry point for people and CI: `make test` is what .ci/run calls.
+# One entry point for people and CI: `make test` sets up what it needs (system programs
+# through scripts/bootstrap.sh, the venv through pip) and runs every check.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench run dev clean
+.PHONY: bootstrap install test lint typecheck pytest bench run dev clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,11 @@ $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# redis-server, PostgreSQL and Chromium from apt: installed when missing (root or
+# passwordless sudo), else it stops with the command to run. Cheap when all is there.
+bootstrap:
+	./scripts/bootstrap.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -22,8 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Coverage of the test process (the API in-process, the worker's services called
+# directly); the floor is fail_under in pyproject.toml.
+pytest: bootstrap $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

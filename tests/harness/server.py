@@ -58,11 +58,14 @@ class ManagedProcess:
         self.log_path = log_path
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        # Once the group is swept its id may be reused: never signal it again.
+        self.swept = False
 
     def argv(self) -> list[str]:
         raise NotImplementedError
 
     def start(self) -> None:
+        self.swept = False
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv(),
@@ -78,11 +81,12 @@ class ManagedProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group: the process and every child it started,
         including children left behind by a process that has exited already."""
-        if self.process is None:
+        if self.process is None or self.swept:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        self.swept = True
 
     def stop(self) -> None:
         self.signal_stop(self.stop_signal)

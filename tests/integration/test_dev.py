@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.processes import DevProcess, base_env, run_dev_server
+from tests.harness.wait import wait_until
 from tests.images import photo
 
 pytestmark = pytest.mark.integration
@@ -59,9 +60,14 @@ def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
         dev.start()
         process = dev.process
         assert process is not None
-        children = _descendants(process.pid)
-        # API, worker (with its pool processes) and the private redis-server.
-        assert len(children) >= 4, children
+        # API, worker (with its pool processes) and the private redis-server; the pool
+        # may still be forking when the API first answers.
+        children = wait_until(
+            lambda: found if len(found := _descendants(process.pid)) >= 4 else None,
+            within=30,
+            what="dev's API, worker pool and redis-server",
+            logs=dev.output,
+        )
         process.send_signal(signal.SIGTERM)  # to dev alone, as `kill` would
         process.wait(60)
         left = {pid for pid in children if _alive(pid)}

@@ -56,6 +56,7 @@ def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
     env = base_env(IMAGEPIPE_DATA_DIR=str(tmp_path / "data"), IMAGEPIPE_LOG_FORMAT="text")
     dev = DevProcess(tmp_path / "dev.log", env)
     log = dev.log_path
+    children: set[int] = set()
     try:
         dev.start()
         process = dev.process
@@ -73,7 +74,9 @@ def test_sigterm_stops_everything_dev_started(tmp_path: Path) -> None:
         left = {pid for pid in children if _alive(pid)}
         assert left == set(), f"still running after SIGTERM: {left}\n{log.read_text()[-3000:]}"
     finally:
-        dev.kill()
-        for pid in _descendants(dev.process.pid if dev.process else 0):
+        # dev's children run in sessions of their own: find them before dev goes.
+        found = _descendants(dev.process.pid) if dev.process else set()
+        for pid in found | {pid for pid in children if _alive(pid)}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        dev.kill()

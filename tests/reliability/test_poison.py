@@ -79,11 +79,14 @@ class OomKiller(threading.Thread):
 def test_bomb_that_gets_the_worker_oom_killed(
     pg_url: str, private_redis: RedisServer, make_stack: StackFactory
 ) -> None:
+    # Time limits well above the render time even on a loaded machine (this test is
+    # about kills: a soft limit striking first fails the task after one attempt), yet
+    # short, since the last claim's lease must expire before the task is given up.
     stack = make_stack(
         pg_url,
         private_redis.url,
-        task_soft_time_limit=2,
-        task_hard_time_limit=3,
+        task_soft_time_limit=10,
+        task_hard_time_limit=12,
         lease_margin_seconds=1,
         max_attempts=3,
     )

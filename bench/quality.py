@@ -91,12 +91,7 @@ def psnr(reference: np.ndarray, image: np.ndarray) -> float:
 def evaluate(name: str) -> dict[str, Any]:
     path = sample_path(name)
     boxes = boxes_largest_first(BOXES)
-    decoded = decode(
-        path,
-        largest_box=boxes[0][1],
-        allowed_formats=OPTIONS.allowed_formats,
-        max_pixels=OPTIONS.max_pixels,
-    )
+    decoded = decode(path, largest_box=boxes[0][1], limits=OPTIONS.limits)
     fast = dict(cascade(decoded, boxes))
     encoded = {p.name: p for p in render_previews(path, OPTIONS).previews}
     with Image.open(path) as opened:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from imagepipe.config import Settings
+from imagepipe.worker.celery_app import create_celery
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,14 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         monkeypatch.setenv(name, value)
     assert Settings() == original
     assert list(Settings().variants) == ["thumb", "big"]
+
+
+def test_worker_memory_per_child_reaches_celery() -> None:
+    conf = create_celery(Settings(worker_max_memory_per_child_mb=300)).conf
+    assert conf.worker_max_memory_per_child == 300 * 1024  # Celery counts KiB
+    assert (
+        create_celery(Settings(worker_max_memory_per_child_mb=0)).conf[
+            "worker_max_memory_per_child"
+        ]
+        is None
+    )

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)  # width * height * frames
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+    # Pages/frames an upload may declare, whatever their size: tiny pages never reach
+    # the pixel cap, but each one costs header work.
+    max_frames: int = Field(default=1000, ge=1)
+    # Bytes one decoded frame may take in memory (width * height * bytes per pixel of
+    # the mode Pillow decodes to), so worker memory stays bounded by a known figure.
+    max_decoded_bytes: int = Field(default=200 * MiB, gt=0)
+    # Header probes in the API run here, never in the shared thread pool, and each may
+    # spend at most this much CPU time parsing a header.
+    probe_concurrency: int = Field(default=2, ge=1)
+    probe_cpu_seconds: float = Field(default=1.0, gt=0)
 
     # Previews: name -> longest side in pixels. Order does not matter.
     variants: dict[str, int] = Field(
@@ -54,6 +64,10 @@ class Settings(BaseSettings):
     task_soft_time_limit: float = Field(default=60, gt=0)
     task_hard_time_limit: float = Field(default=90, gt=0)
     visibility_timeout: int = Field(default=600, gt=0)
+    # A pool process whose resident memory is above this after a task is replaced
+    # (Celery's worker_max_memory_per_child); 0 turns it off. Every input under the
+    # pixel cap peaks below 250 MB, so more means fragmentation or a leak.
+    worker_max_memory_per_child_mb: int = Field(default=400, ge=0)
     # How often a task may be started before it is failed for good (poison images).
     max_attempts: int = Field(default=3, ge=1)
     # Reconciler: re-enqueue queued tasks older than this, and processing tasks whose

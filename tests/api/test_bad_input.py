@@ -25,17 +25,20 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from PIL import Image
 
 from imagepipe.config import Settings
+from imagepipe.imaging.limits import probe_limiter
 from tests.harness.app import run_inline
 from tests.harness.processes import ApiProcess
 from tests.harness.processes import live_api as live_api_server
 from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
 from tests.images import MULTIPART_TYPE, multipart, photo
+from tests.imaging import images as hostile
 from tests.observe import queue_length, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -174,6 +177,108 @@ async def test_pixel_bombs_are_refused_from_the_header(
 ) -> None:
     response = await client.post("/upload", files={"file": ("bomb.png", data, "image/png")})
     assert_refused_and_nothing_kept(response, settings, 422, code)
+
+
+def _animated_webp(frames: int) -> bytes:
+    # Lossless and all different: libwebp merges frames that encode the same.
+    images = [Image.new("RGB", (4, 4), (i % 256, i // 256 * 60, 0)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, "WEBP", save_all=True, append_images=images[1:], duration=20, lossless=True
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (hostile.many_page_tiff(30_000), "image_too_large"),  # 30 000 pixels, Pillow: seconds
+        (hostile.many_page_tiff(30_000, big=True), "image_too_large"),
+        (hostile.many_page_tiff(1_001, size=(10, 10)), "image_too_large"),
+        (animated_gif(4, 4, 1_001), "image_too_large"),  # 16 016 pixels
+        (apng_declaring(1_001, 4, 4), "image_too_large"),
+        (_animated_webp(1_001), "image_too_large"),
+        (hostile.png_with_private_chunks(1_000_000), "invalid_image"),  # Pillow: seconds
+    ],
+    ids=["tiff-30000-pages", "bigtiff-30000-pages", "tiff-1001-pages", "gif-1001-frames",
+         "apng-1001-frames", "webp-1001-frames", "png-10^6-chunks"],
+)  # fmt: skip
+async def test_huge_frame_page_and_chunk_counts_are_refused_from_the_header(
+    client: httpx.AsyncClient, settings: Settings, data: bytes, code: str
+) -> None:
+    # Each is far under the pixel cap; each would hold a thread while its header is
+    # walked. The frame cap and the header budget refuse them after bounded work.
+    response = await client.post("/upload", files={"file": ("x.bin", data)})
+    assert_refused_and_nothing_kept(response, settings, 422, code)
+
+
+def _encoded(image: Image.Image, fmt: str, **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["grey16-png", "grey16-tiff", "rgb16-png", "rgba16-png", "cmyk-jpeg", "huge-icc-jpeg",
+     "tiff-1000-pages"],
+)  # fmt: skip
+async def test_memory_heavy_pixel_formats_render(
+    client: httpx.AsyncClient, settings: Settings, name: str
+) -> None:
+    # Deep or wide pixels: each decodes to more bytes per pixel than a JPEG; the worker
+    # shrinks before widening and ignores absurd profiles (bench/memory.py: peaks).
+    size = (1500, 1000)
+    make = {
+        "grey16-png": lambda: _encoded(hostile.grey16(size), "PNG"),
+        "grey16-tiff": lambda: _encoded(hostile.grey16(size), "TIFF"),
+        "rgb16-png": lambda: hostile.png16(size, alpha=False),
+        "rgba16-png": lambda: hostile.png16(size, alpha=True),
+        "cmyk-jpeg": lambda: _encoded(hostile.photo(size).convert("CMYK"), "JPEG"),
+        "huge-icc-jpeg": lambda: _encoded(
+            hostile.photo(size),
+            "JPEG",
+            icc_profile=hostile.adobe_rgb_like_profile(padding=8 * 2**20),
+        ),
+        "tiff-1000-pages": lambda: hostile.many_page_tiff(1_000, size=(100, 80)),
+    }
+    response = await client.post("/upload", files={"file": ("x.bin", make[name]())})
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+    assert run_inline(settings, task_id).value == "succeeded"
+    variants = (await client.get(f"/tasks/{task_id}")).json()["variants"]
+    assert sorted(variants) == ["large", "medium", "small"]
+
+
+async def test_header_probes_wait_for_their_own_limiter(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Every probe token is taken: an upload waits for one (not for the shared thread
+    # pool), and goes through once a token is given back.
+    limiter = probe_limiter(settings.probe_concurrency)
+    assert limiter.total_tokens == settings.probe_concurrency
+    holders = [object() for _ in range(settings.probe_concurrency)]
+    for holder in holders:
+        await limiter.acquire_on_behalf_of(holder)
+    responses: list[httpx.Response] = []
+
+    async def upload() -> None:
+        responses.append(await client.post("/upload", files={"file": ("a.jpg", photo(64, 48))}))
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(upload)
+            with anyio.fail_after(30):
+                while limiter.statistics().tasks_waiting < 1:  # noqa: ASYNC110 (no event to wait on)
+                    await anyio.sleep(0.01)
+            assert responses == []
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+            holders = []
+    finally:
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
+    assert responses[0].status_code == 202, responses[0].text
 
 
 async def test_frames_up_to_the_cap_are_accepted(

@@ -140,14 +140,16 @@ def _segments(data: bytes) -> list[tuple[int, bytes]]:
     return segments
 
 
-def adobe_rgb_like_profile() -> bytes:
+def adobe_rgb_like_profile(*, padding: int = 0, name: str = "Adobe RGB-like") -> bytes:
     """A matrix/TRC ICC v2 profile with Adobe RGB (1998) primaries and gamma 2.2.
 
     ImageCms can only create sRGB, LAB and XYZ profiles; this one is built by hand.
+    ``padding`` adds a private tag of that many bytes (colour management ignores it):
+    a valid profile of any size.
     """
     d50 = (0.9642, 1.0, 0.8249)
     tags = {
-        b"desc": _desc("Adobe RGB-like (imagepipe tests)"),
+        b"desc": _desc(f"{name} (imagepipe tests)"),
         b"cprt": b"text\0\0\0\0" + b"No copyright, test data\0",
         b"wtpt": _xyz(d50),
         b"rXYZ": _xyz((0.6097, 0.3111, 0.0195)),
@@ -157,6 +159,8 @@ def adobe_rgb_like_profile() -> bytes:
         b"gTRC": _gamma(2.2),
         b"bTRC": _gamma(2.2),
     }
+    if padding:
+        tags[b"zzzz"] = b"zzzz\0\0\0\0" + bytes(padding)
     table = b""
     data = b""
     offset = 128 + 4 + 12 * len(tags)
@@ -261,6 +265,108 @@ def png_chunks(data: bytes) -> list[bytes]:
         kinds.append(data[position + 4 : position + 8])
         position += 12 + length
     return kinds
+
+
+# --------------------------------------------------------------------------- hostile
+
+
+def many_page_tiff(
+    pages: int, *, size: tuple[int, int] = (1, 1), big: bool = False, loop: bool = False
+) -> bytes:
+    """A greyscale TIFF (or BigTIFF) of ``pages`` uncompressed pages sharing one strip.
+
+    Written by hand: Pillow would take minutes to write tens of thousands of pages.
+    ``loop`` points the last page back at the first.
+    """
+    width, height = size
+    strip = bytes(range(256)) * (width * height // 256 + 1)
+    strip = strip[: width * height]
+    header_size = 16 if big else 8
+    first = header_size + len(strip) + len(strip) % 2
+    fields = [  # (tag, value); all unsigned integers
+        (256, width),  # ImageWidth
+        (257, height),  # ImageLength
+        (258, 8),  # BitsPerSample
+        (259, 1),  # Compression: none
+        (262, 1),  # PhotometricInterpretation: BlackIsZero
+        (273, header_size),  # StripOffsets
+        (277, 1),  # SamplesPerPixel
+        (278, height),  # RowsPerStrip
+        (279, width * height),  # StripByteCounts
+    ]
+    if big:
+        entries = b"".join(struct.pack("<HHQQ", tag, 16, 1, value) for tag, value in fields)
+        ifd_size = 8 + len(entries) + 8
+        header = b"II+\0" + struct.pack("<HHQ", 8, 0, first)
+    else:
+        entries = b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in fields)
+        ifd_size = 2 + len(entries) + 4
+        header = b"II*\0" + struct.pack("<I", first)
+    out = bytearray(header + strip + bytes(first - header_size - len(strip)))
+    for page in range(pages):
+        offset = first + page * ifd_size
+        following = offset + ifd_size if page + 1 < pages else (first if loop else 0)
+        if big:
+            out += struct.pack("<Q", len(fields)) + entries + struct.pack("<Q", following)
+        else:
+            out += struct.pack("<H", len(fields)) + entries + struct.pack("<I", following)
+    return bytes(out)
+
+
+def png_with_private_chunks(count: int, size: tuple[int, int] = (1, 1)) -> bytes:
+    """A valid greyscale PNG with ``count`` empty private chunks before its pixels."""
+    width, height = size
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(bytes(width + 1) * height)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"prVt", b"") * count
+        + _chunk(b"IDAT", pixels)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def grey16(size: tuple[int, int]) -> Image.Image:
+    """16-bit grey (mode I;16): a diagonal ramp over the whole 0..65535 range."""
+    width, height = size
+    ramp = np.arange(width, dtype=np.uint32)[None, :] + np.arange(height, dtype=np.uint32)[:, None]
+    values = (ramp * 65535 // max(1, width + height - 2)).astype(np.uint16)
+    return Image.fromarray(values)
+
+
+def png16(size: tuple[int, int], *, alpha: bool, rows_per_block: int = 256) -> bytes:
+    """A 16-bit-per-channel RGB or RGBA PNG (Pillow cannot write one): smooth ramps,
+    alpha fading left to right. Made block by block, never whole in memory as pixels."""
+    width, height = size
+    channels = 4 if alpha else 3
+    compressor = zlib.compressobj(1)
+    out = [
+        b"\x89PNG\r\n\x1a\n",
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6 if alpha else 2, 0, 0, 0)),
+    ]
+    x = np.linspace(0, 65535, width, dtype=np.float32)[None, :]
+    data = []
+    for top in range(0, height, rows_per_block):
+        rows = min(rows_per_block, height - top)
+        y = np.linspace(top, top + rows - 1, rows, dtype=np.float32)[:, None] * (
+            65535 / max(1, height - 1)
+        )
+        planes = [x + 0 * y, y + 0 * x, (x + y) / 2]
+        if alpha:
+            planes.append(65535 - x * 0.9 + 0 * y)
+        pixels = (
+            np.clip(np.stack(planes, axis=2), 0, 65535)
+            .astype(">u2")
+            .reshape(rows, width * channels)
+        )
+        block = np.zeros((rows, width * channels * 2 + 1), np.uint8)
+        block[:, 1:] = pixels.view(np.uint8).reshape(rows, -1)
+        data.append(compressor.compress(block.tobytes()))
+    data.append(compressor.flush())
+    out.append(_chunk(b"IDAT", b"".join(data)))
+    out.append(_chunk(b"IEND", b""))
+    return b"".join(out)
 
 
 SVG_WITH_SCRIPT = (

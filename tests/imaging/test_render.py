@@ -14,6 +14,7 @@ from PIL import Image
 from imagepipe.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from imagepipe.imaging import Preview, RenderOptions, RenderResult, render_previews, resample
 from imagepipe.imaging.decode import decode
+from imagepipe.imaging.opening import Limits
 from imagepipe.imaging.render import boxes_largest_first, cascade
 from tests.imaging import images
 
@@ -109,7 +110,7 @@ def test_exif_orientation_is_applied(
 def test_orientation_survives_the_draft_path(tmp_path: Path) -> None:
     # Big enough for a DCT-scaled decode; stored portrait, displayed landscape.
     path = images.oriented_jpeg(tmp_path / "o6.jpg", 6, (2400, 1800))
-    decoded = decode(path, largest_box=600, allowed_formats=("JPEG",), max_pixels=10**8)
+    decoded = decode(path, largest_box=600, limits=Limits(("JPEG",), max_pixels=10**8))
     assert decoded.image.size == (900, 1200)  # stored orientation, DCT 1/2
     result = render(path, {"medium": 600})
     image = opened(result.previews[0]).convert("RGB")
@@ -189,7 +190,7 @@ def test_each_smaller_preview_is_made_from_the_previous(
 
 def test_full_size_buffer_is_released_after_the_first_step(tmp_path: Path) -> None:
     path = images.save(images.photo((1600, 1200)), tmp_path / "a.png")
-    decoded = decode(path, largest_box=600, allowed_formats=("PNG",), max_pixels=10**8)
+    decoded = decode(path, largest_box=600, limits=Limits(("PNG",), max_pixels=10**8))
     steps = cascade(decoded, boxes_largest_first({"medium": 600, "small": 150}))
     name, first = next(steps)
     assert (name, first.size) == ("medium", (600, 450))

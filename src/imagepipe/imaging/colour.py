@@ -4,11 +4,19 @@
 CMYK) at full size; ``to_srgb`` finishes the colour after the first shrink, when the
 image is at most one preview large, so ICC transforms and CMYK conversion cost little.
 Alpha is kept only when some pixel is actually transparent.
+
+Deep grey (16-bit, 32-bit, float) is never widened at full size: the decoder keeps it
+as it is, the first shrink runs on it (``is_deep``), and ``narrow`` maps the small
+result to 8 bits with a scale taken from the full image (``deep_scale``). Widening a
+7000x7000 16-bit PNG to 32 bits first cost 400 MB.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 from PIL import Image, ImageChops, ImageCms
@@ -17,9 +25,23 @@ WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 ALPHA_MODES = frozenset({"LA", "RGBA"})
 
 _STRIP_ROWS = 256
+# Real profiles are a few KB; large LUT-based CMYK profiles reach 2-3 MB. A bigger one
+# (a JPEG can carry 16 MB in APP2 segments) is ignored, as an unusable one is.
+MAX_ICC_BYTES = 4 * 1024 * 1024
+_TRANSFORM_CACHE_SIZE = 16
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # The colour space an ICC profile must declare to describe pixels of each working mode.
 _PROFILE_SPACE = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB", "CMYK": "CMYK"}
+
+
+def bytes_per_pixel(mode: str) -> int:
+    """What one pixel of ``mode`` costs in Pillow's memory: one byte for one 8-bit band,
+    two for 16-bit grey, four for everything else (several bands are padded to four)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
 
 
 def normalise(image: Image.Image) -> Image.Image:
@@ -29,8 +51,8 @@ def normalise(image: Image.Image) -> Image.Image:
         return image
     if mode == "1":
         return image.convert("L")
-    if mode == "F" or mode.startswith("I"):  # I, I;16, I;16B, I;16L, I;16N
-        return _to_8bit_grey(image)
+    if is_deep(mode):
+        return narrow(image, deep_scale(image))
     if mode == "LAB":
         return _apply(image, _lab_transform())
     grey = mode in ("L", "LA", "La")
@@ -61,6 +83,34 @@ def _has_transparent_pixel(image: Image.Image) -> bool:
     return False
 
 
+def is_deep(mode: str) -> bool:
+    """Grey with more than 8 bits: I, I;16, I;16B, I;16L, I;16N, F."""
+    return mode == "F" or mode.startswith("I")
+
+
+def deep_scale(image: Image.Image) -> tuple[float, float]:
+    """(scale, offset) mapping a deep grey image's values to 0..255.
+
+    16-bit: the format defines the range. 32-bit and float: the value range of the
+    whole image (getextrema reads it without a copy).
+    """
+    if image.mode.startswith("I;16"):
+        return 255 / 65535, 0.0
+    low, high = image.getextrema()
+    assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # one band
+    return _stretch(float(low), float(high))
+
+
+def narrow(image: Image.Image, scale: tuple[float, float]) -> Image.Image:
+    """Deep grey -> L. Pillow's convert("L") clips instead of scaling."""
+    factor, offset = scale
+    if image.mode not in ("I", "F"):
+        image = image.convert("I")
+    if image.mode == "I":
+        offset += 0.5  # "I" point() truncates: round instead
+    return image.point(lambda value: value * factor + offset).convert("L")
+
+
 def to_srgb(
     image: Image.Image, *, icc_profile: bytes | None, undo_cmyk_inversion: bool
 ) -> Image.Image:
@@ -69,7 +119,7 @@ def to_srgb(
         # Pillow reads every CMYK JPEG as Adobe-inverted; without an Adobe APP14 marker
         # the data is plain CMYK (browsers only invert when the marker is present).
         image = ImageChops.invert(image)
-    if icc_profile:
+    if icc_profile and len(icc_profile) <= MAX_ICC_BYTES:
         converted = _apply_profile(image, icc_profile)
         if converted is not None:
             return converted
@@ -97,9 +147,31 @@ def _apply(image: Image.Image, transform: ImageCms.ImageCmsTransform) -> Image.I
     return converted
 
 
-@lru_cache(maxsize=16)
+_transforms: OrderedDict[tuple[bytes, str], ImageCms.ImageCmsTransform | None] = OrderedDict()
+_transforms_lock = threading.Lock()
+
+
 def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
-    """Build (once per profile and mode) a transform to sRGB, or None to skip it.
+    """The transform for a profile and mode, built once per profile *digest*.
+
+    Keyed by the digest, not the bytes: a cache keyed on the bytes pins every profile
+    it has seen (megabytes each) for the life of the process.
+    """
+    key = (hashlib.sha256(icc_profile).digest(), mode)
+    with _transforms_lock:
+        if key in _transforms:
+            _transforms.move_to_end(key)
+            return _transforms[key]
+    transform = _build_transform(icc_profile, mode)
+    with _transforms_lock:
+        _transforms[key] = transform
+        while len(_transforms) > _TRANSFORM_CACHE_SIZE:
+            _transforms.popitem(last=False)
+    return transform
+
+
+def _build_transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A transform to sRGB, or None to skip it.
 
     None for: profiles that cannot be parsed (browsers ignore them too), profiles whose
     colour space does not match the pixels, and sRGB itself (nothing to do).
@@ -124,22 +196,6 @@ def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | No
 def _lab_transform() -> ImageCms.ImageCmsTransform:
     lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
     return ImageCms.buildTransform(lab, _SRGB, "LAB", "RGB")
-
-
-def _to_8bit_grey(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float grey to L (Pillow's convert("L") clips instead of scaling)."""
-    sixteen_bit = image.mode.startswith("I;16")
-    if image.mode not in ("I", "F"):
-        image = image.convert("I")
-    if sixteen_bit:
-        scale, offset = 255 / 65535, 0.0  # the format defines the range
-    else:
-        low, high = image.getextrema()
-        assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # one band
-        scale, offset = _stretch(float(low), float(high))
-    if image.mode == "I":
-        offset += 0.5  # "I" point() truncates: round instead
-    return image.point(lambda value: value * scale + offset).convert("L")
 
 
 def _stretch(low: float, high: float) -> tuple[float, float]:

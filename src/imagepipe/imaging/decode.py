@@ -10,30 +10,31 @@ from PIL import ExifTags, Image
 from imagepipe.errors import InvalidImage
 from imagepipe.imaging import colour, geometry, resample
 from imagepipe.imaging.geometry import Size
-from imagepipe.imaging.opening import BAD_BYTES_ERRORS, open_image
+from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
 
 
 @dataclass
 class Decoded:
-    image: Image.Image  # working mode (colour.WORKING_MODES), stored orientation
+    # A working mode (colour.WORKING_MODES), or deep grey (colour.is_deep) that is
+    # narrowed to L with ``deep_scale`` only after the first shrink. Stored orientation.
+    image: Image.Image
     original_size: Size  # stored size before any DCT scaling
     orientation: int  # EXIF orientation, 1-8
     icc_profile: bytes | None
     undo_cmyk_inversion: bool
+    deep_scale: tuple[float, float] | None = None
 
     @property
     def display_size(self) -> Size:
         return geometry.displayed(self.original_size, self.orientation)
 
 
-def decode(
-    path: Path, *, largest_box: int, allowed_formats: tuple[str, ...], max_pixels: int
-) -> Decoded:
-    """Open (allowlist, pixel cap), decode frame 0 and normalise its mode.
+def decode(path: Path, *, largest_box: int, limits: Limits) -> Decoded:
+    """Open (allowlist, caps), decode frame 0 and normalise its mode.
 
     Raises UnsupportedMediaType, ImageTooLarge, or InvalidImage for any decoding failure.
     """
-    with open_image(path, allowed_formats=allowed_formats, max_pixels=max_pixels) as opened:
+    with open_image(path, limits) as opened:
         image = opened.image
         try:
             original_size = image.size
@@ -52,7 +53,8 @@ def decode(
                 orientation = _orientation(image)
             undo_inversion = is_jpeg and image.mode == "CMYK" and "adobe" not in image.info
             icc_profile = image.info.get("icc_profile") or None
-            working = colour.normalise(image)
+            deep_scale = colour.deep_scale(image) if colour.is_deep(image.mode) else None
+            working = image if deep_scale else colour.normalise(image)
         except BAD_BYTES_ERRORS as exc:
             # Pillow reports bad bytes as OSError ("image file is truncated", "broken
             # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for
@@ -64,6 +66,7 @@ def decode(
         orientation=orientation,
         icc_profile=icc_profile if isinstance(icc_profile, bytes) else None,
         undo_cmyk_inversion=undo_inversion,
+        deep_scale=deep_scale,
     )
 
 

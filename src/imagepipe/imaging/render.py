@@ -24,6 +24,7 @@ from PIL import Image
 from imagepipe.imaging import colour, geometry, resample
 from imagepipe.imaging.decode import Decoded, decode
 from imagepipe.imaging.encode import CONTENT_TYPES, OutputFormat, choose_format, encode
+from imagepipe.imaging.opening import DEFAULT_MAX_FRAMES, Limits
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,17 @@ class RenderOptions:
     webp_quality: int = 80
     max_pixels: int = 50_000_000
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_decoded_bytes: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            allowed_formats=self.allowed_formats,
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+            max_decoded_bytes=self.max_decoded_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -62,12 +74,7 @@ def render_previews(source: Path, options: RenderOptions) -> RenderResult:
     boxes = boxes_largest_first(options.boxes)
     timings = _Timings()
     with timings.stage("decode"):
-        decoded = decode(
-            source,
-            largest_box=boxes[0][1],
-            allowed_formats=options.allowed_formats,
-            max_pixels=options.max_pixels,
-        )
+        decoded = decode(source, largest_box=boxes[0][1], limits=options.limits)
     previews: dict[str, Preview] = {}
     output_format: OutputFormat | None = None
     for name, image in cascade(decoded, boxes, timings=timings):
@@ -125,6 +132,8 @@ def _first_step(decoded: Decoded, target: geometry.Size) -> Image.Image:
     if image is source:
         image = source.copy()  # never hand the caller the decoder's object
     source.close()  # the full-size buffer is the bulk of peak memory: free it now
+    if decoded.deep_scale is not None:
+        image = colour.narrow(image, decoded.deep_scale)  # deep grey: 8 bits once small
     # Colour and orientation commute with resampling, so both run on the small image.
     image = colour.to_srgb(
         image,

@@ -52,6 +52,10 @@ def first_shrink(image: Image.Image, size: Size) -> Image.Image:
     """Decoded image -> largest preview. Same mode out (alpha premultiplied inside)."""
     if image.size == size:
         return image
+    if image.mode.startswith("I;16"):
+        # 16-bit grey has no reduce(): one filter pass, still 2 bytes a pixel. Widening
+        # it first (to I, 4 bytes) would double the full-size buffer.
+        return image.resize(size, Image.Resampling.BICUBIC)
     factor_x, factor_y = _factors(image.size, size, FIRST_REDUCING_GAP)
     residual = max(image.width / factor_x / size[0], image.height / factor_y / size[1])
     clean_and_close = factor_x == factor_y == 1 and residual < 2.0

@@ -6,6 +6,7 @@ Reliability settings and why (see docs/reliability.md):
 - visibility_timeout above the hard time limit: Redis does not re-deliver a task
   that is still running.
 - no result backend: the task row in the database is the record.
+- max memory per child: a pool process left large by one image is replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Celery counts KiB; None leaves pool processes alone.
+        worker_max_memory_per_child=settings.worker_max_memory_per_child_mb * 1024 or None,
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_hard_time_limit,
         broker_connection_retry_on_startup=True,

@@ -58,6 +58,8 @@ def render_options(settings: Settings) -> RenderOptions:
         webp_quality=settings.webp_quality,
         max_pixels=settings.max_pixels,
         allowed_formats=settings.allowed_formats,
+        max_frames=settings.max_frames,
+        max_decoded_bytes=settings.max_decoded_bytes,
     )
 
 

@@ -25,6 +25,7 @@ from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import ImagepipeError, ServiceUnavailable
 from imagepipe.imaging import ImageInfo, probe
+from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
 from imagepipe.storage import Storage, original_key
@@ -105,13 +106,22 @@ async def _accept(
 
     def probe_and_keep() -> ImageInfo:
         # Header only; the original is kept (renamed into place) only if it passes.
-        info = probe(temp, allowed_formats=settings.allowed_formats, max_pixels=settings.max_pixels)
+        info = probe(
+            temp,
+            allowed_formats=settings.allowed_formats,
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+            max_decoded_bytes=settings.max_decoded_bytes,
+            header_cpu_seconds=settings.probe_cpu_seconds,
+        )
         storage.adopt(key, temp)
         return info
 
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
-        info = await to_thread.run_sync(probe_and_keep)
+        info = await to_thread.run_sync(
+            probe_and_keep, limiter=probe_limiter(settings.probe_concurrency)
+        )
     except BaseException:
         # Shielded: a client that disconnects cancels the request, not the cleanup.
         with anyio.CancelScope(shield=True):

@@ -23,14 +23,14 @@ import argparse
 import io
 import json
 import sys
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from bench.pipeline import BOXES, CORPUS, OPTIONS, RESULTS, pyvips, sample_path
 from imagepipe.imaging.decode import decode
-from imagepipe.imaging.encode import OutputFormat, encode
+from imagepipe.imaging.encode import encode
 from imagepipe.imaging.render import boxes_largest_first, cascade, render_previews
 
 THRESHOLD = 0.98
@@ -107,12 +107,7 @@ def evaluate(name: str) -> dict[str, Any]:
         reference = full.resize(image.size, Image.Resampling.LANCZOS).convert(image.mode)
         preview = encoded[variant]
         received = Image.open(io.BytesIO(preview.data)).convert(mode)
-        again = encode(
-            reference.copy(),
-            cast(OutputFormat, preview.format),
-            jpeg_quality=OPTIONS.jpeg_quality,
-            webp_quality=OPTIONS.webp_quality,
-        )
+        again = encode(reference.copy(), preview.format, quality=OPTIONS.quality(preview.format))
         codec_round_trip = Image.open(io.BytesIO(again)).convert(mode)
         ref = np.asarray(reference.convert(mode))
         image = image.convert(mode)

@@ -90,3 +90,10 @@ def test_worker_memory_per_child_reaches_celery() -> None:
         ]
         is None
     )
+
+
+def test_phone_and_modern_formats_are_allowed_by_default() -> None:
+    settings = Settings()
+    assert {"HEIF", "AVIF"} <= set(settings.allowed_formats)
+    assert settings.extra_formats == ("WEBP",)
+    assert Settings(extra_formats=("AVIF", "WEBP", "AVIF")).extra_formats == ("AVIF", "WEBP")

@@ -14,11 +14,14 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from imagepipe.imaging import plugins
+from imagepipe.imaging.formats import FormatName, can_write
+
 MiB = 1024 * 1024
 # The database password compose.yaml falls back to when POSTGRES_PASSWORD is unset.
 DEV_ONLY_SECRET = "dev-only-insecure-password"
 
-OutputFormat = Literal["auto", "JPEG", "PNG", "WEBP"]
+OutputFormat = FormatName | Literal["auto"]
 
 
 class Settings(BaseSettings):
@@ -38,7 +41,9 @@ class Settings(BaseSettings):
     # Limits checked at upload time (and again by the worker before a full decode).
     max_upload_bytes: int = Field(default=25 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)  # width * height * frames
-    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+    allowed_formats: tuple[str, ...] = (
+        "JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF"
+    )  # fmt: skip
     # Pages/frames an upload may declare, whatever their size: tiny pages never reach
     # the pixel cap, but each one costs header work.
     max_frames: int = Field(default=1000, ge=1)
@@ -56,8 +61,14 @@ class Settings(BaseSettings):
     )
     # "auto": JPEG for opaque images, PNG for images with transparency.
     output_format: OutputFormat = "auto"
+    # Each variant is also made in these formats (base format never repeated). AVIF
+    # costs several times the encode time of WebP (docs/benchmarks.md).
+    extra_formats: tuple[FormatName, ...] = ("WEBP",)
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
+    avif_quality: int = Field(default=60, ge=1, le=100)
+    # Animated GIF/WebP keep at most this many frames in their animated WebP variants.
+    max_animation_frames: int = Field(default=200, ge=1)
 
     # Worker time limits (seconds). The broker's visibility timeout must exceed the
     # hard limit, or Redis re-delivers a task that is still running.
@@ -110,10 +121,17 @@ class Settings(BaseSettings):
         if bad := banned.intersection(formats):
             raise ValueError(f"formats never allowed: {sorted(bad)}")
         # Refuse a name Pillow does not know (e.g. "JPG") now, not as a 500 per upload.
-        Image.init()
+        plugins.register()
         if unknown := sorted(set(formats) - set(Image.OPEN)):
             raise ValueError(f"formats Pillow cannot open: {unknown}")
         return formats
+
+    @field_validator("extra_formats")
+    @classmethod
+    def _formats_writable(cls, value: tuple[FormatName, ...]) -> tuple[FormatName, ...]:
+        if missing := [name for name in value if not can_write(name)]:
+            raise ValueError(f"this Pillow build cannot write {missing}")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -140,7 +140,26 @@ def _segments(data: bytes) -> list[tuple[int, bytes]]:
     return segments
 
 
-def adobe_rgb_like_profile(*, padding: int = 0, name: str = "Adobe RGB-like") -> bytes:
+ADOBE_RGB_PRIMARIES = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+# Display P3 (what iPhones tag their photos with), D50-adapted colorants.
+DISPLAY_P3_PRIMARIES = (
+    (0.5151, 0.2412, -0.0011),
+    (0.2920, 0.6922, 0.0419),
+    (0.1571, 0.0666, 0.7841),
+)
+
+
+def display_p3_like_profile() -> bytes:
+    """A matrix/TRC profile with Display P3 primaries (gamma 2.2 for the sRGB curve)."""
+    return adobe_rgb_like_profile(name="Display P3-like", primaries=DISPLAY_P3_PRIMARIES)
+
+
+def adobe_rgb_like_profile(
+    *,
+    padding: int = 0,
+    name: str = "Adobe RGB-like",
+    primaries: tuple[tuple[float, float, float], ...] = ADOBE_RGB_PRIMARIES,
+) -> bytes:
     """A matrix/TRC ICC v2 profile with Adobe RGB (1998) primaries and gamma 2.2.
 
     ImageCms can only create sRGB, LAB and XYZ profiles; this one is built by hand.
@@ -152,9 +171,9 @@ def adobe_rgb_like_profile(*, padding: int = 0, name: str = "Adobe RGB-like") ->
         b"desc": _desc(f"{name} (imagepipe tests)"),
         b"cprt": b"text\0\0\0\0" + b"No copyright, test data\0",
         b"wtpt": _xyz(d50),
-        b"rXYZ": _xyz((0.6097, 0.3111, 0.0195)),
-        b"gXYZ": _xyz((0.2053, 0.6257, 0.0609)),
-        b"bXYZ": _xyz((0.1492, 0.0632, 0.7446)),
+        b"rXYZ": _xyz(primaries[0]),
+        b"gXYZ": _xyz(primaries[1]),
+        b"bXYZ": _xyz(primaries[2]),
         b"rTRC": _gamma(2.2),
         b"gTRC": _gamma(2.2),
         b"bTRC": _gamma(2.2),
@@ -210,6 +229,24 @@ def _desc(text: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- files
+
+
+def animated(
+    path: Path, durations: list[int], size: tuple[int, int] = (320, 240), fmt: str = "GIF"
+) -> Path:
+    """An animation whose frame i shows a white square at a position of its own."""
+    frames = []
+    for index in range(len(durations)):
+        frame = Image.new("RGB", size, (20 * index % 256, 80, 160))
+        side = size[1] // 4
+        left = index * side % (size[0] - side)
+        ImageDraw.Draw(frame).rectangle((left, 0, left + side - 1, side - 1), fill=WHITE)
+        frames.append(frame)
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(
+        path, fmt, save_all=True, append_images=frames[1:], duration=durations, loop=0, **extra
+    )
+    return path
 
 
 def save(image: Image.Image, path: Path, **params: object) -> Path:

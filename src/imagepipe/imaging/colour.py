@@ -24,7 +24,7 @@ from PIL import Image, ImageChops, ImageCms
 WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 ALPHA_MODES = frozenset({"LA", "RGBA"})
 
-_STRIP_ROWS = 256
+_STRIP_ROWS = 64
 # Real profiles are a few KB; large LUT-based CMYK profiles reach 2-3 MB. A bigger one
 # (a JPEG can carry 16 MB in APP2 segments) is ignored, as an unusable one is.
 MAX_ICC_BYTES = 4 * 1024 * 1024

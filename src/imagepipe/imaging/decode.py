@@ -23,6 +23,8 @@ class Decoded:
     icc_profile: bytes | None
     undo_cmyk_inversion: bool
     deep_scale: tuple[float, float] | None = None
+    format: str = ""  # the source's format, as the probe names it
+    frames: int = 1  # frames or pages of the source (only the first is decoded)
 
     @property
     def display_size(self) -> Size:
@@ -36,6 +38,7 @@ def decode(path: Path, *, largest_box: int, limits: Limits) -> Decoded:
     """
     with open_image(path, limits) as opened:
         image = opened.image
+        source_format, source_frames = opened.format, opened.frames
         try:
             original_size = image.size
             is_jpeg = image.format in ("JPEG", "MPO")
@@ -67,6 +70,8 @@ def decode(path: Path, *, largest_box: int, limits: Limits) -> Decoded:
         icc_profile=icc_profile if isinstance(icc_profile, bytes) else None,
         undo_cmyk_inversion=undo_inversion,
         deep_scale=deep_scale,
+        format=source_format,
+        frames=source_frames,
     )
 
 

@@ -24,7 +24,7 @@ from typing import IO, BinaryIO, cast
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from imagepipe.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from imagepipe.imaging import colour, frames, sniff
+from imagepipe.imaging import colour, frames, plugins, sniff
 
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; our own cap is the rule,
 # so any bomb signal means "too large", never "carry on". Configured once, here, for
@@ -178,7 +178,7 @@ def _binary(source: Path | BinaryIO) -> Iterator[BinaryIO]:
 
 def _check_allowlist(allowed_formats: tuple[str, ...]) -> None:
     """A name Pillow does not know is a configuration error, not a bad upload."""
-    Image.init()  # registers every plugin once; cheap afterwards
+    plugins.register()  # every plugin, once; cheap afterwards
     unknown = sorted(set(allowed_formats) - set(Image.OPEN))
     if unknown:
         raise ValueError(f"unknown image formats in the allowlist: {unknown}")

@@ -7,7 +7,10 @@ Pipeline (``render_previews``)::
     resize      largest preview: box reduce + one filter (see resample.py), then sRGB
                 (ICC, CMYK) and EXIF orientation on that small image; each smaller
                 preview from the previous one
-    encode      JPEG / PNG / WebP, no metadata
+    encode      the base format (JPEG, or PNG with transparency) and each extra format
+                (formats.py), no metadata
+    animate     animated GIF/WebP only: an animated WebP per variant (animation.py),
+                one frame at a time; the base format keeps the still first frame
 """
 
 from __future__ import annotations
@@ -21,18 +24,23 @@ from typing import Literal
 
 from PIL import Image
 
-from imagepipe.imaging import colour, geometry, resample
+from imagepipe.imaging import animation, colour, geometry, resample
 from imagepipe.imaging.decode import Decoded, decode
-from imagepipe.imaging.encode import CONTENT_TYPES, OutputFormat, choose_format, encode
+from imagepipe.imaging.encode import choose_format, encode
+from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.opening import DEFAULT_MAX_FRAMES, Limits
 
 
 @dataclass(frozen=True)
 class RenderOptions:
     boxes: Mapping[str, int]  # variant name -> longest side in pixels
-    output_format: Literal["auto", "JPEG", "PNG", "WEBP"] = "auto"
+    output_format: FormatName | Literal["auto"] = "auto"
+    # Renditions made beside the base format, in this order (the base is never repeated).
+    extra_formats: tuple[FormatName, ...] = ("WEBP",)
     jpeg_quality: int = 85
     webp_quality: int = 80
+    avif_quality: int = 60
+    max_animation_frames: int = 200
     max_pixels: int = 50_000_000
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
     max_frames: int = DEFAULT_MAX_FRAMES
@@ -47,15 +55,35 @@ class RenderOptions:
             max_decoded_bytes=self.max_decoded_bytes,
         )
 
+    def quality(self, name: FormatName) -> int:
+        """The configured quality of a format (PNG has none: ignored)."""
+        return {
+            "JPEG": self.jpeg_quality,
+            "WEBP": self.webp_quality,
+            "AVIF": self.avif_quality,
+        }.get(name, 0)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    format: FormatName
+    data: bytes
+    content_type: str
+    frames: int = 1  # > 1: an animation
+
 
 @dataclass(frozen=True)
 class Preview:
+    """One variant. ``data``/``format``/``content_type`` are its base rendition (a
+    still); ``renditions`` are every encoding of it, the base first."""
+
     name: str
     data: bytes
     width: int
     height: int
-    format: str  # "JPEG" | "PNG" | "WEBP"
-    content_type: str  # "image/jpeg" ...
+    format: FormatName
+    content_type: str
+    renditions: tuple[Rendition, ...] = ()
 
 
 @dataclass
@@ -76,25 +104,39 @@ def render_previews(source: Path, options: RenderOptions) -> RenderResult:
     with timings.stage("decode"):
         decoded = decode(source, largest_box=boxes[0][1], limits=options.limits)
     previews: dict[str, Preview] = {}
-    output_format: OutputFormat | None = None
+    base: FormatName | None = None
+    animated = animation.is_animated(decoded.format, decoded.frames)
     for name, image in cascade(decoded, boxes, timings=timings):
-        if output_format is None:  # decided once, so all variants share a format
-            has_alpha = image.mode in colour.ALPHA_MODES
-            output_format = choose_format(options.output_format, has_alpha=has_alpha)
+        if base is None:  # decided once, so all variants share a format
+            base = choose_format(options.output_format, has_alpha=image.mode in colour.ALPHA_MODES)
+        renditions = []
         with timings.stage("encode"):
-            data = encode(
-                image,
-                output_format,
-                jpeg_quality=options.jpeg_quality,
-                webp_quality=options.webp_quality,
-            )
+            for fmt in (base, *(f for f in options.extra_formats if f != base)):
+                if animated and fmt == "WEBP":
+                    continue  # made below, from every frame
+                data = encode(image, fmt, quality=options.quality(fmt))
+                renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type))
+        if animated:
+            with timings.stage("animate"):
+                data, frames = animation.animated_webp(
+                    source,
+                    image.size,
+                    limits=options.limits,
+                    max_frames=options.max_animation_frames,
+                    quality=options.quality("WEBP"),
+                    orientation=decoded.orientation,
+                    icc_profile=decoded.icc_profile,
+                )
+            renditions.append(Rendition("WEBP", data, FORMATS["WEBP"].content_type, frames))
+        first = renditions[0]
         previews[name] = Preview(
             name=name,
-            data=data,
+            data=first.data,
             width=image.width,
             height=image.height,
-            format=output_format,
-            content_type=CONTENT_TYPES[output_format],
+            format=first.format,
+            content_type=first.content_type,
+            renditions=tuple(renditions),
         )
     return RenderResult(previews=[previews[name] for name in options.boxes], timings=timings.totals)
 

@@ -31,7 +31,7 @@ FIRST_REDUCING_GAP = 1.25
 CASCADE_REDUCING_GAP = 2.0
 # Alpha images are premultiplied strip by strip while box-reducing, so a 50 MP RGBA
 # image needs no second full-size buffer. Rows per strip (rounded to the factor):
-_STRIP_ROWS = 256
+_STRIP_ROWS = 64
 PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
 STRAIGHT = {value: key for key, value in PREMULTIPLIED.items()}
 

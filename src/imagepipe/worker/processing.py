@@ -25,13 +25,13 @@ from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, Variant, utcnow
 from imagepipe.errors import ImageTooLarge, InvalidImage
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.storage import Storage, variant_key
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
 
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 # A variant temp file older than this was left by a writer that died (see
 # _remove_stale_temp_files); a live write takes milliseconds.
 _STALE_TEMP_SECONDS = 1.0
@@ -56,6 +56,9 @@ def render_options(settings: Settings) -> RenderOptions:
         output_format=settings.output_format,
         jpeg_quality=settings.jpeg_quality,
         webp_quality=settings.webp_quality,
+        avif_quality=settings.avif_quality,
+        extra_formats=settings.extra_formats,
+        max_animation_frames=settings.max_animation_frames,
         max_pixels=settings.max_pixels,
         allowed_formats=settings.allowed_formats,
         max_frames=settings.max_frames,
@@ -123,7 +126,7 @@ def store_and_finish(
     """
     rows = []
     for preview in result.previews:
-        key = variant_key(claim.task_id, preview.name, _EXTENSIONS[preview.format])
+        key = variant_key(claim.task_id, preview.name, FORMATS[preview.format].extension)
         storage.write_bytes(key, preview.data)
         rows.append(
             Variant(

@@ -19,6 +19,7 @@ from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import InvalidRequest, VariantNotFound
+from imagepipe.imaging.formats import FORMATS
 from imagepipe.storage import original_key
 
 router = APIRouter()
@@ -78,7 +79,7 @@ async def get_task(task: TaskDep, settings: SettingsDep) -> TaskOut:
     "/tasks/{task_id}/variants/{name}",
     response_class=FileResponse,
     responses={
-        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        200: {"content": {spec.content_type: {} for spec in FORMATS.values()}},
         304: {"description": "If-None-Match matched"},
         404: {"model": ErrorBody, "description": "`task_not_found` / `variant_not_found`"},
     },

@@ -1,0 +1,195 @@
+"""Output formats side by side, and the whole job with the default extra formats.
+
+    .venv/bin/python -m bench.formats [--reps N]
+
+1. Encoders: for a photo-like and a graphic image (2400x1800), at each preview size,
+   the same resized image (LANCZOS from the full-resolution original: the reference)
+   is encoded by each candidate setting — JPEG q85, PNG level 3, WebP q80 at methods
+   2/4/6, AVIF q60 at speeds 6/8/10. Reported: encode ms (median of the rounds),
+   bytes, and SSIM of the decoded result against the reference.
+2. Whole job: a 12 MP JPEG, every variant in JPEG + WebP (the defaults), imagepipe's
+   ``render_previews`` against pyvips producing the same renditions (shrink-on-load,
+   cascade, jpegsave + webpsave at the same qualities and WebP effort).
+
+One core (bench.pipeline pins it). Results: markdown on stdout and
+``bench/results/formats.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from skimage.metrics import structural_similarity
+
+from bench.pipeline import RESULTS, photo_like, pyvips, sample_path
+from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging.geometry import fit
+
+BOXES = {"small": 150, "medium": 600, "large": 1200}
+SIZE = (2400, 1800)
+# name -> (Pillow format, save options)
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "JPEG q85": ("JPEG", {"quality": 85, "subsampling": "4:2:0"}),
+    "PNG l3": ("PNG", {"compress_level": 3}),
+    "WEBP q80 m2": ("WEBP", {"quality": 80, "method": 2}),
+    "WEBP q80 m4": ("WEBP", {"quality": 80, "method": 4}),
+    "WEBP q80 m6": ("WEBP", {"quality": 80, "method": 6}),
+    "AVIF q60 s6": ("AVIF", {"quality": 60, "speed": 6, "subsampling": "4:2:0"}),
+    "AVIF q60 s8": ("AVIF", {"quality": 60, "speed": 8, "subsampling": "4:2:0"}),
+    "AVIF q60 s10": ("AVIF", {"quality": 60, "speed": 10, "subsampling": "4:2:0"}),
+}
+
+
+def graphic(size: tuple[int, int]) -> Image.Image:
+    """Flat colours, hard edges and thin lines: a screenshot, chart or logo."""
+    width, height = size
+    image = Image.new("RGB", size, (245, 245, 240))
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(7)
+    for index in range(60):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        x1, y1 = x0 + int(rng.integers(20, width // 4)), y0 + int(rng.integers(10, height // 6))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if index % 3 == 0:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        elif index % 3 == 1:
+            draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(1, 6)))
+        else:
+            draw.text((x0, y0), "imagepipe 0123", fill=colour, font_size=int(rng.integers(12, 60)))
+    return image
+
+
+def ssim(reference: Image.Image, data: bytes) -> float:
+    with Image.open(io.BytesIO(data)) as decoded:
+        received = np.asarray(decoded.convert("RGB"))
+    return float(
+        structural_similarity(np.asarray(reference), received, channel_axis=2, data_range=255)
+    )
+
+
+def encoders(reps: int) -> dict[str, Any]:
+    sources = {"photo": photo_like(SIZE, seed=11), "graphic": graphic(SIZE)}
+    rows: dict[str, Any] = {}
+    for kind, source in sources.items():
+        for variant, box in BOXES.items():
+            reference = source.resize(fit(source.size, box), Image.Resampling.LANCZOS)
+            for name, (fmt, options) in CANDIDATES.items():
+                times, data = [], b""
+                for _ in range(reps):
+                    buffer = io.BytesIO()
+                    start = time.perf_counter()
+                    reference.save(buffer, fmt, **options)
+                    times.append(time.perf_counter() - start)
+                    data = buffer.getvalue()
+                rows[f"{kind}/{variant}/{name}"] = {
+                    "image": kind,
+                    "variant": variant,
+                    "size": list(reference.size),
+                    "candidate": name,
+                    "ms": round(statistics.median(times) * 1000, 2),
+                    "bytes": len(data),
+                    "ssim": round(ssim(reference, data), 4),
+                }
+            print(f"  {kind} {variant} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def _median_ms(run: Callable[[], object], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def whole_job(reps: int) -> dict[str, Any]:
+    path = sample_path("jpeg-12mp")
+    options = RenderOptions(boxes=BOXES, extra_formats=("WEBP",))
+
+    def imagepipe() -> None:
+        render_previews(path, options)
+
+    def vips() -> None:
+        assert pyvips is not None
+        boxes = sorted(BOXES.values(), reverse=True)
+        image = pyvips.Image.thumbnail(str(path), boxes[0]).copy_memory()
+        for index, box in enumerate(boxes):
+            if index:
+                image = image.resize(box / max(image.width, image.height)).copy_memory()
+            image.jpegsave_buffer(Q=options.jpeg_quality)
+            image.webpsave_buffer(Q=options.webp_quality, effort=4)
+
+    imagepipe()  # warm up both (imports, caches)
+    result: dict[str, Any] = {"renditions": "JPEG + WEBP x 3 variants"}
+    if pyvips is None:
+        result["imagepipe_ms"] = _median_ms(imagepipe, reps)
+        return result
+    vips()
+    pipe_times, vips_times = [], []
+    for _ in range(reps):  # interleaved, so both see the same machine
+        pipe_times.append(_median_ms(imagepipe, 1))
+        vips_times.append(_median_ms(vips, 1))
+    timings = render_previews(path, options).timings
+    result.update(
+        imagepipe_ms=statistics.median(pipe_times),
+        pyvips_ms=statistics.median(vips_times),
+        stages_ms={stage: round(seconds * 1000, 1) for stage, seconds in timings.items()},
+    )
+    result["speedup_vs_pyvips"] = round(result["pyvips_ms"] / result["imagepipe_ms"], 2)
+    return result
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "| image | variant | size | " + " | ".join(CANDIDATES) + " |",
+        "| --- | --- | --- | " + " | ".join("---:" for _ in CANDIDATES) + " |",
+    ]
+    rows = results["encoders"]
+    for kind in ("photo", "graphic"):
+        for variant in BOXES:
+            cells = [rows[f"{kind}/{variant}/{name}"] for name in CANDIDATES]
+            size = "x".join(map(str, cells[0]["size"]))
+            lines.append(
+                f"| {kind} | {variant} | {size} | "
+                + " | ".join(
+                    f"{c['ms']} ms, {c['bytes'] / 1024:.1f} KB, {c['ssim']}" for c in cells
+                )
+                + " |"
+            )
+    job = results["whole_job"]
+    lines += [
+        "",
+        f"Whole job, 12 MP JPEG, {job['renditions']}: imagepipe {job['imagepipe_ms']} ms"
+        + (
+            f", pyvips {job['pyvips_ms']} ms, {job['speedup_vs_pyvips']}x; "
+            f"imagepipe stages {job['stages_ms']}"
+            if "pyvips_ms" in job
+            else " (pyvips not installed)"
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args(argv)
+    results = {"encoders": encoders(args.reps), "whole_job": whole_job(args.reps)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "formats.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Animated GIF/WebP -> an animated WebP per variant, frames and durations kept.
+
+Memory stays bounded by one source frame: each variant is one pass over the source,
+and each frame is decoded, resized and handed to libwebp's animation encoder before
+the next one is decoded (never all frames at full size, nor all resized frames). The
+encoder is Pillow's own: it iterates an image's frames with ``seek``, so
+``_ResizedFrames`` is an image whose frames are made on demand.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from imagepipe.errors import InvalidImage
+from imagepipe.imaging import colour, geometry
+from imagepipe.imaging.formats import FORMATS
+from imagepipe.imaging.geometry import Size
+from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
+
+# Sources whose animation is kept. APNG and multi-page TIFF give a still.
+ANIMATED_SOURCES = frozenset({"GIF", "WEBP"})
+
+
+def is_animated(source_format: str, frames: int) -> bool:
+    return source_format in ANIMATED_SOURCES and frames > 1
+
+
+def animated_webp(
+    source: Path,
+    target: Size,
+    *,
+    limits: Limits,
+    max_frames: int,
+    quality: int,
+    orientation: int = 1,
+    icc_profile: bytes | None = None,
+) -> tuple[bytes, int]:
+    """Encode the first ``max_frames`` frames of ``source`` at ``target`` (displayed
+    size) as an animated WebP. Returns (data, frames written)."""
+    with open_image(source, limits) as opened:
+        try:
+            return _encode(
+                opened.image, opened.frames, target, max_frames, quality, orientation, icc_profile
+            )
+        except BAD_BYTES_ERRORS as exc:
+            # A later frame can be damaged where the first was fine: the same error
+            # as for any image that cannot be decoded.
+            raise InvalidImage(f"The animation could not be decoded: {exc}") from exc
+
+
+def _encode(
+    image: Image.Image,
+    count: int,
+    target: Size,
+    max_frames: int,
+    quality: int,
+    orientation: int,
+    icc_profile: bytes | None,
+) -> tuple[bytes, int]:
+    spec = FORMATS["WEBP"]
+    frames = _ResizedFrames(
+        image,
+        count=min(count, max_frames),
+        target=target,
+        orientation=orientation,
+        icc_profile=icc_profile,
+    )
+    loop = image.info.get("loop", 1)  # a GIF without NETSCAPE2.0 plays once
+    buffer = io.BytesIO()
+    frames.save(
+        buffer,
+        "WEBP",
+        save_all=True,
+        # Filled as the encoder seeks: it reads frame i's duration right after
+        # seeking to frame i.
+        duration=frames.durations,
+        loop=loop if isinstance(loop, int) else 0,
+        background=(0, 0, 0, 0),
+        **spec.save_options(quality),
+    )
+    return buffer.getvalue(), frames.n_frames
+
+
+class _ResizedFrames(Image.Image):
+    """Frame i of the source, resized, oriented and in sRGB, made when seeked to."""
+
+    def __init__(
+        self,
+        source: Image.Image,
+        *,
+        count: int,
+        target: Size,
+        orientation: int,
+        icc_profile: bytes | None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._count = count
+        self._stored_target = geometry.stored(target, orientation)
+        self._orientation = orientation
+        self._icc_profile = icc_profile
+        self._frame = -1
+        self.durations: list[int] = []
+        self.seek(0)
+
+    @property
+    def n_frames(self) -> int:
+        return self._count
+
+    @property
+    def is_animated(self) -> bool:
+        return self._count > 1
+
+    def tell(self) -> int:
+        return self._frame
+
+    def seek(self, frame: int) -> None:
+        if frame == self._frame:
+            return
+        self._source.seek(frame)
+        self._source.load()  # WebP sets the frame's duration while loading it
+        duration = self._source.info.get("duration", 100)
+        if frame == len(self.durations):
+            self.durations.append(int(duration) if isinstance(duration, (int, float)) else 100)
+        # GIF frames come composited (P for the first, RGB/RGBA after); WebP RGB(A).
+        image = self._source.convert("RGBA" if self._source.has_transparency_data else "RGB")
+        if image.size != self._stored_target:
+            # Pillow premultiplies RGBA around the filter: no dark fringes.
+            image = image.resize(self._stored_target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        image = colour.to_srgb(image, icc_profile=self._icc_profile, undo_cmyk_inversion=False)
+        image = geometry.orient(image, self._orientation)
+        self.im = image.im
+        self._mode = image.mode
+        self._size = image.size
+        self._frame = frame

@@ -1,0 +1,107 @@
+"""Every output format in one table: encoder options, extension, content type, and
+what the format can carry (alpha, animation).
+
+The rest of the code asks this table; nothing else spells ``"image/webp"`` or
+``"jpg"``. Encoder settings were chosen with ``bench/formats.py`` (docs/benchmarks.md,
+"Output formats").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+from PIL import features
+
+FormatName = Literal["JPEG", "PNG", "WEBP", "AVIF"]
+FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
+
+# Measured on a 1200x900 photo-like RGBA preview: level 6 (the default) takes 2x as long
+# as 3 for 15 % fewer bytes; level 1 saves only another 10 %. On flat graphics all levels
+# cost the same. Most of what remains is Pillow's adaptive row filter (~50 ms per
+# megapixel), which its API does not let us switch off.
+PNG_COMPRESS_LEVEL = 3
+# libwebp's default speed/size trade-off: method 6 saves 1-3 % bytes for twice the
+# time, method 2 costs 5-8 % bytes (bench/formats.py).
+WEBP_METHOD = 4
+# libaom through Pillow: speed 6 is the default; 8 halves the time for 3-5 % more bytes
+# at the same SSIM (bench/formats.py).
+AVIF_SPEED = 8
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: FormatName  # Pillow's format name
+    extension: str  # in storage keys and URLs, without the dot
+    content_type: str
+    alpha: bool  # can store transparency (otherwise flattened onto white)
+    animation: bool  # can store an animation (imagepipe writes animated WebP only)
+    # Options passed to Image.save besides the quality; never metadata.
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The keyword Pillow takes the quality under, or None when quality does not apply.
+    quality_option: str | None = "quality"
+
+    def save_options(self, quality: int) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.quality_option is not None:
+            options[self.quality_option] = quality
+        return options
+
+
+FORMATS: Mapping[FormatName, OutputFormat] = MappingProxyType(
+    {
+        "JPEG": OutputFormat(
+            "JPEG",
+            "jpg",
+            "image/jpeg",
+            alpha=False,
+            animation=False,
+            # No optimize/progressive: both cost extra passes on the hot path.
+            options=MappingProxyType({"subsampling": "4:2:0"}),
+        ),
+        "PNG": OutputFormat(
+            "PNG",
+            "png",
+            "image/png",
+            alpha=True,
+            animation=False,
+            options=MappingProxyType({"compress_level": PNG_COMPRESS_LEVEL}),
+            quality_option=None,
+        ),
+        "WEBP": OutputFormat(
+            "WEBP",
+            "webp",
+            "image/webp",
+            alpha=True,
+            animation=True,
+            options=MappingProxyType({"method": WEBP_METHOD}),
+        ),
+        "AVIF": OutputFormat(
+            "AVIF",
+            "avif",
+            "image/avif",
+            alpha=True,
+            animation=False,
+            options=MappingProxyType({"speed": AVIF_SPEED, "subsampling": "4:2:0"}),
+        ),
+    }
+)
+
+BY_EXTENSION: Mapping[str, OutputFormat] = MappingProxyType(
+    {spec.extension: spec for spec in FORMATS.values()}
+)
+BY_CONTENT_TYPE: Mapping[str, OutputFormat] = MappingProxyType(
+    {spec.content_type: spec for spec in FORMATS.values()}
+)
+
+
+def base_format(*, has_alpha: bool) -> FormatName:
+    """The base format of a variant: PNG when some pixel is transparent, JPEG otherwise."""
+    return "PNG" if has_alpha else "JPEG"
+
+
+def can_write(name: FormatName) -> bool:
+    """Whether this Pillow build has the encoder (AVIF needs libavif)."""
+    return name != "AVIF" or bool(features.check("avif"))

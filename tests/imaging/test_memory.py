@@ -57,3 +57,11 @@ def test_16_bit_grey_peaks_near_its_decoded_size(tmp_path: Path, fmt: str) -> No
     decoded_mb = size[0] * size[1] * 2 / 2**20  # 23 MB as I;16
     # Widening to 32-bit at full size added 4x this (two 46 MB "I" buffers).
     assert _render_adds_mb(tiny, path) < 2 * decoded_mb
+
+
+def test_animation_frames_are_decoded_one_at_a_time(tmp_path: Path) -> None:
+    # 60 frames of 500x400: 48 MB as RGBA if all were held, 0.8 MB each.
+    durations = [40] * 60
+    path = images.animated(tmp_path / "anim.gif", durations, size=(500, 400))
+    tiny = images.animated(tmp_path / "tiny.gif", [40, 40], size=(20, 16))
+    assert _render_adds_mb(tiny, path) < 20

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "memory.json").write_text(json.dumps({"results": results}, indent=2) + "\n")
     print(markdown(results))
-    print("\nfull-size buffer = width x height x 4 bytes, what one full decode costs in Pillow.")
+    print("\nfull-size buffer = width x height x bytes per pixel of the decoded mode (one decode).")
     return 0 if all(r["within_budget"] for r in results.values()) else 1
 
 

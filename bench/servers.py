@@ -11,9 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from tests.services import free_port, postgres_database, redis_server, wait_for_port
+from tests.harness.postgres import private_postgres
+from tests.harness.redis import redis_server
+from tests.harness.server import free_port, wait_for_port
 
 __all__ = ["api_server", "bare_server", "env_for", "postgres_database", "redis_server", "worker"]
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on a private PostgreSQL server, dropped afterwards; its async URL."""
+    with private_postgres() as server, server.database() as url:
+        yield url
 
 
 def env_for(data_dir: Path, redis_url: str, database_url: str, **extra: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from imagepipe.config import Settings
+from imagepipe.imaging import RenderOptions
 from imagepipe.worker.celery_app import create_celery
 
 
@@ -97,3 +98,11 @@ def test_phone_and_modern_formats_are_allowed_by_default() -> None:
     assert {"HEIF", "AVIF"} <= set(settings.allowed_formats)
     assert settings.extra_formats == ("WEBP",)
     assert Settings(extra_formats=("AVIF", "WEBP", "AVIF")).extra_formats == ("AVIF", "WEBP")
+
+
+def test_render_defaults_match_the_settings_defaults() -> None:
+    settings, options = Settings(), RenderOptions(boxes={"small": 150})
+    names = ["allowed_formats", "extra_formats", "max_pixels", "max_frames", "jpeg_quality"]
+    names += ["webp_quality", "avif_quality", "max_animation_frames"]
+    for name in names:
+        assert getattr(options, name) == getattr(settings, name), name

@@ -42,7 +42,7 @@ class RenderOptions:
     avif_quality: int = 60
     max_animation_frames: int = 200
     max_pixels: int = 50_000_000
-    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF")
     max_frames: int = DEFAULT_MAX_FRAMES
     max_decoded_bytes: int | None = None
 

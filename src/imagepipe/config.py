@@ -9,6 +9,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
@@ -36,7 +37,21 @@ class Settings(BaseSettings):
     # under data_dir. The worker derives its sync URL from this one.
     database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # file:///abs/path or s3://BUCKET[/PREFIX]; None means file:// under storage_root
+    # (an older alias) or else data_dir/storage.
+    storage_url: str | None = None
     storage_root: Path | None = None
+    # S3-compatible endpoint (SeaweedFS, MinIO…); None means AWS. Credentials and region
+    # come from the standard AWS_* variables, read by the client itself.
+    s3_endpoint_url: str | None = None
+    # Every S3 call is bounded: connect and per-read timeouts, a fixed number of tries.
+    s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    s3_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+    # proxy: the API streams variant bytes; redirect: 307 to a presigned URL (where the
+    # storage can make one).
+    variant_delivery: Literal["proxy", "redirect"] = "proxy"
+    presigned_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
 
     # Limits checked at upload time (and again by the worker before a full decode).
     max_upload_bytes: int = Field(default=25 * MiB, gt=0)
@@ -152,6 +167,20 @@ class Settings(BaseSettings):
             raise ValueError("API keys must not be empty or blank")
         return value
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_valid(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        url = urlsplit(value)
+        if url.scheme == "file" and (url.netloc not in ("", "localhost") or not url.path):
+            raise ValueError("a file storage URL is file:///absolute/path")
+        if url.scheme == "s3" and not url.netloc:
+            raise ValueError("an S3 storage URL is s3://BUCKET[/PREFIX]")
+        if url.scheme not in ("file", "s3"):
+            raise ValueError("the storage URL starts with file:// or s3://")
+        return value
+
     @model_validator(mode="after")
     def _limits_consistent(self) -> Settings:
         if self.task_soft_time_limit >= self.task_hard_time_limit:
@@ -169,8 +198,18 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'imagepipe.db').resolve()}"
 
     @cached_property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.storage_root or self.data_dir / "storage").resolve().as_uri()
+
+    @cached_property
     def resolved_storage_root(self) -> Path:
-        return (self.storage_root or self.data_dir / "storage").resolve()
+        """The directory of a ``file://`` storage URL."""
+        url = urlsplit(self.resolved_storage_url)
+        if url.scheme != "file":
+            raise ValueError(f"not a local storage URL: {self.resolved_storage_url}")
+        return Path(unquote(url.path)).resolve()
 
     @property
     def lease_seconds(self) -> float:

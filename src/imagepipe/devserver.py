@@ -96,7 +96,7 @@ def run(*, host: str, port: int, concurrency: int) -> int:
             click.echo(f"dev: private Redis at {env['IMAGEPIPE_REDIS_URL']}")
         settings = Settings(redis_url=env["IMAGEPIPE_REDIS_URL"])
         click.echo(f"dev: database {settings.resolved_database_url}")
-        click.echo(f"dev: storage {settings.resolved_storage_root}")
+        click.echo(f"dev: storage {settings.resolved_storage_url}")
         subprocess.run([sys.executable, "-m", "imagepipe.cli", "migrate"], env=env, check=True)
         command = [sys.executable, "-m", "imagepipe.cli"]
         # Each child leads its own process group, so that _stop() reaches the worker's

@@ -9,7 +9,8 @@
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── ImageTooLarge           422 image_too_large
     ├── InvalidImage            422 invalid_image
-    └── ServiceUnavailable      503 service_unavailable (+ Retry-After)
+    ├── ServiceUnavailable      503 service_unavailable (+ Retry-After)
+    └── OriginalMissing         (a task's error only) original_missing
 
 Nothing here imports FastAPI: the imaging code and the worker raise these too, and
 one handler in the API renders them as ``{"error": {"code", "message"}}``.
@@ -80,3 +81,11 @@ class ServiceUnavailable(ImagepipeError):
     code = "service_unavailable"
     status_code = 503
     default_message = "A backing service is unavailable; try again shortly."
+
+
+class OriginalMissing(ImagepipeError):
+    """The original is gone from storage: the task can never be rendered."""
+
+    code = "original_missing"
+    status_code = 500
+    default_message = "The original image is missing from storage."

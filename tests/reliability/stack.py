@@ -165,7 +165,7 @@ class Records:
 
         Succeeded: exactly one row per configured variant, each file present, and the
         task's variant directory holds those files and nothing else. Not succeeded: no
-        variant rows. Anywhere: no temp files in variants/ or tmp/.
+        variant rows. Anywhere: no temp files left in tmp/.
         """
         found: list[str] = []
         names = set(self.settings.variants)
@@ -197,9 +197,8 @@ class Records:
             }
             if on_disk != keys:
                 found.append(f"{task_id}: files {sorted(on_disk)} != rows {sorted(keys)}")
-        for path in self.storage_files("variants") + self.storage_files("tmp"):
-            if path.name.startswith((".", "up-")):
-                found.append(f"temp file left behind: {path.relative_to(self.root)}")
+        for path in self.storage_files("tmp"):
+            found.append(f"temp file left behind: {path.relative_to(self.root)}")
         return found
 
 

@@ -24,7 +24,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.queue import CeleryQueue
-from imagepipe.storage import LocalStorage, original_key
+from imagepipe.storage import LocalStorage, keys
 from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings
@@ -93,9 +93,7 @@ def make_task(settings: Settings, data: bytes) -> uuid.UUID:
     """A queued task row with its original, as an upload leaves it."""
     storage = LocalStorage(settings.resolved_storage_root)
     task_id = uuid.uuid4()
-    temp = storage.new_temp()
-    temp.write_bytes(data)
-    storage.adopt(original_key(task_id), temp)
+    storage.put_bytes(keys.original(task_id), data)
     engine = make_sync_engine(settings.resolved_database_url)
     try:
         with sync_session_factory(engine).begin() as session:
@@ -106,7 +104,7 @@ def make_task(settings: Settings, data: bytes) -> uuid.UUID:
                     created_at=utcnow(),
                     enqueued_at=utcnow(),
                     filename="a.png",
-                    original_key=original_key(task_id),
+                    original_key=keys.original(task_id),
                     original_format="PNG",
                     original_width=1,
                     original_height=1,

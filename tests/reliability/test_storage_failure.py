@@ -3,9 +3,9 @@
 The tests run as root, where a read-only mode bit stops nothing, and no tmpfs can be
 mounted here; so the storage is broken the way root cannot write through either: a
 FILE where the task's variant directory must be created (mkdir fails before anything
-is written), and a DIRECTORY where one preview must be renamed to (the failure comes
-after the first preview of the set was written). A real worker retries (storage errors
-are transient); fixed in time, the task succeeds; never fixed, it fails with
+is written), and a DIRECTORY where one preview of the first attempt must be renamed
+to (the failure comes after the first preview of the set was written). A real worker
+retries (storage errors are transient); fixed in time, the task succeeds; never fixed, it fails with
 ``internal_error`` after the configured attempts. Nothing half-written is ever visible:
 no variant row without its file, no temp file left in a variant directory.
 """
@@ -40,14 +40,13 @@ def test_storage_write_failures(
         (root / "variants").mkdir(parents=True, exist_ok=True)
         (root / "variants" / str(broken)).write_bytes(b"not a directory")
         # fixed: large.jpg is written, then medium.jpg cannot replace a directory.
-        obstacle = root / "variants" / str(fixed) / "medium.jpg"
+        obstacle = root / "variants" / str(fixed) / "1" / "medium.jpg"
         obstacle.mkdir(parents=True)
         (obstacle / "keep").write_bytes(b"x")
-        # stale: a temp file a killed writer left behind an hour ago.
-        leftover = root / "variants" / str(stale) / ".large.jpg.k1ll3d"
-        leftover.parent.mkdir(parents=True)
+        # stale: a temp file a killed writer left behind two hours ago.
+        leftover = root / "tmp" / "w-large.jpg.k1ll3d"
         leftover.write_bytes(b"half a preview")
-        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+        os.utime(leftover, (time.time() - 7200, time.time() - 7200))
 
         stack.start_worker(beat=True)
 
@@ -60,7 +59,7 @@ def test_storage_write_failures(
         seen = client.get(f"/tasks/{fixed}").json()
         assert seen["status"] in ("queued", "processing") and seen["variants"] == {}
         assert [k for t, _, k in stack.records.variant_rows() if t == fixed] == []
-        written = sorted(p.name for p in (root / "variants" / str(fixed)).iterdir())
+        written = sorted(p.name for p in (root / "variants" / str(fixed) / "1").iterdir())
         assert written == ["large.jpg", "medium.jpg"]  # the file, and the obstacle
         shutil.rmtree(obstacle)  # the operator fixes the storage
 
@@ -75,7 +74,8 @@ def test_storage_write_failures(
         assert rows[fixed].status == TaskStatus.succeeded, stack.logs()
         assert rows[normal].status == TaskStatus.succeeded
         assert rows[stale].status == TaskStatus.succeeded
-        assert not leftover.exists()
+        # The reconciler's sweep (beat) removes what the killed writer left.
+        wait_until(lambda: not leftover.exists(), within=60, what="the sweep", logs=stack.logs)
         assert rows[broken].status == TaskStatus.failed
         assert rows[broken].error_code == "internal_error"
         assert rows[broken].attempts == 3

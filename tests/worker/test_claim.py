@@ -119,10 +119,25 @@ def test_a_render_bug_fails_at_once_not_after_every_attempt(
     monkeypatch.setattr(processing, "render_previews", broken)
     task_id = add_task(sessions)
     storage = LocalStorage(any_db_settings.resolved_storage_root)
+    storage.put_bytes("originals/x", b"the renderer never looks")
     outcome = processing.process(sessions, storage, any_db_settings, task_id)
     assert outcome == processing.Outcome.failed
     with sessions() as session:
         task = session.get_one(Task, task_id)
         assert (task.status, task.error_code, task.attempts) == (
             TaskStatus.failed, "internal_error", 1,
+        )  # fmt: skip
+
+
+def test_a_missing_original_fails_with_its_own_code(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    task_id = add_task(sessions)  # its original was never stored
+    storage = LocalStorage(any_db_settings.resolved_storage_root)
+    outcome = processing.process(sessions, storage, any_db_settings, task_id)
+    assert outcome == processing.Outcome.failed
+    with sessions() as session:
+        task = session.get_one(Task, task_id)
+        assert (task.status, task.error_code, task.attempts) == (
+            TaskStatus.failed, "original_missing", 1,
         )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.queue import CeleryQueue
-from imagepipe.storage import LocalStorage
+from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
 from imagepipe.worker.celery_app import create_celery
 
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue = CeleryQueue(create_celery(settings))
         app.state.engine = engine
         app.state.sessions = async_session_factory(engine)
-        app.state.storage = LocalStorage(settings.resolved_storage_root)
+        storage = await to_thread.run_sync(open_storage, settings)
+        app.state.storage = storage
         app.state.queue = queue
         app.state.metrics = CollectorRegistry(auto_describe=True)
         app.state.metrics.register(QueueDepthCollector(queue.depth))
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
             queue.close()
+            storage.close()
 
     # FastAPIOffline serves Swagger UI's JS/CSS from the package: /docs works offline.
     app = FastAPIOffline(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -29,7 +30,7 @@ def is_animated(source_format: str, frames: int) -> bool:
 
 
 def animated_webp(
-    source: Path,
+    source: Path | BinaryIO,
     target: Size,
     *,
     limits: Limits,

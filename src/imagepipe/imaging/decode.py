@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import ExifTags, Image
 
@@ -31,7 +32,7 @@ class Decoded:
         return geometry.displayed(self.original_size, self.orientation)
 
 
-def decode(path: Path, *, largest_box: int, limits: Limits) -> Decoded:
+def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decoded:
     """Open (allowlist, caps), decode frame 0 and normalise its mode.
 
     Raises UnsupportedMediaType, ImageTooLarge, or InvalidImage for any decoding failure.

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from PIL import Image
+
 from imagepipe.imaging.opening import (
     DEFAULT_HEADER_CPU_SECONDS,
     DEFAULT_MAX_FRAMES,
@@ -20,6 +22,10 @@ class ImageInfo:
     width: int  # as stored; EXIF orientation is applied only when rendering
     height: int
     frames: int
+
+    @property
+    def content_type(self) -> str:
+        return Image.MIME.get(self.format, "application/octet-stream")
 
 
 def probe(

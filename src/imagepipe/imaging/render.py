@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from PIL import Image
 
@@ -93,7 +93,7 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def render_previews(source: Path, options: RenderOptions) -> RenderResult:
+def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderResult:
     """Decode ``source`` once and return one Preview per box.
 
     Previews come in the order of ``options.boxes``. Raises InvalidImage (cannot be

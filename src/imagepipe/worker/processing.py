@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,18 +24,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, Variant, utcnow
-from imagepipe.errors import ImageTooLarge, InvalidImage
+from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.storage import Storage, variant_key
+from imagepipe.storage import ObjectNotFound, Storage, StorageUnavailable, keys
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
 
-# A variant temp file older than this was left by a writer that died (see
-# _remove_stale_temp_files); a live write takes milliseconds.
-_STALE_TEMP_SECONDS = 1.0
+# A storage temp file untouched for this long was left by a process that died: an
+# upload being received or a write in progress touches its file all the time.
+STALE_TEMP_SECONDS = 3600.0
 
 
 class Outcome(enum.StrEnum):
@@ -112,7 +113,10 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
 
 
 def render(claim: Claim, storage: Storage, settings: Settings) -> RenderResult:
-    return render_previews(storage.path(claim.original_key), render_options(settings))
+    """Read the original through the storage (a local file, or a download of it) and
+    render. Raises ObjectNotFound if the original is gone, StorageError if unreadable."""
+    with storage.open_seekable(claim.original_key) as source:
+        return render_previews(source, render_options(settings))
 
 
 def store_and_finish(
@@ -120,14 +124,16 @@ def store_and_finish(
 ) -> bool:
     """Write the previews, then record them and mark the task succeeded in one commit.
 
-    Files are written first (atomically, under keys derived from the task id), so a
-    row never points at a missing file; a second run overwrites the same keys.
-    Returns False if this claim was superseded (its result is dropped).
+    Objects are written first (atomically, under keys that carry this claim's attempt),
+    so a row never points at a missing object, and a claim that was taken over writes
+    beside the winner's objects, never over them. Returns False if this claim was
+    superseded (its result is dropped, and so are its objects).
     """
     rows = []
     for preview in result.previews:
-        key = variant_key(claim.task_id, preview.name, FORMATS[preview.format].extension)
-        storage.write_bytes(key, preview.data)
+        extension = FORMATS[preview.format].extension
+        key = keys.variant(claim.task_id, claim.attempt, preview.name, extension)
+        storage.put_bytes(key, preview.data, content_type=preview.content_type)
         rows.append(
             Variant(
                 task_id=claim.task_id,
@@ -157,32 +163,31 @@ def store_and_finish(
             session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
             session.add_all(rows)
     if gone:
-        # Deleted (DELETE /tasks/{id}) while we rendered: the files just written belong
-        # to nothing; nobody else will ever remove them.
-        storage.delete_prefix(f"variants/{claim.task_id}")
+        # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written
+        # belong to nothing; nobody else will ever remove them.
+        _tidy(storage.delete_prefix, keys.variants_prefix(claim.task_id))
+    elif superseded:
+        # Our objects sit under our own attempt: the winner's are untouched.
+        _tidy(storage.delete_prefix, keys.attempt_prefix(claim.task_id, claim.attempt))
     if superseded:
         return False
-    _remove_stale_temp_files(storage, claim.task_id)
+    _tidy(_remove_other_attempts, storage, claim, {row.storage_key for row in rows})
     return True
 
 
-def _remove_stale_temp_files(storage: Storage, task_id: uuid.UUID) -> None:
-    """Remove temp files that a killed writer left in this task's variant directory.
+def _remove_other_attempts(storage: Storage, claim: Claim, kept: set[str]) -> None:
+    """Remove what earlier claims of this task wrote (a killed worker's previews, a
+    re-render's old set): only the winner's objects are referenced by rows now."""
+    for info in storage.list(keys.variants_prefix(claim.task_id)):
+        if info.key not in kept:
+            storage.delete(info.key)
 
-    ``write_bytes`` writes ``.<name>.<random>`` beside the target, then renames it; a
-    process killed in between (SIGKILL, OOM, hard time limit) leaves the temp file for
-    good. Called by the winner, after its fenced commit. A temp file younger than
-    ``_STALE_TEMP_SECONDS`` may be a superseded worker's, still writing the same bytes:
-    it is left to finish its rename.
-    """
-    directory = storage.path(f"variants/{task_id}")
-    cutoff = time.time() - _STALE_TEMP_SECONDS
+
+def _tidy(action: Callable[..., object], *args: object) -> None:
     try:
-        for path in directory.iterdir():
-            if path.name.startswith(".") and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-    except OSError as error:  # tidying up must not fail a task that succeeded
-        log.warning("could not remove stale temp files: %s", error, extra={"task_id": str(task_id)})
+        action(*args)
+    except OSError as error:  # tidying up must not fail a task that finished
+        log.warning("could not remove stale objects: %s", error)
 
 
 def fail(
@@ -213,15 +218,28 @@ def fail(
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def release(sessions: sessionmaker[Session], claim: Claim) -> None:
-    """Give the claim back (status queued) so a retry can take it at once."""
+def release(sessions: sessionmaker[Session], claim: Claim, *, counted: bool = True) -> None:
+    """Give the claim back (status queued) so a retry can take it at once.
+
+    ``counted=False`` also gives the attempt back: the storage service was unreachable,
+    which says nothing about the image, so it must not spend the poison-image budget.
+    The next claim then takes the same attempt number again; that is safe because this
+    claim has ended (only its own holder releases it, and it stops working on it).
+    """
+    values: dict[str, object] = {
+        "status": TaskStatus.queued,
+        "lease_expires_at": None,
+        "enqueued_at": utcnow(),
+    }
+    if not counted:
+        values["attempts"] = Task.attempts - 1
     with sessions.begin() as session:
         session.execute(
             update(Task)
             .where(Task.id == claim.task_id)
             .where(Task.status == TaskStatus.processing)
             .where(Task.attempts == claim.attempt)
-            .values(status=TaskStatus.queued, lease_expires_at=None, enqueued_at=utcnow())
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
@@ -244,6 +262,20 @@ def process(
     except (InvalidImage, ImageTooLarge) as error:
         fail(sessions, task_id, error.code, error.message, attempt=current.attempt)
         return Outcome.failed
+    except ObjectNotFound:
+        # No retry brings a missing original back: say so, for good.
+        log.error("original missing from storage", extra={"task_id": str(task_id)})
+        fail(
+            sessions,
+            task_id,
+            OriginalMissing.code,
+            OriginalMissing.default_message,
+            attempt=current.attempt,
+        )
+        return Outcome.failed
+    except StorageUnavailable:
+        _release_quietly(sessions, current, counted=False)
+        raise
     except (OSError, SQLAlchemyError):
         # Reading the original failed (storage): transient, the caller retries — but
         # not while we hold the lease.
@@ -264,6 +296,9 @@ def process(
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
     except SoftTimeLimitExceeded:
         return _timed_out(sessions, current, settings)
+    except StorageUnavailable:
+        _release_quietly(sessions, current, counted=False)
+        raise
     except BaseException:
         _release_quietly(sessions, current)
         raise
@@ -281,9 +316,11 @@ def _timed_out(sessions: sessionmaker[Session], current: Claim, settings: Settin
     return Outcome.failed
 
 
-def _release_quietly(sessions: sessionmaker[Session], current: Claim) -> None:
+def _release_quietly(
+    sessions: sessionmaker[Session], current: Claim, *, counted: bool = True
+) -> None:
     try:
-        release(sessions, current)
+        release(sessions, current, counted=counted)
     except Exception:  # the database may be what failed; the lease then expires
         log.warning("could not release claim", extra={"task_id": str(current.task_id)})
 

@@ -21,7 +21,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import PROCESS_TASK, RECONCILE, CeleryQueue
-from imagepipe.storage import LocalStorage, Storage
+from imagepipe.storage import Storage, open_storage
 from imagepipe.worker import processing
 from imagepipe.worker.app import celery_app
 
@@ -47,7 +47,7 @@ def runtime() -> Runtime:
     return Runtime(
         settings=settings,
         sessions=sync_session_factory(engine),
-        storage=LocalStorage(settings.resolved_storage_root),
+        storage=open_storage(settings),
         queue=CeleryQueue(celery_app),
     )
 
@@ -92,6 +92,13 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
 def reconcile() -> dict[str, int]:
     rt = runtime()
     report = processing.reconcile(rt.sessions, rt.settings)
+    try:
+        swept = rt.storage.sweep_temp(processing.STALE_TEMP_SECONDS)
+    except OSError as error:
+        log.warning("could not sweep storage temp files: %s", error)
+        swept = 0
+    if swept:
+        log.warning("removed %d abandoned storage temp files", swept)
     for task_id in report.requeued:
         rt.queue.enqueue(task_id)
     if report.requeued or report.failed:

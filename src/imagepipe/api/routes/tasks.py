@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import functools
+import logging
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
+import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, delete, or_, select
 
 from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
@@ -20,7 +22,11 @@ from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import InvalidRequest, VariantNotFound
 from imagepipe.imaging.formats import FORMATS
-from imagepipe.storage import original_key
+from imagepipe.storage import ObjectNotFound, ObjectReader, Storage, keys
+
+log = logging.getLogger(__name__)
+# Bytes per read while streaming a variant from storage to the client.
+STREAM_CHUNK = 256 * 1024
 
 router = APIRouter()
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
@@ -77,15 +83,18 @@ async def get_task(task: TaskDep, settings: SettingsDep) -> TaskOut:
 
 @router.get(
     "/tasks/{task_id}/variants/{name}",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
         200: {"content": {spec.content_type: {} for spec in FORMATS.values()}},
         304: {"description": "If-None-Match matched"},
+        307: {"description": "IMAGEPIPE_VARIANT_DELIVERY=redirect: a presigned URL"},
         404: {"model": ErrorBody, "description": "`task_not_found` / `variant_not_found`"},
     },
     summary="Download one preview",
 )
-async def get_variant(task: TaskDep, name: str, request: Request, storage: StorageDep) -> Response:
+async def get_variant(
+    task: TaskDep, name: str, request: Request, storage: StorageDep, settings: SettingsDep
+) -> Response:
     variant = next((v for v in task.variants if v.name == name), None)
     if task.status != TaskStatus.succeeded or variant is None:
         raise VariantNotFound(f"No variant {name!r} for this task (status: {task.status}).")
@@ -97,18 +106,38 @@ async def get_variant(task: TaskDep, name: str, request: Request, storage: Stora
     }
     if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
-    key = variant.storage_key
-
-    def locate() -> tuple[Path, os.stat_result]:
-        path = storage.path(key)
-        return path, path.stat()
-
+    key = variant.storage_key  # as written, whatever the key layout was then
+    if settings.variant_delivery == "redirect":
+        presign = functools.partial(
+            storage.presign_get, key, expires_seconds=settings.presigned_url_seconds
+        )
+        if url := await to_thread.run_sync(presign):
+            # The URL expires: the redirect itself must not be cached past it.
+            return Response(
+                status_code=307,
+                headers={"Location": url, "Cache-Control": "no-store", "ETag": etag},
+            )
     try:
-        # One stat, handed to FileResponse: a file deleted in between is a 404, not a 500.
-        path, stat = await to_thread.run_sync(locate)
-    except FileNotFoundError:
+        if request.method == "HEAD":
+            info = await to_thread.run_sync(storage.stat, key)
+            headers["Content-Length"] = str(info.size)
+            return Response(media_type=variant.content_type, headers=headers)
+        reader = await to_thread.run_sync(storage.open, key)
+    except ObjectNotFound:
         raise VariantNotFound("The variant file is missing.") from None
-    return FileResponse(path, media_type=variant.content_type, headers=headers, stat_result=stat)
+    # The size of the object we opened, so Content-Length and body always agree.
+    headers["Content-Length"] = str(reader.info.size)
+    return StreamingResponse(_stream(reader), media_type=variant.content_type, headers=headers)
+
+
+async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:
+    """The object's bytes, read in a thread chunk by chunk (never on the event loop)."""
+    try:
+        while chunk := await to_thread.run_sync(reader.read, STREAM_CHUNK):
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(reader.close)
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -117,7 +146,7 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag in tags or "*" in tags
 
 
-# HEAD answers like GET without the body (FileResponse sends headers only).
+# HEAD answers like GET without the body (a stat, never a read).
 router.add_api_route(
     "/tasks/{task_id}/variants/{name}", get_variant, methods=["HEAD"], include_in_schema=False
 )
@@ -129,6 +158,15 @@ async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -
     # Row first: a row must never point at deleted files; stray files are harmless.
     await session.execute(delete(Task).where(Task.id == task_id))
     await session.commit()
-    await to_thread.run_sync(storage.delete_prefix, original_key(task_id))
-    await to_thread.run_sync(storage.delete_prefix, f"variants/{task_id}")
+    await to_thread.run_sync(_delete_objects, storage, task_id)
     return Response(status_code=204)
+
+
+def _delete_objects(storage: Storage, task_id: uuid.UUID) -> None:
+    try:
+        storage.delete(keys.original(task_id))
+        storage.delete_prefix(keys.variants_prefix(task_id))
+    except OSError as error:
+        # The row is gone, so nothing points at these objects any more: harmless
+        # leftovers, not a reason to tell the client the delete failed.
+        log.warning("could not remove objects of deleted task %s: %s", task_id, error)

@@ -6,6 +6,7 @@ file, the original, the row.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
-from imagepipe.storage import Storage, original_key
+from imagepipe.storage import Storage, StorageError, keys
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -101,12 +102,14 @@ async def _accept(
     queue: TaskQueue,
 ) -> _Accepted:
     task_id = uuid.uuid4()
-    key = original_key(task_id)
-    temp = await to_thread.run_sync(storage.new_temp)
+    key = keys.original(task_id)
+    # Received into a local temp file first: the header probe seeks, and the storage
+    # gets a complete, checked file (a rename on local storage, one PUT on S3).
+    temp = await to_thread.run_sync(storage.local_temp)
 
-    def probe_and_keep() -> ImageInfo:
-        # Header only; the original is kept (renamed into place) only if it passes.
-        info = probe(
+    def probe_header() -> ImageInfo:
+        # Header only; the original is stored only if it passes.
+        return probe(
             temp,
             allowed_formats=settings.allowed_formats,
             max_pixels=settings.max_pixels,
@@ -114,19 +117,27 @@ async def _accept(
             max_decoded_bytes=settings.max_decoded_bytes,
             header_cpu_seconds=settings.probe_cpu_seconds,
         )
-        storage.adopt(key, temp)
-        return info
 
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
         info = await to_thread.run_sync(
-            probe_and_keep, limiter=probe_limiter(settings.probe_concurrency)
+            probe_header, limiter=probe_limiter(settings.probe_concurrency)
         )
+        # Outside the probe pool: a slow storage must not hold a header-probe slot.
+        put = functools.partial(storage.put_file, key, temp, content_type=info.content_type)
+        await to_thread.run_sync(put)
+    except StorageError as error:
+        log.warning("storage unavailable during upload: %s", error)
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_unlink, temp)
+        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     except BaseException:
         # Shielded: a client that disconnects cancels the request, not the cleanup.
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(_unlink, temp)
         raise
+    # put_file may have moved the temp file away; if it copied, the copy is stored.
+    await to_thread.run_sync(_unlink, temp)
 
     now = utcnow()
     task = Task(
@@ -151,7 +162,7 @@ async def _accept(
     except (SQLAlchemyError, OSError) as error:
         log.warning("database unavailable during upload: %s", error)
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(storage.delete_prefix, key)
+            await _delete_quietly(storage, key)
         raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
 
     try:
@@ -173,6 +184,14 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+async def _delete_quietly(storage: Storage, key: str) -> None:
+    try:
+        await to_thread.run_sync(storage.delete, key)
+    except OSError as error:
+        # The object stays behind with no row pointing at it; it is harmless.
+        log.error("could not remove original %s: %s", key, error)
+
+
 async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, key: str) -> None:
     try:
         await session.execute(delete(Task).where(Task.id == task_id))
@@ -180,4 +199,4 @@ async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, k
     except SQLAlchemyError:
         log.error("could not remove task after a failed publish", extra={"task_id": str(task_id)})
         return
-    await to_thread.run_sync(storage.delete_prefix, key)
+    await _delete_quietly(storage, key)

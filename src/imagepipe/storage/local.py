@@ -1,0 +1,204 @@
+"""Objects as files under one root directory.
+
+Writes are atomic: bytes go to a temp file under ``<root>/tmp/`` (same filesystem),
+are fsynced, then renamed over the target, so a reader sees the old file or the new
+one, never a mix. A writer killed between the two leaves a temp file, which
+``sweep_temp`` removes once it is clearly abandoned. Keys that would leave the root are
+refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from imagepipe.storage import keys
+from imagepipe.storage.base import (
+    COPY_CHUNK,
+    ObjectInfo,
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    validate_prefix,
+)
+
+
+class _FileReader:
+    def __init__(self, handle: BinaryIO, info: ObjectInfo) -> None:
+        self._handle = handle
+        self._info = info
+
+    @property
+    def info(self) -> ObjectInfo:
+        return self._info
+
+    def read(self, size: int = -1) -> bytes:
+        return self._handle.read(size)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class LocalStorage(Storage):
+    scheme = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._tmp = self.root / keys.TMP
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        # Keys come from ids, but refuse to leave the root even if one did not.
+        if not path.is_relative_to(self.root) or path == self.root or key.endswith("/"):
+            raise ValueError(f"invalid storage key: {key!r}")
+        return path
+
+    def _info(self, key: str, stat: os.stat_result) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=stat.st_size,
+            etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}",
+            modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+        )
+
+    # --- writing -----------------------------------------------------------------
+
+    def local_temp(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="up-")
+        os.close(fd)
+        return Path(name)
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent == self._tmp:
+            # One of ours (local_temp), already on this filesystem: a rename, no copy.
+            _fsync(path)
+            os.replace(path, target)
+            return
+        with path.open("rb") as source:
+            self._write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write(target, lambda out: out.write(data))
+
+    def _write(self, target: Path, fill: Callable[[BinaryIO], object]) -> None:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix=f"w-{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(name, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
+
+    # --- reading -----------------------------------------------------------------
+
+    def open(self, key: str) -> _FileReader:
+        path = self._path(key)
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}") from None
+        # Metadata of the file we opened: a rename after this does not change it.
+        return _FileReader(handle, self._info(key, os.fstat(handle.fileno())))
+
+    def open_seekable(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        reader = self.open(key)
+        return contextlib.closing(reader._handle)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        reader = self.open(key)
+        try:
+            reader._handle.seek(start)
+            return reader.read(length)
+        finally:
+            reader.close()
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}") from None
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r}")
+        return self._info(key, stat)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return
+        for directory, subdirs, files in os.walk(base):
+            here = Path(directory)
+            if here == self._tmp:
+                subdirs.clear()
+                continue
+            subdirs.sort()
+            for name in sorted(files):
+                path = here / name
+                with contextlib.suppress(FileNotFoundError):
+                    key = path.relative_to(self.root).as_posix()
+                    yield self._info(key, path.stat())
+
+    # --- deleting ----------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._path(key).unlink()
+
+    def delete_prefix(self, prefix: str) -> int:
+        validate_prefix(prefix)
+        if not prefix:
+            raise ValueError("refusing to delete every object")
+        directory = self._path(prefix.rstrip("/"))
+        removed = sum(1 for _ in self.list(prefix))
+        shutil.rmtree(directory, ignore_errors=True)
+        return removed
+
+    # --- housekeeping ------------------------------------------------------------
+
+    def sweep_temp(self, older_than_seconds: float) -> int:
+        """Remove temp files under ``tmp/`` older than the cutoff: an upload being
+        received or a write in progress touches its file every moment it works."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self._tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def check(self) -> None:
+        try:
+            fd, name = tempfile.mkstemp(dir=self._tmp, prefix="ready-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as error:
+            raise StorageError(f"cannot write under {self.root}: {error}") from error
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -5,6 +5,7 @@ The helpers behind them live in tests/harness/; tests import from there, never f
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.harness.processes import (
     settings_env,
 )
 from tests.harness.redis import RedisServer, redis_server
+from tests.harness.seaweedfs import SeaweedFS, seaweedfs
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +127,20 @@ def any_db_worker(any_db_settings: Settings) -> Iterator[WorkerProcess]:
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One real SeaweedFS for the run; each test uses its own key prefix in it."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process (and the subprocesses given the result) use ``seaweed`` under a
+    prefix of the test's own."""
+    env = seaweed.env(prefix=f"t-{uuid.uuid4().hex[:12]}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

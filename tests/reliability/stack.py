@@ -117,8 +117,12 @@ class Records:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.root = settings.resolved_storage_root
         self._engine: Engine | None = None
+
+    @property
+    def root(self) -> Path:
+        """The storage directory (local storage only)."""
+        return self.settings.resolved_storage_root
 
     @property
     def engine(self) -> Engine:

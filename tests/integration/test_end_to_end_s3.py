@@ -1,0 +1,111 @@
+"""Upload → real Celery worker → previews → download, with S3 storage on a real
+SeaweedFS: no disk shared between the API and the worker, both delivery modes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagepipe.api.app import create_app
+from imagepipe.config import Settings
+from imagepipe.storage import open_storage
+from tests.conftest import make_settings, open_client, settings_env
+from tests.images import photo
+from tests.integration.helpers import wait_finished
+from tests.services import WorkerProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture(params=["proxy", "redirect"])
+def s3_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str, redis_url: str,
+    s3_env: dict[str, str],
+) -> Settings:  # fmt: skip
+    return make_settings(
+        tmp_path,
+        sqlite_url,
+        redis_url,
+        storage_url=s3_env["IMAGEPIPE_STORAGE_URL"],
+        s3_endpoint_url=s3_env["IMAGEPIPE_S3_ENDPOINT_URL"],
+        variant_delivery=request.param,
+    )
+
+
+@pytest.fixture
+async def s3_client(s3_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(s3_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def s3_worker(s3_settings: Settings) -> Iterator[WorkerProcess]:
+    # The worker's data directory is not the API's: nothing local is shared.
+    env = settings_env(s3_settings)
+    env["IMAGEPIPE_DATA_DIR"] = str(s3_settings.data_dir.parent / "worker-data")
+    process = WorkerProcess(env)
+    process.start()
+    yield process
+    process.stop()
+
+
+async def test_upload_previews_download_delete_on_s3(
+    s3_client: httpx.AsyncClient, s3_worker: WorkerProcess, s3_settings: Settings
+) -> None:
+    response = await s3_client.post(
+        "/upload", files={"file": ("photo.jpg", photo(1600, 1200), "image/jpeg")}
+    )
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+    status = await wait_finished(s3_client, task_id, worker=s3_worker)
+    assert status["status"] == "succeeded", status
+
+    storage = open_storage(s3_settings)
+    try:
+        stored = sorted(info.key for info in storage.list(""))
+        # The original and one set of previews under the claim's attempt, nothing else.
+        assert stored == sorted(
+            [f"originals/{task_id}"]
+            + [f"variants/{task_id}/1/{name}.jpg" for name in ("large", "medium", "small")]
+        )
+        assert not (s3_settings.data_dir / "storage").exists()  # no local storage used
+
+        for name, variant in status["variants"].items():
+            response = await s3_client.get(variant["url"])
+            if s3_settings.variant_delivery == "redirect":
+                assert response.status_code == 307
+                assert response.headers["cache-control"] == "no-store"
+                # A presigned URL to the object itself, fetched as a browser would.
+                async with httpx.AsyncClient(timeout=10) as browser:
+                    response = await browser.get(response.headers["location"])
+                assert response.status_code == 200
+            else:
+                assert response.status_code == 200
+                assert response.headers["content-type"] == "image/jpeg"
+                assert response.headers["content-length"] == str(variant["size_bytes"])
+                assert response.headers["x-content-type-options"] == "nosniff"
+            assert len(response.content) == variant["size_bytes"]
+            with Image.open(io.BytesIO(response.content)) as image:
+                assert image.size == (variant["width"], variant["height"]), name
+
+            # Conditional and HEAD requests are answered by the API in both modes.
+            first = await s3_client.get(variant["url"])
+            etag = first.headers["etag"]
+            assert etag == f'"{hashlib.sha256(response.content).hexdigest()}"'
+            again = await s3_client.get(variant["url"], headers={"If-None-Match": etag})
+            assert again.status_code == 304
+            if s3_settings.variant_delivery == "proxy":
+                head = await s3_client.head(variant["url"])
+                assert head.status_code == 200 and head.content == b""
+                assert head.headers["content-length"] == str(variant["size_bytes"])
+
+        assert (await s3_client.delete(f"/tasks/{task_id}")).status_code == 204
+        assert list(storage.list("")) == []
+    finally:
+        storage.close()

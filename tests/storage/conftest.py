@@ -1,0 +1,29 @@
+"""The storage backends under test: every contract test runs on each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imagepipe.config import Settings
+from imagepipe.storage import Storage, open_storage
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "local":
+        settings = Settings(data_dir=tmp_path)
+    else:
+        env = request.getfixturevalue("s3_env")
+        settings = Settings(
+            data_dir=tmp_path,
+            storage_url=env["IMAGEPIPE_STORAGE_URL"],
+            s3_endpoint_url=env["IMAGEPIPE_S3_ENDPOINT_URL"],
+        )
+    backend = open_storage(settings)
+    try:
+        yield backend
+    finally:
+        backend.close()

@@ -1,0 +1,170 @@
+"""Data written by the previous release keeps serving after `imagepipe migrate`.
+
+The previous release: schema at Alembic revision 0002, rows as its code wrote them,
+files at its local layout (``originals/{id}``, ``variants/{id}/{name}.jpg``, no attempt
+in the key). After the upgrade the new code serves them, renders a task that was still
+queued, and DELETE removes the old files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from imagepipe.api.app import create_app
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.db.migrate import upgrade
+from imagepipe.storage import open_storage
+from imagepipe.worker import processing
+from tests.conftest import open_client, settings_env
+from tests.images import photo
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+# The tables as revision 0002 has them (only what the old code wrote).
+_OLD = sa.MetaData()
+OLD_TASKS = sa.Table(
+    "tasks", _OLD,
+    sa.Column("id", sa.Uuid()), sa.Column("status", sa.String(16)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("enqueued_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer()), sa.Column("filename", sa.String(255)),
+    sa.Column("original_key", sa.String(255)), sa.Column("original_format", sa.String(16)),
+    sa.Column("original_width", sa.Integer()), sa.Column("original_height", sa.Integer()),
+    sa.Column("original_frames", sa.Integer()), sa.Column("original_size_bytes", sa.BigInteger()),
+    sa.Column("original_sha256", sa.String(64)), sa.Column("claimed_by", sa.String(255)),
+)  # fmt: skip
+OLD_VARIANTS = sa.Table(
+    "variants", _OLD,
+    sa.Column("task_id", sa.Uuid()), sa.Column("name", sa.String(64)),
+    sa.Column("storage_key", sa.String(255)), sa.Column("width", sa.Integer()),
+    sa.Column("height", sa.Integer()), sa.Column("size_bytes", sa.BigInteger()),
+    sa.Column("content_type", sa.String(64)), sa.Column("sha256", sa.String(64)),
+)  # fmt: skip
+
+SIZES = {"small": (150, 113), "medium": (600, 450), "large": (800, 600)}
+
+
+def write_previous_release(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:
+    """One succeeded and one queued task, exactly as the previous release left them."""
+    upgrade(settings.resolved_database_url, "0002")
+    root = settings.resolved_storage_root
+    done, queued = uuid.uuid4(), uuid.uuid4()
+    original = photo(800, 600)
+    now = datetime.now(UTC)
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        with engine.begin() as connection:
+            for task_id, status in [(done, "succeeded"), (queued, "queued")]:
+                (root / "originals").mkdir(parents=True, exist_ok=True)
+                (root / "originals" / str(task_id)).write_bytes(original)
+                connection.execute(
+                    OLD_TASKS.insert().values(
+                        id=task_id, status=status, created_at=now, enqueued_at=now,
+                        started_at=now if status == "succeeded" else None,
+                        finished_at=now if status == "succeeded" else None,
+                        attempts=1 if status == "succeeded" else 0, filename="old.jpg",
+                        original_key=f"originals/{task_id}", original_format="JPEG",
+                        original_width=800, original_height=600, original_frames=1,
+                        original_size_bytes=len(original),
+                        original_sha256=hashlib.sha256(original).hexdigest(),
+                    )
+                )  # fmt: skip
+            for name, (width, height) in SIZES.items():
+                data = photo(width, height)
+                path = root / "variants" / str(done) / f"{name}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                connection.execute(
+                    OLD_VARIANTS.insert().values(
+                        task_id=done, name=name, storage_key=f"variants/{done}/{name}.jpg",
+                        width=width, height=height, size_bytes=len(data),
+                        content_type="image/jpeg", sha256=hashlib.sha256(data).hexdigest(),
+                    )
+                )  # fmt: skip
+    finally:
+        engine.dispose()
+    return done, queued
+
+
+@pytest.fixture
+def old_settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
+    # Only IMAGEPIPE_STORAGE_ROOT, as the previous release was configured.
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=redis_url,
+        storage_root=tmp_path / "storage",
+        log_format="text",
+    )
+
+
+@pytest.fixture
+def old_ids(old_settings: Settings) -> list[uuid.UUID]:
+    ids = write_previous_release(old_settings)
+    # The operator's step, as the operator runs it.
+    subprocess.run(
+        [sys.executable, "-m", "imagepipe.cli", "migrate"],
+        env=settings_env(old_settings),
+        check=True,
+        capture_output=True,
+    )
+    return list(ids)
+
+
+Upgraded = tuple[httpx.AsyncClient, list[uuid.UUID]]
+
+
+@pytest.fixture
+async def upgraded(old_settings: Settings, old_ids: list[uuid.UUID]) -> AsyncIterator[Upgraded]:
+    async with open_client(create_app(old_settings)) as client:
+        yield client, old_ids
+
+
+async def test_old_data_keeps_serving_after_migrate(
+    upgraded: Upgraded, old_settings: Settings
+) -> None:
+    client, (done, queued) = upgraded
+    root = old_settings.resolved_storage_root
+
+    status = (await client.get(f"/tasks/{done}")).json()
+    assert status["status"] == "succeeded"
+    assert set(status["variants"]) == set(SIZES)
+    for name, variant in status["variants"].items():
+        old_file = (root / "variants" / str(done) / f"{name}.jpg").read_bytes()
+        response = await client.get(variant["url"])
+        assert response.status_code == 200
+        assert response.content == old_file
+        assert response.headers["etag"] == f'"{hashlib.sha256(old_file).hexdigest()}"'
+        head = await client.head(variant["url"])
+        assert head.headers["content-length"] == str(len(old_file))
+
+    # A task the old release left queued is rendered by the new worker code.
+    engine = make_sync_engine(old_settings.resolved_database_url)
+    storage = open_storage(old_settings)
+    try:
+        outcome = processing.process(sync_session_factory(engine), storage, old_settings, queued)
+    finally:
+        engine.dispose()
+    assert outcome == processing.Outcome.succeeded
+    rendered = (await client.get(f"/tasks/{queued}")).json()
+    assert rendered["status"] == "succeeded"
+    for variant in rendered["variants"].values():
+        assert (await client.get(variant["url"])).status_code == 200
+
+    for task_id in (done, queued):
+        assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
+        assert not (root / "originals" / str(task_id)).exists()
+        assert [p for p in (root / "variants").rglob("*") if str(task_id) in str(p)] == []

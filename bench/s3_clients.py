@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as directory, seaweedfs(Path(directory)) as server:
-        env = {**os.environ, **server.env()}
+        env = {**os.environ, **server.client_env()}
         for name in CLIENTS:
             for scenario in ("small", "large"):
                 rounds = []

@@ -140,7 +140,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 def s3_env(seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """This process (and the subprocesses given the result) use ``seaweed`` under a
     prefix of the test's own."""
-    env = seaweed.env(prefix=f"t-{uuid.uuid4().hex[:12]}")
+    env = seaweed.client_env(prefix=f"t-{uuid.uuid4().hex[:12]}")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

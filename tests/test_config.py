@@ -65,6 +65,8 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         data_dir=tmp_path / "data",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
         storage_root=tmp_path / "store",
+        storage_url=(tmp_path / "objects").as_uri(),
+        s3_endpoint_url="http://127.0.0.1:9",
         variants={"thumb": 64, "big": 900},
         allowed_formats=("PNG", "GIF"),
         api_keys=("k3y-one", "k3y-two"),
@@ -106,3 +108,19 @@ def test_render_defaults_match_the_settings_defaults() -> None:
     names += ["webp_quality", "avif_quality", "max_animation_frames"]
     for name in names:
         assert getattr(options, name) == getattr(settings, name), name
+
+
+def test_storage_url_defaults_and_alias(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).resolved_storage_url == (tmp_path / "storage").as_uri()
+    alias = Settings(data_dir=tmp_path, storage_root=tmp_path / "old")
+    assert alias.resolved_storage_root == (tmp_path / "old").resolve()
+    # The URL wins over the alias.
+    both = Settings(storage_root=tmp_path / "old", storage_url=(tmp_path / "new").as_uri())
+    assert both.resolved_storage_root == (tmp_path / "new").resolve()
+    assert Settings(storage_url="s3://bucket/prefix").resolved_storage_url == "s3://bucket/prefix"
+
+
+@pytest.mark.parametrize("url", ["s3://", "file://relative/path", "ftp://host/x", "/just/a/path"])
+def test_bad_storage_urls_are_refused_at_start(url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(storage_url=url)

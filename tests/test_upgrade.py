@@ -26,7 +26,8 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
 from imagepipe.storage import open_storage
 from imagepipe.worker import processing
-from tests.conftest import open_client, settings_env
+from tests.harness.app import open_client
+from tests.harness.processes import settings_env
 from tests.images import photo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

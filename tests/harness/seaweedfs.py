@@ -18,14 +18,14 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.harness.server import ServerProcess
 
 ACCESS_KEY = "imagepipe-test"
 SECRET_KEY = "imagepipe-test-secret-key"
@@ -82,27 +82,42 @@ def _admin_ports() -> tuple[int, int]:
     raise RuntimeError("no free pair of ports for the SeaweedFS admin server")
 
 
-class SeaweedFS:
+class SeaweedFS(ServerProcess):
+    """A private ``weed mini``; ``stop()``/``start()`` restart it on the same data and
+    ports, ``pause()``/``resume()`` freeze it."""
+
+    name = "weed mini"
+    start_timeout = 60
+
     def __init__(self, directory: Path, *, bucket: str = "imagepipe") -> None:
+        admin, admin_grpc = _admin_ports()
+        ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        ports["admin.port"] = admin
+        ports["admin.port.grpc"] = admin_grpc
+        # Its own temp directory: weed writes scratch files there, not in the test's.
+        super().__init__(
+            directory / "weed.log", {**os.environ, "TMPDIR": str(directory)}, port=ports["s3.port"]
+        )
         self.binary = weed_binary()
         self.directory = directory
         self.bucket = bucket
-        admin, admin_grpc = _admin_ports()
-        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
-        self.ports["admin.port"] = admin
-        self.ports["admin.port.grpc"] = admin_grpc
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = directory / "weed.log"
+        self.ports = ports
         self.identities = directory / "s3-identities.json"
+        identity = {
+            "name": "imagepipe",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        self.identities.write_text(json.dumps({"identities": [identity]}))
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3.port']}"
+        return f"http://127.0.0.1:{self.port}"
 
     def storage_url(self, prefix: str = "") -> str:
         return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
 
-    def env(self, prefix: str = "") -> dict[str, str]:
+    def client_env(self, prefix: str = "") -> dict[str, str]:
         """What a process needs to use this server as its storage."""
         return {
             "IMAGEPIPE_STORAGE_URL": self.storage_url(prefix),
@@ -112,16 +127,10 @@ class SeaweedFS:
             "AWS_REGION": REGION,
         }
 
-    def start(self, within: float = 60) -> None:
+    def argv(self) -> list[str]:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
-        identity = {
-            "name": "imagepipe",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-        self.identities.write_text(json.dumps({"identities": [identity]}))
-        argv = [
+        return [
             self.binary,
             # Its log goes to its output (our log file), not to files under /tmp.
             "-logtostderr",
@@ -137,19 +146,10 @@ class SeaweedFS:
             "-master.volumeSizeLimitMB=64",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
         ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "TMPDIR": str(self.directory)},
-            )
-        self._wait_ready(within)
 
-    def _wait_ready(self, within: float) -> None:
-        """Until the bucket answers a signed request (the S3 port opens before the
-        filer behind it is ready)."""
+    def ready(self) -> bool:
+        """The bucket answers a signed request (the S3 port opens before the filer
+        behind it is ready)."""
         import boto3
         from botocore.config import Config
 
@@ -161,30 +161,17 @@ class SeaweedFS:
             region_name=REGION,
             config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1}),
         )
-        deadline = time.monotonic() + within
         try:
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"weed exited:\n{self.log()[-3000:]}")
-                try:
-                    client.head_bucket(Bucket=self.bucket)
-                    return
-                except Exception:
-                    time.sleep(0.2)
+            client.head_bucket(Bucket=self.bucket)
+            return True
+        except Exception:
+            return False
         finally:
             client.close()
-        raise TimeoutError(f"SeaweedFS not ready after {within}s:\n{self.log()[-3000:]}")
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.resume()
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+    def signal_stop(self, signum: int) -> None:
+        self.resume()  # a frozen process cannot act on SIGTERM
+        super().signal_stop(signum)
 
     def pause(self) -> None:
         """Freeze the server: connections are accepted by the kernel, never answered."""
@@ -192,11 +179,11 @@ class SeaweedFS:
         os.killpg(self.process.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process and self.process.poll() is None and not self.swept:
             os.killpg(self.process.pid, signal.SIGCONT)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.output()
 
 
 @contextmanager

@@ -15,10 +15,10 @@ from PIL import Image
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.storage import open_storage
-from tests.conftest import make_settings, open_client, settings_env
+from tests.harness.app import make_settings, open_client
+from tests.harness.processes import WorkerProcess, settings_env
+from tests.harness.wait import wait_finished
 from tests.images import photo
-from tests.integration.helpers import wait_finished
-from tests.services import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -63,7 +63,7 @@ async def test_upload_previews_download_delete_on_s3(
     )
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    status = await wait_finished(s3_client, task_id, worker=s3_worker)
+    status = await wait_finished(s3_client, task_id, logs=s3_worker.output)
     assert status["status"] == "succeeded", status
 
     storage = open_storage(s3_settings)

@@ -22,11 +22,11 @@ import pytest
 from imagepipe.config import Settings
 from imagepipe.db.models import TaskStatus
 from imagepipe.storage import Storage, StorageUnavailable, keys, open_storage
+from tests.harness.redis import RedisServer
 from tests.harness.seaweedfs import SeaweedFS, seaweedfs
+from tests.harness.wait import wait_until
 from tests.images import photo
-from tests.reliability.conftest import Stack, StackFactory
-from tests.reliability.stack import report, upload, wait_until
-from tests.services import RedisServer
+from tests.reliability.stack import Stack, StackFactory, report, upload
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def s3_stack(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Stack:
-    env = private_seaweed.env()
+    env = private_seaweed.client_env()
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # Every process's own temp files land here, to check none is left behind.
@@ -191,7 +191,7 @@ def test_client_calls_end_on_a_frozen_server(
 ) -> None:
     """Each storage call on a server that never answers raises StorageUnavailable
     after connect/read timeouts times attempts, instead of blocking its thread for ever."""
-    for name, value in private_seaweed.env().items():
+    for name, value in private_seaweed.client_env().items():
         monkeypatch.setenv(name, value)
     settings = Settings(
         data_dir=tmp_path,

@@ -171,7 +171,10 @@ def store_and_finish(
         _tidy(storage.delete_prefix, keys.attempt_prefix(claim.task_id, claim.attempt))
     if superseded:
         return False
-    _tidy(_remove_other_attempts, storage, claim, {row.storage_key for row in rows})
+    if claim.attempt > 1:
+        # Only a task claimed before can hold other attempts' objects: the first
+        # attempt skips the LIST (one S3 request per task saved on the hot path).
+        _tidy(_remove_other_attempts, storage, claim, {row.storage_key for row in rows})
     return True
 
 

@@ -10,11 +10,11 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     MALLOC_ARENA_MAX=2 \
-    IMAGEPIPE_DATA_DIR=/data \
-    IMAGEPIPE_STORAGE_ROOT=/data/storage
+    IMAGEPIPE_DATA_DIR=/data
 
 # A fixed uid, so a named volume created from /data (copied with its owner on first
-# use) stays writable across rebuilds.
+# use) stays writable across rebuilds. /data holds only scratch files (upload temp
+# files, beat's schedule) unless the storage is local files.
 RUN groupadd --gid 10001 imagepipe \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin imagepipe \
@@ -44,4 +44,5 @@ RUN pip install --no-deps . \
  && rm -rf build src/*.egg-info
 
 COPY docker/healthcheck.py /usr/local/bin/imagepipe-healthcheck
+COPY docker/db_setup.py /usr/local/bin/imagepipe-db-setup
 USER 10001:10001

@@ -13,8 +13,8 @@ ENV PYTHONUNBUFFERED=1 \
     IMAGEPIPE_DATA_DIR=/data
 
 # A fixed uid, so a named volume created from /data (copied with its owner on first
-# use) stays writable across rebuilds. /data holds only scratch files (upload temp
-# files, beat's schedule) unless the storage is local files.
+# use) stays writable across rebuilds. With S3 storage /data holds only scratch
+# (beat's schedule); with local files, the originals and previews too.
 RUN groupadd --gid 10001 imagepipe \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin imagepipe \

@@ -201,3 +201,14 @@ def test_docker_compose_accepts_the_files(files: list[str]) -> None:
         env={"PATH": "/usr/bin:/bin:/usr/local/bin"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_imagepipe_variable_is_a_setting(production: dict[str, Any]) -> None:
+    # A misspelt name would be ignored silently (Settings ignores unknown variables).
+    from imagepipe.config import Settings
+
+    fields = {f"IMAGEPIPE_{field.upper()}" for field in Settings.model_fields}
+    for name, spec in production.items():
+        for key in spec.get("environment") or {}:
+            if key.startswith("IMAGEPIPE_"):
+                assert key in fields, f"{name}: {key}"

@@ -107,6 +107,8 @@ def ensure_app_role(conninfo: str, role: str, password: str) -> None:
 
 
 def main() -> int:
+    import psycopg
+
     database_url = os.environ.get("IMAGEPIPE_DATABASE_URL", "")
     role = os.environ.get("POSTGRES_APP_USER", "").strip()
     password = os.environ.get("POSTGRES_APP_PASSWORD", "")
@@ -128,6 +130,10 @@ def main() -> int:
         return 2
     except subprocess.CalledProcessError as error:
         return error.returncode or 1
+    except psycopg.Error as error:
+        # e.g. the owner may not take rights away from an existing role: say so plainly.
+        print(f"imagepipe-db-setup: PostgreSQL refused: {error}".strip(), file=sys.stderr)
+        return 1
     return 0
 
 

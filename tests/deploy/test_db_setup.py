@@ -52,14 +52,16 @@ def _admin(database: str | None = None) -> psycopg.Connection[tuple[object, ...]
     return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
 
 
-@pytest.fixture
-def database() -> Iterator[Database]:
-    """A fresh database owned by a fresh role that is no superuser (as on a managed
-    PostgreSQL), and the name of an app role that does not exist yet."""
+@pytest.fixture(params=["managed", "superuser"])
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A fresh database owned by a fresh role, either no superuser (as on a managed
+    PostgreSQL) or a superuser (as the postgres image's POSTGRES_USER), and the name of
+    an app role that does not exist yet."""
     suffix = uuid.uuid4().hex[:10]
     owner, app_role = f"ip_owner_{suffix}", f"ip_app_{suffix}"
+    rights = "CREATEROLE" if request.param == "managed" else "SUPERUSER"
     with _admin() as admin:
-        admin.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD 'owner-password'")
+        admin.execute(f"CREATE ROLE {owner} LOGIN {rights} PASSWORD 'owner-password'")
     try:
         with postgres_database() as admin_url:
             name = make_url(admin_url).database
@@ -130,6 +132,30 @@ def test_running_again_is_harmless_and_sets_the_new_password(database: Database)
     assert before is not None and after is not None and before != after
     with psycopg.connect(database.conninfo(database.app_role, "rotated-password")) as app:
         app.execute("SELECT count(*) FROM tasks")
+
+
+def test_a_role_with_too_many_rights_is_cut_back_or_refused(database: Database) -> None:
+    with _admin() as admin:
+        admin.execute(f"CREATE ROLE {database.app_role} LOGIN CREATEDB CREATEROLE")
+        superuser_owner = admin.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = %s",
+            (make_url(database.owner_url).username,),
+        ).fetchone() == (True,)
+    result = database.run_setup()
+    with _admin() as admin:
+        flags = admin.execute(
+            "SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s",
+            (database.app_role,),
+        ).fetchone()
+    if superuser_owner:
+        assert result.returncode == 0, result.stderr
+        assert flags == (False, False)
+    else:
+        # Only a superuser may take those rights away: a clear failure, not a role
+        # left stronger than it should be with the app running on it.
+        assert result.returncode != 0
+        assert "must be superuser" in result.stderr or "permission denied" in result.stderr
+        assert flags == (True, True)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.services import POSTGRES_ADMIN_URL, postgres_database
+from tests.harness.postgres import PrivatePostgres
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docker" / "db_setup.py"
 PASSWORD = "first-password"
@@ -25,6 +25,7 @@ PASSWORD = "first-password"
 class Database:
     owner_url: str  # postgresql+asyncpg://, as the containers are given it
     app_role: str
+    server_admin_url: str  # the server's superuser, for setting up and looking
 
     def conninfo(self, user: str, password: str) -> str:
         url = make_url(self.owner_url).set(
@@ -44,33 +45,36 @@ class Database:
             [sys.executable, str(SCRIPT)], env=environment, capture_output=True, text=True
         )
 
-
-def _admin(database: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
-    url = make_url(POSTGRES_ADMIN_URL)
-    if database:
-        url = url.set(database=database)
-    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+    def admin(self, database: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+        url = make_url(self.server_admin_url)
+        if database:
+            url = url.set(database=database)
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
 
 
 @pytest.fixture(params=["managed", "superuser"])
-def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, postgres_server: PrivatePostgres
+) -> Iterator[Database]:
     """A fresh database owned by a fresh role, either no superuser (as on a managed
     PostgreSQL) or a superuser (as the postgres image's POSTGRES_USER), and the name of
     an app role that does not exist yet."""
     suffix = uuid.uuid4().hex[:10]
     owner, app_role = f"ip_owner_{suffix}", f"ip_app_{suffix}"
     rights = "CREATEROLE" if request.param == "managed" else "SUPERUSER"
-    with _admin() as admin:
+    server = Database("", app_role, postgres_server.admin_url)
+    with server.admin() as admin:
         admin.execute(f"CREATE ROLE {owner} LOGIN {rights} PASSWORD 'owner-password'")
     try:
-        with postgres_database() as admin_url:
+        with postgres_server.database() as admin_url:
             name = make_url(admin_url).database
-            with _admin() as admin:
+            with server.admin() as admin:
                 admin.execute(f'ALTER DATABASE "{name}" OWNER TO {owner}')
             owner_url = make_url(admin_url).set(username=owner, password="owner-password")
-            yield Database(owner_url.render_as_string(hide_password=False), app_role)
+            server.owner_url = owner_url.render_as_string(hide_password=False)
+            yield server
     finally:
-        with _admin() as admin:
+        with server.admin() as admin:
             admin.execute(f"DROP ROLE IF EXISTS {app_role}")
             admin.execute(f"DROP ROLE IF EXISTS {owner}")
 
@@ -119,13 +123,13 @@ def test_tables_of_later_migrations_come_with_the_same_rights(database: Database
 def test_running_again_is_harmless_and_sets_the_new_password(database: Database) -> None:
     assert database.run_setup().returncode == 0
     name = make_url(database.owner_url).database
-    with _admin(name) as admin:
+    with database.admin(name) as admin:
         before = admin.execute(
             "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (database.app_role,)
         ).fetchone()
     again = database.run_setup(POSTGRES_APP_PASSWORD="rotated-password")
     assert again.returncode == 0, again.stderr
-    with _admin(name) as admin:
+    with database.admin(name) as admin:
         after = admin.execute(
             "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (database.app_role,)
         ).fetchone()
@@ -135,14 +139,14 @@ def test_running_again_is_harmless_and_sets_the_new_password(database: Database)
 
 
 def test_a_role_with_too_many_rights_is_cut_back_or_refused(database: Database) -> None:
-    with _admin() as admin:
+    with database.admin() as admin:
         admin.execute(f"CREATE ROLE {database.app_role} LOGIN CREATEDB CREATEROLE")
         superuser_owner = admin.execute(
             "SELECT rolsuper FROM pg_roles WHERE rolname = %s",
             (make_url(database.owner_url).username,),
         ).fetchone() == (True,)
     result = database.run_setup()
-    with _admin() as admin:
+    with database.admin() as admin:
         flags = admin.execute(
             "SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s",
             (database.app_role,),
@@ -175,7 +179,7 @@ def test_refuses_a_missing_password_or_the_owner_as_app_role(
     assert says in result.stderr
     # Refused before touching anything: not even the migrations ran.
     name = make_url(database.owner_url).database
-    with _admin(name) as admin:
+    with database.admin(name) as admin:
         assert admin.execute("SELECT to_regclass('tasks')").fetchone() == (None,)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.names import setting_names
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_ROLES = ("app", "celery_worker", "beat")
 SECRETS = ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
@@ -204,10 +206,7 @@ def test_docker_compose_accepts_the_files(files: list[str]) -> None:
 
 
 def test_every_imagepipe_variable_is_a_setting(production: dict[str, Any]) -> None:
-    # A misspelt name would be ignored silently (Settings ignores unknown variables).
-    from imagepipe.config import Settings
-
-    fields = {f"IMAGEPIPE_{field.upper()}" for field in Settings.model_fields}
+    fields = setting_names()
     for name, spec in production.items():
         for key in spec.get("environment") or {}:
             if key.startswith("IMAGEPIPE_"):

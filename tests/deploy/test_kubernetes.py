@@ -15,6 +15,7 @@ import yaml
 
 from imagepipe.config import Settings
 from imagepipe.worker.celery_app import create_celery
+from tests.deploy.names import setting_names
 
 KUSTOMIZE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 # The oldest Kubernetes release the manifests must work on (strict: unknown fields fail).
@@ -204,7 +205,7 @@ def test_settings_come_from_the_configmap_and_the_secrets() -> None:
         # No secret value written into a manifest.
         assert "env" not in container
     # Every ConfigMap key is a setting the app reads or a standard AWS variable.
-    fields = {f"IMAGEPIPE_{field.upper()}" for field in Settings.model_fields}
+    fields = setting_names()
     for key in config:
         assert key in fields or key.startswith("AWS_"), key
 

@@ -8,9 +8,6 @@ from imagepipe.config import Settings
 # whether or not this checkout's Settings reads each one yet.
 CONTRACT_SETTINGS = frozenset(
     {
-        "IMAGEPIPE_STORAGE_URL",
-        "IMAGEPIPE_S3_ENDPOINT_URL",
-        "IMAGEPIPE_VARIANT_DELIVERY",
         "IMAGEPIPE_MAX_QUEUE_DEPTH",
         "IMAGEPIPE_ALLOW_ANONYMOUS",
         "IMAGEPIPE_ADMIN_API_KEYS",

@@ -112,6 +112,24 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # Following a task (GET /tasks/{id}/events, ?wait=N): a Redis notification wakes
+    # followers at once; they also re-read the row this often, so a lost notification
+    # delays them by at most this long.
+    events_reread_seconds: float = Field(default=5.0, gt=0)
+    # A comment line this often keeps proxies from closing a quiet event stream.
+    events_keepalive_seconds: float = Field(default=15.0, gt=0)
+
+    # Idempotency-Key: how long a key's first answer is replayed.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+
+    # Webhooks. Deliveries to a per-upload callback_url are signed with this secret
+    # (whsec_ + base64); without it, uploads carrying callback_url are refused.
+    webhook_secret: str | None = None
+    # Allow webhook URLs that resolve to loopback, private or link-local addresses.
+    webhook_allow_private: bool = False
+    # Bound on each delivery attempt (connect + send + answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
     # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
 

@@ -17,11 +17,13 @@ from imagepipe import __version__, logs
 from imagepipe.api import errors
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
+from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import health, metrics, tasks, upload
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.queue import CeleryQueue
+from imagepipe.services import events
 from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
 from imagepipe.worker.celery_app import create_celery
@@ -43,9 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.queue = queue
         app.state.metrics = CollectorRegistry(auto_describe=True)
         app.state.metrics.register(QueueDepthCollector(queue.depth))
+        publisher = events.Publisher(settings.redis_url)
+        events.configure(publisher)
+        app.state.listener = listener = events.Listener(settings.redis_url)
+        await listener.start()
         try:
             yield
         finally:
+            await listener.stop()
+            events.configure(None)
+            publisher.close()
             await engine.dispose()
             queue.close()
             storage.close()
@@ -71,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(upload.router, tags=["tasks"], dependencies=protected)
     app.include_router(tasks.router, tags=["tasks"], dependencies=protected)
+    app.include_router(event_routes.router, tags=["tasks"], dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")

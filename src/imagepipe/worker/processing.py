@@ -28,6 +28,7 @@ from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
+from imagepipe.services import events
 from imagepipe.storage import ObjectNotFound, Storage, StorageUnavailable, keys
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
@@ -109,6 +110,7 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
         row = session.execute(
             select(Task.attempts, Task.original_key).where(Task.id == task_id)
         ).one()
+    events.notify(task_id)
     return Claim(task_id=task_id, attempt=row.attempts, original_key=row.original_key)
 
 
@@ -171,6 +173,7 @@ def store_and_finish(
         _tidy(storage.delete_prefix, keys.attempt_prefix(claim.task_id, claim.attempt))
     if superseded:
         return False
+    events.notify(claim.task_id)
     if claim.attempt > 1:
         # Only a task claimed before can hold other attempts' objects: the first
         # attempt skips the LIST (one S3 request per task saved on the hot path).
@@ -218,7 +221,10 @@ def fail(
                 error_message=message[:1024],
             ).execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        failed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if failed:
+        events.notify(task_id)
+    return failed
 
 
 def release(sessions: sessionmaker[Session], claim: Claim, *, counted: bool = True) -> None:
@@ -245,6 +251,7 @@ def release(sessions: sessionmaker[Session], claim: Claim, *, counted: bool = Tr
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+    events.notify(claim.task_id)
 
 
 def process(
@@ -369,6 +376,8 @@ def reconcile(
                 .values(lease_expires_at=None, **values)
                 .execution_options(synchronize_session=False)
             )
+    for task_id in report.requeued + report.failed:
+        events.notify(task_id)
     return report
 
 

@@ -21,6 +21,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import PROCESS_TASK, RECONCILE, CeleryQueue
+from imagepipe.services import events
 from imagepipe.storage import Storage, open_storage
 from imagepipe.worker import processing
 from imagepipe.worker.app import celery_app
@@ -44,6 +45,7 @@ class Runtime:
 def runtime() -> Runtime:
     settings = Settings()
     engine = make_sync_engine(settings.resolved_database_url)
+    events.configure(events.Publisher(settings.redis_url))
     return Runtime(
         settings=settings,
         sessions=sync_session_factory(engine),

@@ -22,6 +22,8 @@ from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import InvalidRequest, VariantNotFound
 from imagepipe.imaging.formats import FORMATS
+from imagepipe.services import events
+from imagepipe.services.following import ENDED, wait_until_ended
 from imagepipe.storage import ObjectNotFound, ObjectReader, Storage, keys
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,24 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=_NOT_FOUND)
-async def get_task(task: TaskDep, settings: SettingsDep) -> TaskOut:
+async def get_task(
+    task: TaskDep,
+    session: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    wait: Annotated[
+        float, Query(ge=0, le=60, description="Answer once the task has ended, or after N s.")
+    ] = 0,
+) -> TaskOut:
+    if wait > 0 and task.status not in ENDED:
+        await session.close()  # hold no pooled connection while waiting
+        task = await wait_until_ended(
+            request.app.state.sessions,
+            request.app.state.listener,
+            task,
+            seconds=wait,
+            reread_seconds=settings.events_reread_seconds,
+        )
     return task_out(task, settings.variants)
 
 
@@ -158,6 +177,8 @@ async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -
     # Row first: a row must never point at deleted files; stray files are harmless.
     await session.execute(delete(Task).where(Task.id == task_id))
     await session.commit()
+    # Followers of the task stop now, not at their next re-read.
+    await to_thread.run_sync(events.notify, task_id)
     await to_thread.run_sync(_delete_objects, storage, task_id)
     return Response(status_code=204)
 

@@ -1,0 +1,134 @@
+"""Status-change notifications over Redis pub/sub.
+
+The database row stays the record: a notification only says "task X changed, read it
+again". Whoever writes a status publishes one after the commit; whoever follows a task
+(``GET /tasks/{id}/events``, ``?wait=N``) wakes on it and re-reads the row. A lost
+notification (Redis restarting, a writer killed between commit and publish) costs a
+follower at most one re-read interval, never a hang: followers also re-read on a timer.
+
+Publishing is best effort and never fails the status change it reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+
+import redis
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "imagepipe:task-status:"
+# How long the listener waits before reconnecting after Redis went away.
+_RECONNECT_SECONDS = 1.0
+
+
+def channel(task_id: uuid.UUID) -> str:
+    return f"{CHANNEL_PREFIX}{task_id}"
+
+
+class Publisher:
+    """The writer's side (worker, reconciler, API): one short PUBLISH per change."""
+
+    def __init__(self, redis_url: str, *, timeout: float = 1.0) -> None:
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+
+    def notify(self, task_id: uuid.UUID) -> None:
+        try:
+            self._redis.publish(channel(task_id), b"changed")
+        except redis.RedisError as error:
+            # Followers re-read on a timer; a missing notification only delays them.
+            log.warning("status notification not sent: %s", error, extra={"task_id": str(task_id)})
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+# The process's publisher, set by the process that owns the Redis URL (worker runtime,
+# API lifespan). Unset (a script, a test calling the services directly): no-op.
+_publisher: Publisher | None = None
+
+
+def configure(publisher: Publisher | None) -> None:
+    global _publisher
+    _publisher = publisher
+
+
+def notify(task_id: uuid.UUID) -> None:
+    """Tell followers that the task's row changed. Call after the commit."""
+    if _publisher is not None:
+        _publisher.notify(task_id)
+
+
+class Listener:
+    """The follower's side, one per API process: a single pattern subscription whose
+    messages wake the coroutines waiting on that task. Fifty clients following one
+    task cost one Redis connection, not fifty."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="imagepipe-status-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def follow(self, task_id: uuid.UUID) -> Iterator[asyncio.Event]:
+        """An event set whenever the task is reported changed. Clear it *before*
+        reading the row: a change reported after the clear is then never missed."""
+        signal = asyncio.Event()
+        self._waiters[task_id].add(signal)
+        try:
+            yield signal
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(signal)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async for task_id in self._messages():
+                    for signal in self._waiters.get(task_id, ()):
+                        signal.set()
+            except (aioredis.RedisError, OSError) as error:
+                log.warning("status listener lost Redis, reconnecting: %s", error)
+            # Whatever was missed meanwhile: wake everyone to re-read.
+            for waiters in list(self._waiters.values()):
+                for signal in waiters:
+                    signal.set()
+            await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def _messages(self) -> AsyncIterator[uuid.UUID]:
+        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=3)
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    name = message["channel"]
+                    name = name.decode() if isinstance(name, bytes) else str(name)
+                    try:
+                        yield uuid.UUID(name.removeprefix(CHANNEL_PREFIX))
+                    except ValueError:
+                        continue
+        finally:
+            await client.aclose()

@@ -1,0 +1,65 @@
+"""Follow one task until it ends: the row is re-read when a notification says it
+changed, and on a timer in case a notification was lost."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from imagepipe.db.models import Task, TaskStatus
+from imagepipe.services.events import Listener
+
+ENDED = frozenset({TaskStatus.succeeded, TaskStatus.failed})
+
+
+async def read_task(sessions: async_sessionmaker[Any], task_id: uuid.UUID) -> Task | None:
+    """One short read: the connection goes back to the pool before anyone waits."""
+    async with sessions() as session:
+        task: Task | None = await session.scalar(select(Task).where(Task.id == task_id))
+        return task
+
+
+async def follow(
+    sessions: async_sessionmaker[Any],
+    listener: Listener,
+    task_id: uuid.UUID,
+    *,
+    reread_seconds: float,
+) -> AsyncIterator[Task]:
+    """Yield the task now, then each time its status changes; stop once it has ended
+    (or was deleted)."""
+    with listener.follow(task_id) as changed:
+        last: TaskStatus | None = None
+        while True:
+            changed.clear()  # before the read: a change after it sets the flag again
+            task = await read_task(sessions, task_id)
+            if task is None:
+                return
+            if task.status != last:
+                last = task.status
+                yield task
+            if task.status in ENDED:
+                return
+            with anyio.move_on_after(reread_seconds):
+                await changed.wait()
+
+
+async def wait_until_ended(
+    sessions: async_sessionmaker[Any],
+    listener: Listener,
+    task: Task,
+    *,
+    seconds: float,
+    reread_seconds: float,
+) -> Task:
+    """The task once it has ended, or as it is after ``seconds``."""
+    latest = task
+    with anyio.move_on_after(seconds):
+        async for current in follow(sessions, listener, task.id, reread_seconds=reread_seconds):
+            latest = current
+    return latest

@@ -40,7 +40,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 CHUNK_BYTES = 64 * 1024
 UPLOAD_ATTEMPTS = 3  # a 503 carries Retry-After: the service asks us to come back
 MAX_RETRY_AFTER = 30.0
-POLL_DELAYS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+# Before opening a broken event stream again.
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+STREAM_IDLE_SECONDS = 45.0
 DONE = ("succeeded", "failed")
 
 
@@ -201,25 +203,63 @@ class Api:
             raise _error_from(response)
         return cast(TaskBody, response.json()), response.text
 
-    async def wait(self, task_id: str, max_wait: float) -> TaskBody:
-        """Poll until the task succeeds or fails; ``wait_timeout`` past ``max_wait``.
+    async def follow(self, task_id: str) -> AsyncIterator[TaskBody]:
+        """The task from ``GET /tasks/{id}/events``: now, then at each status change."""
+        path = f"/tasks/{quote(task_id, safe='')}/events"
+        # The service sends a comment at least every 15 s; silence past this is a loss.
+        timeout = httpx.Timeout(30.0, connect=10.0, read=STREAM_IDLE_SECONDS)
+        headers = {"Accept": "text/event-stream"}
+        request = self.http.build_request("GET", path, headers=headers, timeout=timeout)
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError as error:
+            raise ServiceError("connection_error", f"GET {path} failed: {error}") from None
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise _error_from(response)
+            async for event, data in _server_sent_events(response):
+                if event == "status":
+                    yield cast(TaskBody, json.loads(data))
+        except httpx.TransportError as error:
+            raise ServiceError("connection_error", f"GET {path} broke off: {error}") from None
+        finally:
+            await response.aclose()
 
-        A service that is briefly unreachable or answers 5xx is polled again."""
+    async def wait(self, task_id: str, max_wait: float) -> TaskBody:
+        """Follow the task's event stream until it succeeds or fails; ``wait_timeout``
+        past ``max_wait``. A stream that breaks (network, 5xx) is opened again."""
         state = "not seen"
         with anyio.move_on_after(max_wait):
             for attempt in itertools.count():
                 try:
-                    task, _ = await self.task(task_id)
+                    async for task in self.follow(task_id):
+                        if task["status"] in DONE:
+                            return task
+                        state = task["status"]
                 except ServiceError as error:
                     if error.status and error.status < 500:
                         raise
-                    state = f"last poll: {error.code}"
-                else:
-                    if task["status"] in DONE:
-                        return task
-                    state = task["status"]
-                await anyio.sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
+                    state = f"last try: {error.code}"
+                await anyio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
         raise ServiceError("wait_timeout", f"not finished after {max_wait:g} s ({state})")
+
+
+async def _server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a ``text/event-stream`` body; comments are skipped."""
+    event, data = "message", list[str]()
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:

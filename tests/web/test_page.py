@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Locator, Page, expect
 
@@ -204,3 +205,13 @@ def test_api_key_pasted_on_the_page(page: Page, secured_dev_server: DevServer) -
     page.reload()  # the key is remembered
     page.get_by_label("Or choose images").set_input_files([payload("keyed.jpg", photo(300, 300))])
     expect_previews(page, "keyed.jpg", {"small": (150, 150), "medium": (300, 300)})
+
+
+def test_page_follows_the_event_stream(page: Page, dev_server: DevServer, watch: Watch) -> None:
+    page.goto(dev_server.url + "/")
+    page.get_by_label("Or choose images").set_input_files([payload("live.jpg", photo(400, 300))])
+    item = expect_previews(page, "live.jpg", {"small": (150, 113), "medium": (400, 300)})
+    task_id = item.get_attribute("data-task-id")
+    paths = [urlsplit(url).path for url in watch.requests]
+    assert paths.count(f"/tasks/{task_id}/events") == 1
+    assert f"/tasks/{task_id}" not in paths  # followed, never polled

@@ -3,8 +3,8 @@
 
 (() => {
   const KEY_STORAGE = "imagepipe.apiKey";
-  const POLL_DELAYS_MS = [300, 500, 750, 1000, 1500, 2000]; // then 2000 until done
-  const MAX_POLL_FAILURES = 30;
+  const RETRY_DELAY_MS = 2000;
+  const MAX_STREAM_FAILURES = 30;
   const RECENT_PAGE_SIZE = 10;
   const DONE = new Set(["succeeded", "failed"]);
   const STATUS_LABELS = {
@@ -86,6 +86,50 @@
     const body = await response.json().catch(() => null);
     if (!response.ok) throw errorFrom(response.status, body);
     return body;
+  }
+
+  // The `status` events of a text/event-stream answer, parsed as they arrive.
+  async function* followTask(path) {
+    let response;
+    try {
+      response = await fetch(path, { headers: { Accept: "text/event-stream", ...authHeaders() } });
+    } catch {
+      throw new ApiError(0, "network_error", "Could not reach the service.");
+    }
+    if (!response.ok) throw errorFrom(response.status, await response.json().catch(() => null));
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = "message";
+    let data = [];
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch {
+          throw new ApiError(0, "network_error", "The status stream was cut.");
+        }
+        if (chunk.done) return;
+        buffer += chunk.value;
+        const lines = buffer.split(/\r\n|\r|\n/);
+        buffer = lines.pop();
+        for (const line of lines) {
+          if (line === "") {
+            if (event === "status" && data.length) yield JSON.parse(data.join("\n"));
+            event = "message";
+            data = [];
+          } else if (!line.startsWith(":")) {
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event = value;
+            else if (field === "data") data.push(value);
+          }
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
   }
 
   // Variants need the API key too, which an <img src> cannot send: fetch them then.
@@ -202,35 +246,36 @@
       recent.reload();
     }
 
+    // Follows GET /tasks/{id}/events (Server-Sent Events). fetch(), not EventSource:
+    // EventSource cannot send the Authorization header an API key needs.
     async watch(statusUrl) {
       let failures = 0;
-      for (let attempt = 0; ; attempt += 1) {
-        let task;
+      for (;;) {
         try {
-          task = await getJson(statusUrl);
-          failures = 0;
+          for await (const task of followTask(`${statusUrl}/events`)) {
+            failures = 0;
+            this.setStatus(task.status, `Task ${task.task_id}`);
+            if (task.status === "succeeded") {
+              this.showPreviews(task);
+              return;
+            }
+            if (task.status === "failed") {
+              this.showError(task.error || { code: "internal_error", message: "Processing failed." }, "failed");
+              return;
+            }
+          }
+          throw new ApiError(0, "stream_ended", "The status stream ended early.");
         } catch (error) {
-          // Transient trouble (network, 5xx): keep trying for a while; else report it.
+          // Transient trouble (network, 5xx, a cut stream): open it again for a while.
           const transient = error.status === 0 || error.status >= 500;
           failures += 1;
-          if (!transient || failures > MAX_POLL_FAILURES) {
+          if (!transient || failures > MAX_STREAM_FAILURES) {
             this.showError(error, "failed");
             return;
           }
           this.detail.textContent = `Lost contact with the service (${error.code}); retrying…`;
-          await sleep(2000);
-          continue;
+          await sleep(RETRY_DELAY_MS);
         }
-        this.setStatus(task.status, `Task ${task.task_id}`);
-        if (task.status === "succeeded") {
-          this.showPreviews(task);
-          return;
-        }
-        if (task.status === "failed") {
-          this.showError(task.error || { code: "internal_error", message: "Processing failed." }, "failed");
-          return;
-        }
-        await sleep(POLL_DELAYS_MS[Math.min(attempt, POLL_DELAYS_MS.length - 1)]);
       }
     }
 

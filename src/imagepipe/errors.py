@@ -5,10 +5,15 @@
     ├── Unauthorized            401 unauthorized
     ├── TaskNotFound            404 task_not_found
     ├── VariantNotFound         404 variant_not_found
+    ├── WebhookNotFound         404 webhook_not_found
+    ├── DeliveryNotFound        404 delivery_not_found
+    ├── IdempotencyKeyInUse     409 idempotency_key_in_use
     ├── FileTooLarge            413 file_too_large
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── ImageTooLarge           422 image_too_large
     ├── InvalidImage            422 invalid_image
+    ├── IdempotencyKeyReused    422 idempotency_key_reused
+    ├── InvalidCallbackUrl      422 invalid_callback_url
     ├── ServiceUnavailable      503 service_unavailable (+ Retry-After)
     └── OriginalMissing         (a task's error only) original_missing
 
@@ -53,6 +58,24 @@ class VariantNotFound(ImagepipeError):
     default_message = "No such variant for this task."
 
 
+class WebhookNotFound(ImagepipeError):
+    code = "webhook_not_found"
+    status_code = 404
+    default_message = "No webhook with this id."
+
+
+class DeliveryNotFound(ImagepipeError):
+    code = "delivery_not_found"
+    status_code = 404
+    default_message = "No delivery with this id."
+
+
+class IdempotencyKeyInUse(ImagepipeError):
+    code = "idempotency_key_in_use"
+    status_code = 409
+    default_message = "A request with this Idempotency-Key is still running; retry shortly."
+
+
 class FileTooLarge(ImagepipeError):
     code = "file_too_large"
     status_code = 413
@@ -75,6 +98,18 @@ class InvalidImage(ImagepipeError):
     code = "invalid_image"
     status_code = 422
     default_message = "The image could not be decoded."
+
+
+class IdempotencyKeyReused(ImagepipeError):
+    code = "idempotency_key_reused"
+    status_code = 422
+    default_message = "This Idempotency-Key was used with a different request body."
+
+
+class InvalidCallbackUrl(ImagepipeError):
+    code = "invalid_callback_url"
+    status_code = 422
+    default_message = "The webhook URL is not allowed."
 
 
 class ServiceUnavailable(ImagepipeError):

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -106,3 +107,25 @@ class Variant(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
     task: Mapped[Task] = relationship(back_populates="variants")
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request that carried ``Idempotency-Key``, per key scope.
+
+    ``response_status`` is null while that first request is still running. The row
+    goes with its task (a deleted task is not replayed).
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Digest of what makes two requests "the same body".
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import redis
 import redis.asyncio as aioredis
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CHANNEL_PREFIX = "imagepipe:task-status:"
 # How long the listener waits before reconnecting after Redis went away.
 _RECONNECT_SECONDS = 1.0
+_POLL_SECONDS = 0.5
+_STOP_SECONDS = 5.0
 
 
 def channel(task_id: uuid.UUID) -> str:
@@ -78,14 +80,19 @@ class Listener:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="imagepipe-status-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop by flag, not by cancel: redis-py can hang when cancelled mid-connect."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(self._task, timeout=_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("status listener did not stop in %ss", _STOP_SECONDS)
+        self._task = None
 
     @contextlib.contextmanager
     def follow(self, task_id: uuid.UUID) -> Iterator[asyncio.Event]:
@@ -103,32 +110,36 @@ class Listener:
                     del self._waiters[task_id]
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                async for task_id in self._messages():
-                    for signal in self._waiters.get(task_id, ()):
-                        signal.set()
+                await self._listen()
             except (aioredis.RedisError, OSError) as error:
                 log.warning("status listener lost Redis, reconnecting: %s", error)
-            # Whatever was missed meanwhile: wake everyone to re-read.
+            # Whatever was missed meanwhile: wake every follower to re-read.
             for waiters in list(self._waiters.values()):
                 for signal in waiters:
                     signal.set()
-            await asyncio.sleep(_RECONNECT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=_RECONNECT_SECONDS)
 
-    async def _messages(self) -> AsyncIterator[uuid.UUID]:
+    async def _listen(self) -> None:
         client = aioredis.Redis.from_url(self._url, socket_connect_timeout=3)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            async with client.pubsub() as pubsub:
-                await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
-                async for message in pubsub.listen():
-                    if message.get("type") != "pmessage":
-                        continue
-                    name = message["channel"]
-                    name = name.decode() if isinstance(name, bytes) else str(name)
-                    try:
-                        yield uuid.UUID(name.removeprefix(CHANNEL_PREFIX))
-                    except ValueError:
-                        continue
+            await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+            while not self._stopping.is_set():
+                # A short timeout, so a stop request is seen within it.
+                message = await pubsub.get_message(timeout=_POLL_SECONDS)
+                if message is None or message.get("type") != "pmessage":
+                    continue
+                name = message["channel"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                try:
+                    task_id = uuid.UUID(name.removeprefix(CHANNEL_PREFIX))
+                except ValueError:
+                    continue
+                for signal in self._waiters.get(task_id, ()):
+                    signal.set()
         finally:
+            await pubsub.aclose()
             await client.aclose()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep
+from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import receive_file
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.config import Settings
@@ -29,6 +30,7 @@ from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
+from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import Storage, StorageError, keys
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,19 @@ async def upload(
     session: SessionDep,
     storage: StorageDep,
     queue: QueueDep,
-) -> UploadAccepted:
+) -> UploadAccepted | Response:
+    reservation = reservation_for(request, settings)
     try:
-        accepted = await _accept(request, settings, session, storage, queue)
-    except ImagepipeError as error:
-        UPLOADS_REJECTED.labels(error.code).inc()
+        accepted = await _accept(request, settings, session, storage, queue, reservation)
+    except Replayed as replayed:
+        task_id = replayed.replay.task_id
+        return replay_response(replayed.replay, status_url(task_id) if task_id else None)
+    except BaseException as error:
+        if reservation is not None:
+            with anyio.CancelScope(shield=True):
+                await reservation.release()  # nothing was created: the key may be retried
+        if isinstance(error, ImagepipeError):
+            UPLOADS_REJECTED.labels(error.code).inc()
         raise
     UPLOAD_BYTES.inc(accepted.size_bytes)
     response.headers["Location"] = status_url(accepted.task_id)
@@ -100,6 +110,7 @@ async def _accept(
     session: AsyncSession,
     storage: Storage,
     queue: TaskQueue,
+    reservation: Reservation | None = None,
 ) -> _Accepted:
     task_id = uuid.uuid4()
     key = keys.original(task_id)
@@ -120,6 +131,10 @@ async def _accept(
 
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
+        if reservation is not None:
+            same_request = fingerprint("POST /upload", received.sha256, received.filename)
+            if replay := await reservation.reserve(same_request):
+                raise Replayed(replay)
         info = await to_thread.run_sync(
             probe_header, limiter=probe_limiter(settings.probe_concurrency)
         )
@@ -158,7 +173,16 @@ async def _accept(
     )
     try:
         session.add(task)
+        if reservation is not None:
+            answer = UploadAccepted(
+                task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id)
+            )
+            await reservation.record(
+                session, task_id=task_id, status_code=202, body=answer.model_dump_json()
+            )
         await session.commit()
+        if reservation is not None:
+            reservation.committed()
     except (SQLAlchemyError, OSError) as error:
         log.warning("database unavailable during upload: %s", error)
         with anyio.CancelScope(shield=True):

@@ -141,5 +141,5 @@ class Listener:
                 for signal in self._waiters.get(task_id, ()):
                     signal.set()
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()

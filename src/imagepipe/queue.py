@@ -14,6 +14,8 @@ from celery import Celery
 
 PROCESS_TASK = "imagepipe.process_task"
 RECONCILE = "imagepipe.reconcile"
+DELIVER_WEBHOOK = "imagepipe.deliver_webhook"
+SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 
 
 class TaskQueue(Protocol):
@@ -45,6 +47,10 @@ class CeleryQueue:
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )
+
+    def publish_delivery(self, delivery_id: uuid.UUID) -> None:
+        """Hand one webhook delivery to the workers."""
+        self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)])
 
     def ping(self) -> None:
         self._redis.ping()

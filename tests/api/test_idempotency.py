@@ -15,7 +15,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine, sync_url
 from imagepipe.db.models import IdempotencyKey, Task, utcnow
 from imagepipe.services.idempotency import Reservation, fingerprint
-from tests.conftest import make_settings, open_client
+from tests.harness.app import make_settings, open_client
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -14,11 +15,10 @@ import pytest
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.worker import processing
-from tests.conftest import make_settings
+from tests.harness.app import make_settings
+from tests.harness.processes import ApiProcess, WorkerProcess, settings_env
 from tests.images import photo
 from tests.integration.sse import Event, read_events
-from tests.reliability.stack import ApiProcess, api_server, stack_env
-from tests.services import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -29,16 +29,23 @@ NO_TIMER = 600.0
 
 
 def api_env(settings: Settings) -> dict[str, str]:
-    env = stack_env(settings)
-    env["IMAGEPIPE_EVENTS_REREAD_SECONDS"] = str(settings.events_reread_seconds)
-    return env
+    return settings_env(settings)
+
+
+@contextmanager
+def api_server(settings: Settings, log_path: Path) -> Iterator[ApiProcess]:
+    server = ApiProcess(settings_env(settings), log_path, settings=settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def stack(tmp_path: Path, sqlite_url: str, redis_url: str) -> Iterator[ApiProcess]:
     settings = make_settings(tmp_path, sqlite_url, redis_url, events_reread_seconds=NO_TIMER)
-    with api_server(api_env(settings), tmp_path / "api.log") as server:
-        server.settings = settings
+    with api_server(settings, tmp_path / "api.log") as server:
         yield server
 
 
@@ -133,7 +140,7 @@ async def test_a_change_without_notification_still_reaches_followers(
     """The writer never publishes (a process with no notifier, as if the message were
     lost): the re-read timer alone ends the stream."""
     settings = make_settings(tmp_path, sqlite_url, redis_url, events_reread_seconds=0.3)
-    with api_server(api_env(settings), tmp_path / "api.log") as server:
+    with api_server(settings, tmp_path / "api.log") as server:
         task_id = upload(server, photo(300, 200))
         sessions = sync_session_factory(make_sync_engine(settings.resolved_database_url))
         events: list[Event] = []

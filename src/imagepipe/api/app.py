@@ -19,6 +19,7 @@ from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import health, metrics, tasks, upload
+from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.metrics import QueueDepthCollector
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(upload.router, tags=["tasks"], dependencies=protected)
     app.include_router(tasks.router, tags=["tasks"], dependencies=protected)
     app.include_router(event_routes.router, tags=["tasks"], dependencies=protected)
+    app.include_router(webhook_routes.router, tags=["webhooks"], dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")

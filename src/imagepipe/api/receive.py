@@ -36,6 +36,13 @@ class ReceivedFile:
     filename: str
     size_bytes: int
     sha256: str
+    # Small text fields sent beside the file (FIELDS), by name.
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# Form fields read besides the file, each at most FIELD_BYTES; others are ignored.
+FIELDS = frozenset({"callback_url"})
+FIELD_BYTES = 4096
 
 
 @dataclass
@@ -49,6 +56,8 @@ class _State:
     in_file_part: bool = False
     file_parts: int = 0
     filename: str = ""
+    field_name: str | None = None
+    fields: dict[str, bytearray] = field(default_factory=dict)
     pending: list[bytes] = field(default_factory=list)
     pending_bytes: int = 0
     file_bytes: int = 0
@@ -94,6 +103,10 @@ def _parser(boundary: bytes, state: _State, max_file_bytes: int) -> MultipartPar
     def on_headers_finished() -> None:
         _, params = parse_options_header(state.headers.get(b"content-disposition", b""))
         state.in_file_part = params.get(b"name") == b"file"
+        name = params.get(b"name", b"").decode("latin-1")
+        state.field_name = name if name in FIELDS else None
+        if state.field_name is not None:
+            state.fields[state.field_name] = bytearray()
         if state.in_file_part:
             state.file_parts += 1
             if state.file_parts > 1:
@@ -102,6 +115,12 @@ def _parser(boundary: bytes, state: _State, max_file_bytes: int) -> MultipartPar
             state.filename = display_filename(raw)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.field_name is not None:
+            value = state.fields[state.field_name]
+            value += data[start:end]
+            if len(value) > FIELD_BYTES:
+                raise InvalidRequest(f"Form field {state.field_name!r} is too long.")
+            return
         if not state.in_file_part:
             return
         chunk = data[start:end]
@@ -113,6 +132,7 @@ def _parser(boundary: bytes, state: _State, max_file_bytes: int) -> MultipartPar
 
     def on_part_end() -> None:
         state.in_file_part = False
+        state.field_name = None
 
     def on_end() -> None:
         state.ended = True
@@ -197,4 +217,7 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
         filename=state.filename or "upload",
         size_bytes=state.file_bytes,
         sha256=digest.hexdigest(),
+        fields={
+            name: bytes(value).decode("utf-8", "replace") for name, value in state.fields.items()
+        },
     )

@@ -81,6 +81,11 @@ class Task(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1024))
 
+    # Who made it (a digest of the API key, or "anonymous"): whose webhooks hear of it.
+    owner_scope: Mapped[str | None] = mapped_column(String(64))
+    # Where this task's own webhook deliveries go (the upload's callback_url field).
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+
     variants: Mapped[list[Variant]] = relationship(
         back_populates="task",
         cascade="all, delete-orphan",
@@ -129,3 +134,64 @@ class IdempotencyKey(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Webhook(Base):
+    """A subscription: POST these events of the owner's tasks to ``url``."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    scope: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[str] = mapped_column(String(255))  # space-separated event types
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryState(enum.StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"  # out of attempts
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event of one task for one target, written in the transaction
+    that changed the task's status. Its attempts are ``DeliveryAttempt`` rows."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    # None: the task's own callback_url, signed with IMAGEPIPE_WEBHOOK_SECRET.
+    webhook_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    event: Mapped[str] = mapped_column(String(64))
+    # The exact bytes sent, frozen at the first attempt so every retry is identical.
+    payload: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[DeliveryState] = mapped_column(
+        Enum(DeliveryState, name="delivery_state", native_enum=False, length=16),
+        default=DeliveryState.pending,
+        index=True,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -14,14 +14,14 @@ from __future__ import annotations
 from celery import Celery
 
 from imagepipe.config import Settings
-from imagepipe.queue import RECONCILE
+from imagepipe.queue import RECONCILE, SWEEP_WEBHOOKS
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery(
         "imagepipe",
         broker=settings.redis_url,
-        include=["imagepipe.worker.tasks", "imagepipe.worker.observe"],
+        include=["imagepipe.worker.tasks", "imagepipe.worker.observe", "imagepipe.worker.webhooks"],
     )
     timeout = settings.broker_timeout_seconds
     app.conf.update(
@@ -52,6 +52,11 @@ def create_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval_seconds},
+            # Webhook deliveries whose publish was lost or whose retry is due.
+            "sweep-webhooks": {
+                "task": SWEEP_WEBHOOKS,
+                "schedule": settings.reconcile_interval_seconds,
+            },
         },
     )
     return app

@@ -28,7 +28,7 @@ from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import events
+from imagepipe.services import events, webhooks
 from imagepipe.storage import ObjectNotFound, Storage, StorageUnavailable, keys
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
@@ -157,6 +157,7 @@ def store_and_finish(
             .values(status=TaskStatus.succeeded, finished_at=utcnow(), lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
+        deliveries: list[uuid.UUID] = []
         if done.rowcount != 1:  # type: ignore[attr-defined]
             gone = session.get(Task, claim.task_id) is None
             superseded = True
@@ -164,6 +165,7 @@ def store_and_finish(
             gone = superseded = False
             session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
             session.add_all(rows)
+            deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     if gone:
         # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written
         # belong to nothing; nobody else will ever remove them.
@@ -174,6 +176,7 @@ def store_and_finish(
     if superseded:
         return False
     events.notify(claim.task_id)
+    webhooks.dispatch(deliveries)
     if claim.attempt > 1:
         # Only a task claimed before can hold other attempts' objects: the first
         # attempt skips the LIST (one S3 request per task saved on the hot path).
@@ -222,8 +225,10 @@ def fail(
             ).execution_options(synchronize_session=False)
         )
         failed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        deliveries = webhooks.record(session, task_id, "task.failed") if failed else []
     if failed:
         events.notify(task_id)
+        webhooks.dispatch(deliveries)
     return failed
 
 
@@ -353,6 +358,7 @@ def reconcile(
     now = now or utcnow()
     grace = now - timedelta(seconds=settings.queued_grace_seconds)
     report = ReconcileReport(requeued=[], failed=[])
+    deliveries: list[uuid.UUID] = []
     lost = or_(
         (Task.status == TaskStatus.queued)
         & or_(Task.enqueued_at.is_(None), Task.enqueued_at < grace)
@@ -363,21 +369,25 @@ def reconcile(
         for task_id, status, attempts in session.execute(
             select(Task.id, Task.status, Task.attempts).where(lost)
         ).all():
-            if attempts < settings.max_attempts:
-                report.requeued.append(task_id)
-                values: dict[str, object] = {"status": TaskStatus.queued, "enqueued_at": now}
-            else:
+            failing = attempts >= settings.max_attempts
+            if failing:
                 report.failed.append(task_id)
                 values = _out_of_attempts(status, settings.max_attempts, now)
+            else:
+                report.requeued.append(task_id)
+                values = {"status": TaskStatus.queued, "enqueued_at": now}
             # Re-check the condition in the update: a worker may have moved on since.
-            session.execute(
+            changed = session.execute(
                 update(Task)
                 .where(Task.id == task_id, lost)
                 .values(lease_expires_at=None, **values)
                 .execution_options(synchronize_session=False)
             )
+            if failing and changed.rowcount == 1:  # type: ignore[attr-defined]
+                deliveries += webhooks.record(session, task_id, "task.failed")
     for task_id in report.requeued + report.failed:
         events.notify(task_id)
+    webhooks.dispatch(deliveries)
     return report
 
 

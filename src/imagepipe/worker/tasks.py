@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.metrics import TASK_OUTCOMES
-from imagepipe.queue import PROCESS_TASK, RECONCILE, CeleryQueue
-from imagepipe.services import events
+from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, CeleryQueue
+from imagepipe.services import events, webhooks
 from imagepipe.storage import Storage, open_storage
 from imagepipe.worker import processing
 from imagepipe.worker.app import celery_app
@@ -46,6 +46,9 @@ def runtime() -> Runtime:
     settings = Settings()
     engine = make_sync_engine(settings.resolved_database_url)
     events.configure(events.Publisher(settings.redis_url))
+    webhooks.configure(
+        lambda delivery_id: celery_app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)])
+    )
     return Runtime(
         settings=settings,
         sessions=sync_session_factory(engine),

@@ -23,6 +23,8 @@ from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep
 from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import receive_file
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
+from imagepipe.api.scope import key_scope
+from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import ImagepipeError, ServiceUnavailable
@@ -131,8 +133,11 @@ async def _accept(
 
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
+        callback_url = await accept_callback_url(received.fields.get("callback_url"), settings)
         if reservation is not None:
-            same_request = fingerprint("POST /upload", received.sha256, received.filename)
+            same_request = fingerprint(
+                "POST /upload", received.sha256, received.filename, callback_url
+            )
             if replay := await reservation.reserve(same_request):
                 raise Replayed(replay)
         info = await to_thread.run_sync(
@@ -170,6 +175,8 @@ async def _accept(
         original_frames=info.frames,
         original_size_bytes=received.size_bytes,
         original_sha256=received.sha256,
+        owner_scope=key_scope(request),
+        callback_url=callback_url,
     )
     try:
         session.add(task)

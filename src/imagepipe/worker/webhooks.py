@@ -1,0 +1,61 @@
+"""Celery tasks that deliver webhooks (see imagepipe.services.webhooks)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imagepipe.api.schemas import task_out
+from imagepipe.db.models import DeliveryState, Task, WebhookDelivery
+from imagepipe.queue import DELIVER_WEBHOOK, SWEEP_WEBHOOKS
+from imagepipe.services import webhooks
+from imagepipe.worker.app import celery_app
+from imagepipe.worker.tasks import runtime
+
+log = logging.getLogger(__name__)
+# Retries due sooner than this ride on a broker countdown; later ones on the sweep
+# (a countdown is held unacknowledged in Redis, which must stay well under the
+# visibility timeout).
+_COUNTDOWN_LIMIT = 60.0
+
+
+def _payload(session: Session, task_id: uuid.UUID, event: str) -> str:
+    task = session.get(Task, task_id)
+    if task is None:
+        data: dict[str, object] = {"task_id": str(task_id)}
+    else:
+        data = task_out(task, runtime().settings.variants).model_dump(mode="json")
+    return webhooks.event_body(event, data)
+
+
+@celery_app.task(name=DELIVER_WEBHOOK, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> str | None:
+    rt = runtime()
+    options = webhooks.DeliverySettings(
+        default_secret=rt.settings.webhook_secret,
+        allow_private=rt.settings.webhook_allow_private,
+        timeout_seconds=rt.settings.webhook_timeout_seconds,
+    )
+    parsed = uuid.UUID(delivery_id)
+    state = webhooks.deliver(rt.sessions, parsed, options, payload_for=_payload)
+    if state == DeliveryState.pending:
+        with rt.sessions() as session:
+            next_at = session.scalar(
+                select(WebhookDelivery.next_attempt_at).where(WebhookDelivery.id == parsed)
+            )
+        delay = webhooks.retry_delay(next_at)
+        if delay is not None and delay <= _COUNTDOWN_LIMIT:
+            deliver_webhook.apply_async(args=(delivery_id,), countdown=delay)
+    return state.value if state else None
+
+
+@celery_app.task(name=SWEEP_WEBHOOKS, ignore_result=True)
+def sweep_webhooks() -> int:
+    """Publish every delivery that is due: lost publishes and later retries."""
+    due = webhooks.due(runtime().sessions)
+    for delivery_id in due:
+        deliver_webhook.delay(str(delivery_id))
+    return len(due)

@@ -74,7 +74,7 @@ async def test_key_still_in_flight_is_409(client: httpx.AsyncClient, settings: S
             async_session_factory(engine), scope="anonymous", key="busy", ttl_seconds=60
         )
         # The first request has its body and is still working on it.
-        assert await first.reserve(fingerprint("POST /upload", _sha(IMAGE), "a.jpg")) is None
+        assert await first.reserve(fingerprint("POST /upload", _sha(IMAGE), "a.jpg", None)) is None
         busy = await post(client, IMAGE, "busy")
         assert busy.status_code == 409
         assert busy.json()["error"]["code"] == "idempotency_key_in_use"

@@ -75,6 +75,7 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         task_hard_time_limit=6,
         log_format="json",
         jpeg_quality=70,
+        webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     )
     env = original.to_env()
     assert set(env) == {f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields}

@@ -15,7 +15,18 @@ from tests.harness.postgres import private_postgres
 from tests.harness.redis import redis_server
 from tests.harness.server import free_port, wait_for_port
 
-__all__ = ["api_server", "bare_server", "env_for", "postgres_database", "redis_server", "worker"]
+__all__ = [
+    "api_server",
+    "bare_server",
+    "env_for",
+    "postgres_database",
+    "redis_server",
+    "worker",
+]
+
+# The pid of each API server a benchmark started, by its URL: bench.cost reads its CPU
+# time from /proc.
+API_PIDS: dict[str, int] = {}
 
 
 @contextmanager
@@ -39,6 +50,29 @@ def env_for(data_dir: Path, redis_url: str, database_url: str, **extra: str) -> 
     return env
 
 
+def pin_descendants(cpu: int) -> None:
+    """Every thread of every process this one started (servers, their children) onto
+    ``cpu``: a benchmark that gives another process a core to itself moves the rest
+    off it. Processes started later inherit their parent's affinity."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, frontier = set(), {os.getpid()}
+    while frontier:
+        tree |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+    for pid in tree - {os.getpid()}:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), {cpu})
+            except OSError:
+                continue  # exited meanwhile
+
+
 def _all_cpus() -> None:
     # bench.pipeline pins its process to one CPU at import, and children inherit that:
     # give every server and worker the whole machine back (taskset narrows it after).
@@ -55,9 +89,10 @@ def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterat
         process = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_all_cpus
         )
+    url = f"http://127.0.0.1:{port}"
+    API_PIDS[url] = process.pid
     try:
         wait_for_port(port, timeout=30)
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while httpx.get(url + "/healthz").status_code != 200:
             if time.monotonic() > deadline:
@@ -65,6 +100,7 @@ def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterat
             time.sleep(0.1)
         yield url
     finally:
+        API_PIDS.pop(url, None)
         process.terminate()
         process.wait(30)
 
@@ -106,10 +142,14 @@ def bare_server(upload_dir: Path, log: Path, cpu: int | None = None) -> Iterator
 
 
 @contextmanager
-def worker(env: dict[str, str], concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    env: dict[str, str], concurrency: int, log: Path, cpu: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cpu``: the worker and its pool pinned to that core (taskset)."""
+    argv = [sys.executable, "-m", "imagepipe.cli", "worker", "--concurrency", str(concurrency)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "imagepipe.cli", "worker", "--concurrency", str(concurrency)],
+            [*_pinned(cpu), *argv],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

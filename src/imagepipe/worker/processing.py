@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, Row, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,48 +70,68 @@ def render_options(settings: Settings) -> RenderOptions:
 
 def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> Claim | None:
     """Take the task if it is queued, its lease expired, or its holder process died on
-    this host; None if it is not ours."""
+    this host; None if it is not ours.
+
+    The usual case (queued) is one ``UPDATE … RETURNING``: one round trip. Only when
+    that takes nothing does it look at the row, to take a task whose holder died."""
     now = utcnow()
     with sessions.begin() as session:
-        seen = session.execute(
-            select(Task.status, Task.attempts, Task.claimed_by).where(Task.id == task_id)
-        ).one_or_none()
-        if seen is None:
-            return None
         claimable = or_(
             Task.status == TaskStatus.queued,
             (Task.status == TaskStatus.processing) & (Task.lease_expires_at < now),
         )
-        if seen.status == TaskStatus.processing and holder_is_dead(seen.claimed_by):
+        row = _take(session, task_id, settings, claimable, now)
+        if row is None:
+            seen = session.execute(
+                select(Task.status, Task.attempts, Task.claimed_by).where(Task.id == task_id)
+            ).one_or_none()
+            if (
+                seen is None
+                or seen.status != TaskStatus.processing
+                or not holder_is_dead(seen.claimed_by)
+            ):
+                return None
             # Compare-and-swap on what we saw: a live worker that took the task
             # meanwhile changed attempts and claimed_by, so this no longer matches.
-            claimable = or_(
-                claimable,
+            row = _take(
+                session,
+                task_id,
+                settings,
                 (Task.status == TaskStatus.processing)
                 & (Task.attempts == seen.attempts)
                 & (Task.claimed_by == seen.claimed_by),
+                now,
             )
-        result = session.execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .where(Task.attempts < settings.max_attempts)
-            .where(claimable)
-            .values(
-                status=TaskStatus.processing,
-                attempts=Task.attempts + 1,
-                started_at=now,
-                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-                claimed_by=current_holder(),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        row = session.execute(
-            select(Task.attempts, Task.original_key).where(Task.id == task_id)
-        ).one()
+            if row is None:
+                return None
     events.notify(task_id)
     return Claim(task_id=task_id, attempt=row.attempts, original_key=row.original_key)
+
+
+def _take(
+    session: Session,
+    task_id: uuid.UUID,
+    settings: Settings,
+    claimable: ColumnElement[bool],
+    now: datetime,
+) -> Row[int, str] | None:
+    """The claiming update under ``claimable``; the new attempt and the original's key,
+    or None if it matched nothing."""
+    return session.execute(
+        update(Task)
+        .where(Task.id == task_id)
+        .where(Task.attempts < settings.max_attempts)
+        .where(claimable)
+        .values(
+            status=TaskStatus.processing,
+            attempts=Task.attempts + 1,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+            claimed_by=current_holder(),
+        )
+        .returning(Task.attempts, Task.original_key)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
 
 
 def render(claim: Claim, storage: Storage, settings: Settings) -> RenderResult:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
 # Order matters: the CPU-bound pipeline runs first, on a quiet machine.
-SUITES = ["pipeline", "quality", "formats", "memory", "upload", "e2e"]
+SUITES = ["pipeline", "quality", "formats", "memory", "upload", "e2e", "overhead", "cost"]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
     "pipeline": "1. Preview pipeline (one core)",
@@ -28,7 +28,9 @@ TITLES = {
     "memory": "5. Worker peak memory",
     "formats": "6. Output formats side by side (encode ms, bytes, SSIM), and the whole job",
     "upload": "3. Upload acknowledgement: imagepipe against a bare FastAPI endpoint",
-    "e2e": "4. End to end: upload → succeeded",
+    "e2e": "4. End to end: upload → succeeded, local files and S3",
+    "overhead": "6. Overhead per task beyond the imaging (one worker, one core)",
+    "cost": "7. Cost per task, counted",
 }
 
 
@@ -118,6 +120,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             scaling = cells["drain_images_per_s"]["ratio"]
             rows.append((f"2 worker processes >= 1.7x one, {backend}", f"{scaling:.2f}x",
                          scaling >= 1.7))  # fmt: skip
+    if (overhead := results.get("overhead")) and "summary" in overhead:
+        for backend, cell in overhead["summary"].items():
+            share = cell["overhead_share"]
+            rows.append((f"overhead <= 25% of the pipeline, {backend}", f"{share:.0%}",
+                         share <= 0.25))  # fmt: skip
     return rows
 
 

@@ -29,8 +29,8 @@ TITLES = {
     "formats": "6. Output formats side by side (encode ms, bytes, SSIM), and the whole job",
     "upload": "3. Upload acknowledgement: imagepipe against a bare FastAPI endpoint",
     "e2e": "4. End to end: upload → succeeded, local files and S3",
-    "overhead": "6. Overhead per task beyond the imaging (one worker, one core)",
-    "cost": "7. Cost per task, counted",
+    "overhead": "7. Overhead per task beyond the imaging (one worker, one core)",
+    "cost": "8. Cost per task, counted",
 }
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # storage can make one).
     variant_delivery: Literal["proxy", "redirect"] = "proxy"
     presigned_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # Direct uploads: how long the upload URL is valid; a task still awaiting_upload
+    # after this is failed with upload_expired. At most 7 days (the S3 presign limit).
+    direct_upload_ttl_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
 
     # Limits checked at upload time (and again by the worker before a full decode).
     max_upload_bytes: int = Field(default=25 * MiB, gt=0)

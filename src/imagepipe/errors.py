@@ -2,8 +2,12 @@
 
     ImagepipeError
     ├── InvalidRequest          400 invalid_request
+    │   └── UnprocessableRequest 422 invalid_request (a JSON body with a bad field)
     ├── Unauthorized            401 unauthorized
+    ├── UploadForbidden         403 invalid_upload_token / upload_expired
     ├── TaskNotFound            404 task_not_found
+    ├── UploadIncomplete        409 upload_incomplete
+    ├── UploadClosed            409 (the task's own error code: the upload was refused)
     ├── VariantNotFound         404 variant_not_found
     ├── WebhookNotFound         404 webhook_not_found
     ├── DeliveryNotFound        404 delivery_not_found
@@ -40,6 +44,11 @@ class InvalidRequest(ImagepipeError):
     default_message = "Expected multipart/form-data with one part named 'file'."
 
 
+class UnprocessableRequest(InvalidRequest):
+    status_code = 422
+    default_message = "The request body is not valid."
+
+
 class Unauthorized(ImagepipeError):
     code = "unauthorized"
     status_code = 401
@@ -50,6 +59,35 @@ class TaskNotFound(ImagepipeError):
     code = "task_not_found"
     status_code = 404
     default_message = "No task with this id."
+
+
+class UploadForbidden(ImagepipeError):
+    """The upload token is wrong, spent, or past its expiry."""
+
+    code = "invalid_upload_token"
+    status_code = 403
+    default_message = "The upload URL is not valid for this task."
+
+
+class UploadExpired(UploadForbidden):
+    code = "upload_expired"
+    default_message = "The upload was not completed in time."
+
+
+class UploadIncomplete(ImagepipeError):
+    code = "upload_incomplete"
+    status_code = 409
+    default_message = "The original has not been uploaded (or not all of it) yet."
+
+
+class UploadClosed(ImagepipeError):
+    """Completing a direct upload that was already refused: answers the same code."""
+
+    status_code = 409
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class VariantNotFound(ImagepipeError):

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.anyio
 
 KEYS = ("k3y-one-0123456789abcdef", "k3y-two-fedcba9876543210")
 PUBLIC = {"/healthz", "/readyz"}
+# A direct upload's PUT carries its own credential, like a presigned S3 URL.
+TOKEN_ONLY = "/tasks/{task_id}/original"
 
 
 def operations(app: FastAPI, task_id: str) -> list[tuple[str, str]]:
@@ -83,6 +85,11 @@ async def test_every_endpoint_but_health_needs_a_key(
         if path in PUBLIC:
             response = await client.request(method, path)
             assert response.status_code in (200, 503), (method, path, response.status_code)
+            continue
+        if path == TOKEN_ONLY.format(task_id=task_id):
+            for token in ("", "?token=guess"):
+                response = await client.request(method, path + token, headers=bearer(KEYS[0]))
+                assert response.status_code in (403, 422), (method, path, token)
             continue
         assert_unauthorized(await client.request(method, path))
         if method == "DELETE":

@@ -17,8 +17,8 @@ from imagepipe import __version__, logs
 from imagepipe.api import errors
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
+from imagepipe.api.routes import direct, health, metrics, tasks, upload
 from imagepipe.api.routes import events as event_routes
-from imagepipe.api.routes import health, metrics, tasks, upload
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
@@ -80,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     app.include_router(upload.router, tags=["tasks"], dependencies=protected)
+    app.include_router(direct.router, tags=["tasks"], dependencies=protected)
+    # Authenticated by the upload token in its URL, like a presigned S3 PUT.
+    app.include_router(direct.token_router, tags=["tasks"])
     app.include_router(tasks.router, tags=["tasks"], dependencies=protected)
     app.include_router(event_routes.router, tags=["tasks"], dependencies=protected)
     app.include_router(webhook_routes.router, tags=["webhooks"], dependencies=protected)

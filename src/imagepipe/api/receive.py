@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
@@ -173,28 +174,16 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
     any error.
     """
     boundary = _boundary(request)
-    max_body = max_file_bytes + MULTIPART_OVERHEAD
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
-        raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
-
     state = _State()
     parser = _parser(boundary, state, max_file_bytes)
-    digest = hashlib.sha256()
-    body_bytes = 0
-    handle = await to_thread.run_sync(temp_path.open, "wb")
-    try:
-        async for chunk in request.stream():
-            body_bytes += len(chunk)
-            if body_bytes > max_body:
-                raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
-            try:
-                parser.write(chunk)
-            except MultipartParseError as error:
-                raise InvalidRequest(f"Malformed multipart body: {error}") from None
-            if state.pending_bytes >= FLUSH_BYTES:
-                chunks, state.pending, state.pending_bytes = state.pending, [], 0
-                await to_thread.run_sync(_write, handle, digest, chunks)
+
+    def feed(chunk: bytes) -> None:
+        try:
+            parser.write(chunk)
+        except MultipartParseError as error:
+            raise InvalidRequest(f"Malformed multipart body: {error}") from None
+
+    def end() -> None:
         try:
             parser.finalize()
         except MultipartParseError as error:
@@ -203,13 +192,10 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
             # python-multipart's finalize() does not complain about a missing closing
             # boundary: without this check a cut-short body was stored as a whole file.
             raise InvalidRequest("The multipart body is incomplete (no closing boundary).")
-        # The last write also fsyncs: a 202 promises the original survives a crash.
-        await to_thread.run_sync(_finish, handle, digest, state.pending)
-    except ClientDisconnect:
-        raise InvalidRequest("The client disconnected during the upload.") from None
-    finally:
-        with contextlib.suppress(OSError):
-            await to_thread.run_sync(handle.close)
+
+    digest = await _spool(
+        request, temp_path, state, feed, end, max_file_bytes, max_file_bytes + MULTIPART_OVERHEAD
+    )
     if state.file_parts != 1:
         raise InvalidRequest("Send exactly one part named 'file'.")
     return ReceivedFile(
@@ -221,3 +207,63 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
             name: bytes(value).decode("utf-8", "replace") for name, value in state.fields.items()
         },
     )
+
+
+async def receive_body(request: Request, temp_path: Path, max_bytes: int) -> ReceivedFile:
+    """Stream the raw request body (a direct upload's PUT) into ``temp_path``.
+
+    Raises FileTooLarge as soon as more than ``max_bytes`` arrive. The caller owns
+    ``temp_path`` and removes it on any error.
+    """
+    state = _State()
+
+    def feed(chunk: bytes) -> None:
+        state.file_bytes += len(chunk)
+        if state.file_bytes > max_bytes:
+            raise FileTooLarge(f"The body is larger than the {max_bytes} bytes allowed.")
+        state.pending.append(chunk)
+        state.pending_bytes += len(chunk)
+
+    digest = await _spool(request, temp_path, state, feed, lambda: None, max_bytes, max_bytes)
+    return ReceivedFile(
+        path=temp_path, filename="", size_bytes=state.file_bytes, sha256=digest.hexdigest()
+    )
+
+
+async def _spool(
+    request: Request,
+    temp_path: Path,
+    state: _State,
+    feed: Callable[[bytes], None],
+    end: Callable[[], None],
+    max_file_bytes: int,
+    max_body: int,
+) -> hashlib._Hash:
+    """The one receive loop: the body in, ``feed`` parses it into ``state.pending``,
+    which goes to ``temp_path`` in ~1 MiB writes off the event loop; the byte limit
+    holds on the bytes that arrive, ``Content-Length`` only refuses early."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
+
+    digest = hashlib.sha256()
+    body_bytes = 0
+    handle = await to_thread.run_sync(temp_path.open, "wb")
+    try:
+        async for chunk in request.stream():
+            body_bytes += len(chunk)
+            if body_bytes > max_body:
+                raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
+            feed(chunk)
+            if state.pending_bytes >= FLUSH_BYTES:
+                chunks, state.pending, state.pending_bytes = state.pending, [], 0
+                await to_thread.run_sync(_write, handle, digest, chunks)
+        end()
+        # The last write also fsyncs: a 202 promises the original survives a crash.
+        await to_thread.run_sync(_finish, handle, digest, state.pending)
+    except ClientDisconnect:
+        raise InvalidRequest("The client disconnected during the upload.") from None
+    finally:
+        with contextlib.suppress(OSError):
+            await to_thread.run_sync(handle.close)
+    return digest

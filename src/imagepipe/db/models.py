@@ -39,6 +39,8 @@ class Base(DeclarativeBase):
 
 
 class TaskStatus(enum.StrEnum):
+    # A direct upload: the row exists, the client has not sent (or completed) the bytes.
+    awaiting_upload = "awaiting_upload"
     queued = "queued"
     processing = "processing"
     succeeded = "succeeded"
@@ -77,6 +79,12 @@ class Task(Base):
     original_frames: Mapped[int] = mapped_column(Integer, default=1)
     original_size_bytes: Mapped[int] = mapped_column(BigInteger)
     original_sha256: Mapped[str] = mapped_column(String(64))
+
+    # Direct uploads only (NULL for every other row). The API's own upload URL carries
+    # a token; only its sha256 is stored, and it is cleared once the upload completes.
+    upload_token_sha256: Mapped[str | None] = mapped_column(String(64))
+    # After this an awaiting_upload task is failed with upload_expired (reconciler).
+    upload_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1024))

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, Variant, utcnow
-from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing
+from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing, UploadExpired
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
@@ -364,6 +364,13 @@ def _release_quietly(
 class ReconcileReport:
     requeued: list[uuid.UUID]
     failed: list[uuid.UUID]
+    # Direct uploads failed with upload_expired: their original keys, to delete.
+    expired: list[str] = field(default_factory=list)
+
+
+UPLOAD_EXPIRED = UploadExpired.code
+# Expired direct uploads handled per reconciler run; the rest wait for the next one.
+EXPIRE_BATCH = 500
 
 
 def reconcile(
@@ -408,7 +415,39 @@ def reconcile(
     for task_id in report.requeued + report.failed:
         events.notify(task_id)
     webhooks.dispatch(deliveries)
+    report.expired = expire_uploads(sessions, now)
     return report
+
+
+def expire_uploads(sessions: sessionmaker[Session], now: datetime) -> list[str]:
+    """Fail direct uploads still awaiting their bytes past their expiry (one batch,
+    oldest first); returns the original keys the caller deletes after the commit."""
+    expired = (Task.status == TaskStatus.awaiting_upload) & (Task.upload_expires_at < now)
+    keys_to_delete: list[str] = []
+    with sessions.begin() as session:
+        rows = session.execute(
+            select(Task.id, Task.original_key)
+            .where(expired)
+            .order_by(Task.upload_expires_at)
+            .limit(EXPIRE_BATCH)
+        ).all()
+        for task_id, key in rows:
+            # Re-checked in the update: a completion may have won meanwhile.
+            done = session.execute(
+                update(Task)
+                .where(Task.id == task_id, expired)
+                .values(
+                    status=TaskStatus.failed,
+                    finished_at=now,
+                    error_code=UPLOAD_EXPIRED,
+                    error_message="The upload was not completed in time.",
+                    upload_token_sha256=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount:  # type: ignore[attr-defined]
+                keys_to_delete.append(key)
+    return keys_to_delete
 
 
 def _out_of_attempts(status: TaskStatus, max_attempts: int, now: datetime) -> dict[str, object]:

@@ -104,8 +104,20 @@ def reconcile() -> dict[str, int]:
         swept = 0
     if swept:
         log.warning("removed %d abandoned storage temp files", swept)
+    for key in report.expired:
+        # After the commit: the row says failed before the partial object goes.
+        try:
+            rt.storage.delete(key)
+        except OSError as error:
+            log.warning("could not remove an expired upload %s: %s", key, error)
+    if report.expired:
+        log.warning("expired %d direct uploads", len(report.expired))
     for task_id in report.requeued:
         rt.queue.enqueue(task_id)
     if report.requeued or report.failed:
         log.warning("reconciled: %d requeued, %d failed", len(report.requeued), len(report.failed))
-    return {"requeued": len(report.requeued), "failed": len(report.failed)}
+    return {
+        "requeued": len(report.requeued),
+        "failed": len(report.failed),
+        "expired": len(report.expired),
+    }

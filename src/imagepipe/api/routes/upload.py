@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 from anyio import to_thread
@@ -120,17 +121,6 @@ async def _accept(
     # gets a complete, checked file (a rename on local storage, one PUT on S3).
     temp = await to_thread.run_sync(storage.local_temp)
 
-    def probe_header() -> ImageInfo:
-        # Header only; the original is stored only if it passes.
-        return probe(
-            temp,
-            allowed_formats=settings.allowed_formats,
-            max_pixels=settings.max_pixels,
-            max_frames=settings.max_frames,
-            max_decoded_bytes=settings.max_decoded_bytes,
-            header_cpu_seconds=settings.probe_cpu_seconds,
-        )
-
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes)
         callback_url = await accept_callback_url(received.fields.get("callback_url"), settings)
@@ -140,9 +130,8 @@ async def _accept(
             )
             if replay := await reservation.reserve(same_request):
                 raise Replayed(replay)
-        info = await to_thread.run_sync(
-            probe_header, limiter=probe_limiter(settings.probe_concurrency)
-        )
+        # Header only; the original is stored only if it passes.
+        info = await probe_header(settings, temp)
         # Outside the probe pool: a slow storage must not hold a header-probe slot.
         put = functools.partial(storage.put_file, key, temp, content_type=info.content_type)
         await to_thread.run_sync(put)
@@ -209,6 +198,20 @@ async def _accept(
 
     log.info("upload accepted", extra={"task_id": str(task_id), "bytes": received.size_bytes})
     return _Accepted(task_id=task_id, size_bytes=received.size_bytes)
+
+
+async def probe_header(settings: Settings, source: Path | BinaryIO) -> ImageInfo:
+    """The upload-time header probe, under the probe limiter (also for direct uploads)."""
+    check = functools.partial(
+        probe,
+        source,
+        allowed_formats=settings.allowed_formats,
+        max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+        max_decoded_bytes=settings.max_decoded_bytes,
+        header_cpu_seconds=settings.probe_cpu_seconds,
+    )
+    return await to_thread.run_sync(check, limiter=probe_limiter(settings.probe_concurrency))
 
 
 def _unlink(path: Path) -> None:

@@ -1,0 +1,406 @@
+"""Direct uploads: ``POST /uploads`` → PUT the bytes → ``POST /tasks/{id}/complete``.
+
+On ``s3://`` storage the client PUTs to a presigned URL that pins the length, and the
+upload bytes never reach the API. On ``file://`` storage the URL is the API's own
+``PUT /tasks/{id}/original?token=…``, so the flow is the same everywhere.
+
+Completing checks the stored object as ``POST /upload`` checks a body (size, then the
+header probe); a refused object is deleted and the task failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, BinaryIO
+
+import anyio
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, TaskDep
+from imagepipe.api.receive import display_filename, receive_body
+from imagepipe.api.routes.upload import _delete_quietly, _unlink, probe_header
+from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
+from imagepipe.config import Settings
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.errors import (
+    FileTooLarge,
+    ImagepipeError,
+    ServiceUnavailable,
+    UnprocessableRequest,
+    UploadClosed,
+    UploadExpired,
+    UploadForbidden,
+    UploadIncomplete,
+)
+from imagepipe.imaging import ImageInfo
+from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+# The PUT carries its own credential (the token), like a presigned S3 URL: it is
+# mounted without the API-key dependency.
+token_router = APIRouter()
+
+HASH_CHUNK = 1024 * 1024
+MAX_CONTENT_TYPE = 100
+
+
+class UploadTarget(BaseModel):
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: str
+
+
+class UploadCreated(BaseModel):
+    task_id: uuid.UUID
+    status: TaskStatus
+    upload: UploadTarget
+    complete_url: str
+
+
+def _errors(table: dict[int, str]) -> dict[int | str, dict[str, object]]:
+    return {code: {"model": ErrorBody, "description": text} for code, text in table.items()}
+
+
+def _iso_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _parse(body: bytes, max_bytes: int) -> tuple[str, int, str]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise UnprocessableRequest("The body must be a JSON object.") from None
+    if not isinstance(data, dict):
+        raise UnprocessableRequest("The body must be a JSON object.")
+    filename, size, content_type = (
+        data.get("filename"),
+        data.get("size_bytes"),
+        data.get("content_type"),
+    )
+    if not isinstance(filename, str) or not filename.strip():
+        raise UnprocessableRequest("'filename' must be a non-empty string.")
+    # bool is an int in Python; true is not a size.
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise UnprocessableRequest("'size_bytes' must be a positive integer.")
+    if (
+        not isinstance(content_type, str)
+        or not content_type.strip()
+        or len(content_type) > MAX_CONTENT_TYPE
+        or not content_type.isascii()
+    ):
+        raise UnprocessableRequest("'content_type' must be a media type such as image/jpeg.")
+    if size > max_bytes:
+        raise FileTooLarge(f"The file is larger than the limit of {max_bytes} bytes.")
+    return display_filename(filename), size, content_type.strip()
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadCreated,
+    responses=_errors(
+        {
+            413: "size_bytes over the byte limit (`file_too_large`)",
+            422: "a missing or malformed field (`invalid_request`)",
+            503: "database or storage unreachable (`service_unavailable`)",
+        }
+    ),
+    summary="Start a direct upload: the bytes go to storage, not through the API",
+)
+async def create_upload(
+    request: Request, settings: SettingsDep, session: SessionDep, storage: StorageDep
+) -> UploadCreated:
+    filename, size, content_type = _parse(await request.body(), settings.max_upload_bytes)
+    task_id = uuid.uuid4()
+    key = keys.original(task_id)
+    now = utcnow()
+    expires_at = now + timedelta(seconds=settings.direct_upload_ttl_seconds)
+    presign = functools.partial(
+        storage.presign_put,
+        key,
+        content_type=content_type,
+        content_length=size,
+        expires_seconds=settings.direct_upload_ttl_seconds,
+    )
+    try:
+        presigned = await to_thread.run_sync(presign)
+    except StorageError as error:
+        log.warning("storage unavailable while presigning: %s", error)
+        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
+    token_digest = None
+    if presigned is None:
+        # No presigned PUT on this backend: the API's own PUT, behind a token that is
+        # bound to this task and expires with it. Only its digest is stored.
+        token = secrets.token_urlsafe(32)
+        token_digest = _token_digest(token)
+        url = str(
+            request.url_for("put_original", task_id=str(task_id)).include_query_params(token=token)
+        )
+        method, headers = "PUT", {"Content-Type": content_type}
+    else:
+        url, method, headers = presigned.url, presigned.method, dict(presigned.headers)
+        headers.setdefault("Content-Type", content_type)
+    # The header facts stay empty until the upload completes and the probe fills them.
+    task = Task(
+        id=task_id,
+        status=TaskStatus.awaiting_upload,
+        created_at=now,
+        filename=filename,
+        original_key=key,
+        original_format="",
+        original_width=0,
+        original_height=0,
+        original_frames=1,
+        original_size_bytes=size,
+        original_sha256="",
+        upload_token_sha256=token_digest,
+        upload_expires_at=expires_at,
+    )
+    try:
+        session.add(task)
+        await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("database unavailable during upload creation: %s", error)
+        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+    log.info("direct upload created", extra={"task_id": str(task_id), "bytes": size})
+    return UploadCreated(
+        task_id=task_id,
+        status=TaskStatus.awaiting_upload,
+        upload=UploadTarget(method=method, url=url, headers=headers, expires_at=_iso_z(expires_at)),
+        complete_url=f"{status_url(task_id)}/complete",
+    )
+
+
+@token_router.put(
+    "/tasks/{task_id}/original",
+    name="put_original",
+    status_code=204,
+    responses=_errors(
+        {
+            403: "wrong or spent token (`invalid_upload_token`), expired (`upload_expired`)",
+            404: "`task_not_found`",
+            413: "longer than declared (`file_too_large`)",
+        }
+    ),
+    summary="The upload URL of a direct upload on file:// storage",
+)
+async def put_original(
+    task: TaskDep,
+    token: Annotated[str, Query(max_length=128)],
+    request: Request,
+    storage: StorageDep,
+) -> Response:
+    stored = task.upload_token_sha256
+    # Constant-time compare of digests; a spent token (cleared on completion) or a task
+    # made with a presigned URL has no digest and matches nothing.
+    if stored is None or not hmac.compare_digest(_token_digest(token), stored):
+        raise UploadForbidden()
+    if task.status != TaskStatus.awaiting_upload:
+        raise UploadForbidden()
+    if task.upload_expires_at is None or _aware(task.upload_expires_at) <= utcnow():
+        raise UploadExpired()
+    temp = await to_thread.run_sync(storage.local_temp)
+    try:
+        # Like the presigned S3 PUT: not one byte more than declared.
+        await receive_body(request, temp, task.original_size_bytes)
+        put = functools.partial(storage.put_file, task.original_key, temp)
+        await to_thread.run_sync(put)
+    except StorageError as error:
+        log.warning("storage unavailable during a direct upload: %s", error)
+        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_unlink, temp)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/tasks/{task_id}/complete",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses=_errors(
+        {
+            404: "`task_not_found`",
+            409: "nothing (or too little) uploaded (`upload_incomplete`), `upload_expired`",
+            413: "longer than declared or the limit (`file_too_large`)",
+            415: "not an allowed image format (`unsupported_media_type`)",
+            422: "too many pixels (`image_too_large`) or unreadable (`invalid_image`)",
+            503: "database, storage or broker unreachable (`service_unavailable`)",
+        }
+    ),
+    summary="Finish a direct upload: check the stored original, then queue it",
+)
+async def complete_upload(
+    task: TaskDep,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    storage: StorageDep,
+    queue: QueueDep,
+) -> UploadAccepted:
+    if task.status == TaskStatus.awaiting_upload:
+        await _complete(task, settings, session, storage)
+    elif task.status == TaskStatus.failed and task.enqueued_at is None:
+        # Refused at completion (or expired) before: the same answer again.
+        raise UploadClosed(task.error_code or "upload_incomplete", task.error_message or "")
+    else:
+        # Completed before: the same answer. Not published again: if the first
+        # publish was lost, the reconciler publishes the queued row.
+        return _accepted(task.id, response)
+    try:
+        await to_thread.run_sync(queue.enqueue, task.id)
+    except Exception as error:
+        # The row is queued with enqueued_at set: the reconciler publishes it after
+        # its grace period, and completing again answers 202.
+        log.warning("broker unavailable on completion: %s", error, extra={"task_id": str(task.id)})
+        raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
+    return _accepted(task.id, response)
+
+
+def _accepted(task_id: uuid.UUID, response: Response) -> UploadAccepted:
+    response.headers["Location"] = status_url(task_id)
+    return UploadAccepted(task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id))
+
+
+async def _complete(
+    task: Task, settings: Settings, session: AsyncSession, storage: Storage
+) -> None:
+    """Check the stored object and move the task to queued, or fail it and delete it."""
+    task_id, key, declared = task.id, task.original_key, task.original_size_bytes
+    if task.upload_expires_at is not None and _aware(task.upload_expires_at) <= utcnow():
+        await _refuse(session, storage, task, UploadExpired())
+    try:
+        info = await to_thread.run_sync(storage.stat, key)
+    except ObjectNotFound:
+        raise UploadIncomplete() from None
+    except StorageError as error:
+        log.warning("storage unavailable on completion: %s", error)
+        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
+    if info.size > declared or info.size > settings.max_upload_bytes:
+        limit = min(declared, settings.max_upload_bytes)
+        await _refuse(
+            session,
+            storage,
+            task,
+            FileTooLarge(f"The stored original is larger than the {limit} bytes allowed."),
+        )
+    if info.size < declared:
+        # Cut short: the client may PUT again until the upload expires.
+        raise UploadIncomplete(
+            f"The stored original has {info.size} of the {declared} bytes declared."
+        )
+    seekable = _seekable(storage, key)
+    try:
+        # Entered and left in a thread: on S3 entering downloads the object.
+        handle, sha256 = await to_thread.run_sync(seekable.__enter__)
+        try:
+            image = await probe_header(settings, handle)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(seekable.__exit__, None, None, None)
+    except ImagepipeError as error:
+        await _refuse(session, storage, task, error)
+        raise  # unreachable: _refuse raises
+    except StorageError as error:
+        log.warning("storage unavailable on completion: %s", error)
+        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
+    await _queue(session, task, image, info.size, sha256)
+    log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
+
+
+@contextmanager
+def _seekable(storage: Storage, key: str) -> Iterator[tuple[BinaryIO, str]]:
+    """The stored original as a seekable file, with its sha256 (one read of it).
+
+    Blocking, but short on a local backend; on S3 the object (bounded by the byte
+    limit, already checked) is copied to a local temp file for the probe.
+    """
+    with storage.open_seekable(key) as handle:
+        digest = hashlib.sha256()
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+        handle.seek(0)
+        yield handle, digest.hexdigest()
+
+
+async def _queue(
+    session: AsyncSession, task: Task, image: ImageInfo, size: int, sha256: str
+) -> None:
+    now = utcnow()
+    try:
+        # Conditional: of two concurrent completions, one moves the row.
+        await session.execute(
+            update(Task)
+            .where(Task.id == task.id, Task.status == TaskStatus.awaiting_upload)
+            .values(
+                status=TaskStatus.queued,
+                enqueued_at=now,
+                original_format=image.format,
+                original_width=image.width,
+                original_height=image.height,
+                original_frames=image.frames,
+                original_size_bytes=size,
+                original_sha256=sha256,
+                upload_token_sha256=None,
+                upload_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("database unavailable on completion: %s", error)
+        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+
+
+async def _refuse(
+    session: AsyncSession, storage: Storage, task: Task, error: ImagepipeError
+) -> None:
+    """Fail the task with ``error``'s code, delete the object, raise ``error``."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await session.execute(
+                update(Task)
+                .where(Task.id == task.id, Task.status == TaskStatus.awaiting_upload)
+                .values(
+                    status=TaskStatus.failed,
+                    finished_at=utcnow(),
+                    error_code=error.code,
+                    error_message=error.message[:1024],
+                    upload_token_sha256=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+        except (SQLAlchemyError, OSError) as db_error:
+            log.warning("database unavailable on completion: %s", db_error)
+            raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+        await _delete_quietly(storage, task.original_key)
+    if isinstance(error, UploadExpired):
+        # The URL is gone; completing is a conflict, not a forbidden request.
+        raise UploadClosed(error.code, error.message)
+    raise error

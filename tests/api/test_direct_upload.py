@@ -1,0 +1,333 @@
+"""Direct uploads on file:// storage: POST /uploads → the API's own PUT → complete."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.storage import LocalStorage
+from imagepipe.worker import processing
+from tests.harness.app import run_inline
+from tests.images import photo
+from tests.observe import queue_length, stored_files
+
+pytestmark = pytest.mark.anyio
+
+
+async def create(
+    client: httpx.AsyncClient, size: int, name: str = "cat.jpg", ctype: str = "image/jpeg"
+) -> dict[str, object]:
+    response = await client.post(
+        "/uploads", json={"filename": name, "size_bytes": size, "content_type": ctype}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def upload_path(body: dict[str, object]) -> str:
+    upload = body["upload"]
+    assert isinstance(upload, dict)
+    parts = urlsplit(upload["url"])
+    return f"{parts.path}?{parts.query}"
+
+
+async def put(client: httpx.AsyncClient, body: dict[str, object], data: bytes) -> httpx.Response:
+    upload = body["upload"]
+    assert isinstance(upload, dict)
+    return await client.put(upload_path(body), content=data, headers=upload["headers"])
+
+
+async def test_whole_flow_then_render(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+) -> None:
+    data = photo(800, 600)
+    body = await create(any_db_client, len(data), name="../dir/cat.jpg")
+    task_id = uuid.UUID(str(body["task_id"]))
+    assert body["status"] == "awaiting_upload"
+    assert body["complete_url"] == f"/tasks/{task_id}/complete"
+    upload = body["upload"]
+    assert isinstance(upload, dict)
+    assert upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": "image/jpeg"}
+    assert upload["url"].startswith(f"http://test/tasks/{task_id}/original?token=")
+    assert str(upload["expires_at"]).endswith("Z")
+
+    waiting = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    assert waiting["status"] == "awaiting_upload" and waiting["variants"] == {}
+    listed = (await any_db_client.get("/tasks", params={"status": "awaiting_upload"})).json()
+    assert [t["task_id"] for t in listed["tasks"]] == [str(task_id)]
+    assert queue_length(any_db_settings.redis_url) == 0
+
+    assert (await put(any_db_client, body, data)).status_code == 204
+    response = await any_db_client.post(f"/tasks/{task_id}/complete")
+    assert response.status_code == 202, response.text
+    accepted = {"task_id": str(task_id), "status": "queued", "status_url": f"/tasks/{task_id}"}
+    assert response.json() == accepted
+    assert queue_length(any_db_settings.redis_url) == 1
+
+    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    assert status["status"] == "queued"
+    assert status["original"] == {
+        "filename": "cat.jpg",
+        "format": "JPEG",
+        "width": 800,
+        "height": 600,
+        "frames": 1,
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    # Completing twice: the same answer, no second message.
+    again = await any_db_client.post(f"/tasks/{task_id}/complete")
+    assert (again.status_code, again.json()) == (202, accepted)
+    assert queue_length(any_db_settings.redis_url) == 1
+    # The token is spent.
+    assert (await put(any_db_client, body, data)).json()["error"]["code"] == "invalid_upload_token"
+
+    assert run_inline(any_db_settings, str(task_id)) == processing.Outcome.succeeded
+    done = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    assert done["status"] == "succeeded" and set(done["variants"]) == {"small", "medium", "large"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"size_bytes": 10, "content_type": "image/jpeg"}, "filename"),
+        ({"filename": "a.jpg", "content_type": "image/jpeg"}, "size_bytes"),
+        ({"filename": "a.jpg", "size_bytes": "10", "content_type": "image/jpeg"}, "size_bytes"),
+        ({"filename": "a.jpg", "size_bytes": 1.5, "content_type": "image/jpeg"}, "size_bytes"),
+        ({"filename": "a.jpg", "size_bytes": True, "content_type": "image/jpeg"}, "size_bytes"),
+        ({"filename": "a.jpg", "size_bytes": 0, "content_type": "image/jpeg"}, "size_bytes"),
+        ({"filename": "a.jpg", "size_bytes": 10}, "content_type"),
+    ],
+)
+async def test_bad_fields_are_422(
+    client: httpx.AsyncClient, settings: Settings, payload: dict[str, object], field: str
+) -> None:
+    response = await client.post("/uploads", json=payload)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and field in error["message"]
+    assert (await client.get("/tasks")).json()["tasks"] == []
+
+
+async def test_not_json_is_422(client: httpx.AsyncClient) -> None:
+    for content in (b"{", b"[1]", b""):
+        response = await client.post("/uploads", content=content)
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_declared_size_over_the_limit_is_413_at_once(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    body = {"filename": "a.jpg", "size_bytes": settings.max_upload_bytes + 1}
+    response = await client.post("/uploads", json={**body, "content_type": "image/jpeg"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert (await client.get("/tasks")).json()["tasks"] == []
+
+
+async def test_complete_before_put_is_409(client: httpx.AsyncClient) -> None:
+    body = await create(client, 1000)
+    response = await client.post(f"{body['complete_url']}")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "upload_incomplete"
+    status = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert status["status"] == "awaiting_upload"
+
+
+async def test_put_longer_than_declared_is_refused_while_streaming(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data) - 1)
+    response = await put(client, body, data)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert stored_files(settings) == []
+
+
+async def test_shorter_than_declared_is_incomplete_then_can_be_sent_again(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    assert (await put(client, body, data[:-100])).status_code == 204
+    response = await client.post(f"{body['complete_url']}")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "upload_incomplete"
+    assert (await put(client, body, data)).status_code == 204
+    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+
+
+async def test_object_longer_than_declared_fails_the_task(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Another writer (or a backend without a pinned length) stored more than declared.
+    data = photo(400, 300)
+    body = await create(client, len(data) - 10)
+    LocalStorage(settings.resolved_storage_root).put_bytes(f"originals/{body['task_id']}", data)
+    response = await client.post(f"{body['complete_url']}")
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert stored_files(settings) == []
+    status = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert status["status"] == "failed" and status["error"]["code"] == "file_too_large"
+    # Completing again answers the same refusal.
+    again = await client.post(f"{body['complete_url']}")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "file_too_large")
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"<html>not an image</html>" * 20, 415, "unsupported_media_type"),
+        (photo(400, 300)[:600], 422, "invalid_image"),
+    ],
+)
+async def test_non_image_is_refused_and_nothing_left(
+    client: httpx.AsyncClient, settings: Settings, data: bytes, status: int, code: str
+) -> None:
+    body = await create(client, len(data))
+    assert (await put(client, body, data)).status_code == 204
+    assert stored_files(settings) == [f"originals/{body['task_id']}"]
+    response = await client.post(f"{body['complete_url']}")
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert stored_files(settings) == []
+    task = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert task["status"] == "failed" and task["error"]["code"] == code
+    assert queue_length(settings.redis_url) == 0
+
+
+async def test_wrong_token_is_403_and_unknown_task_404(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(100, 100)
+    body = await create(client, len(data))
+    task_id = body["task_id"]
+    for token in ("x", upload_path(body).rsplit("=", 1)[1][:-1] + "A", ""):
+        response = await client.put(f"/tasks/{task_id}/original?token={token}", content=data)
+        assert response.status_code == 403, token
+        assert response.json()["error"]["code"] == "invalid_upload_token"
+    # The token is bound to its task.
+    other = await create(client, len(data))
+    response = await client.put(
+        upload_path(body).replace(str(task_id), str(other["task_id"])), content=data
+    )
+    assert response.status_code == 403
+    response = await client.put(f"/tasks/{uuid.uuid4()}/original?token=x", content=data)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
+    assert stored_files(settings) == []
+
+
+def _age(settings: Settings, task_id: object) -> None:
+    """Move a task's upload expiry into the past (rather than waiting for it)."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        with sync_session_factory(engine).begin() as session:
+            session.execute(
+                update(Task)
+                .where(Task.id == uuid.UUID(str(task_id)))
+                .values(upload_expires_at=utcnow() - timedelta(seconds=1))
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_expired_token_is_403_and_complete_409(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(100, 100)
+    body = await create(client, len(data))
+    assert (await put(client, body, data[:50])).status_code == 204
+    _age(settings, body["task_id"])
+    response = await put(client, body, data)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "upload_expired")
+    response = await client.post(f"{body['complete_url']}")
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_expired")
+    assert stored_files(settings) == []
+    task = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert task["status"] == "failed" and task["error"]["code"] == "upload_expired"
+
+
+async def test_reconciler_expires_abandoned_uploads(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(100, 100)
+    abandoned = await create(client, len(data))
+    assert (await put(client, abandoned, data[:50])).status_code == 204
+    fresh = await create(client, len(data))
+    _age(settings, abandoned["task_id"])
+
+    # The reconciler's Celery task body, with this test's settings.
+    from imagepipe.worker import tasks
+
+    monkeypatch.setattr(tasks, "Settings", lambda: settings)
+    tasks.runtime.cache_clear()
+    try:
+        assert tasks.reconcile() == {"requeued": 0, "failed": 0, "expired": 1}
+        assert tasks.reconcile()["expired"] == 0
+    finally:
+        tasks.runtime().sessions.kw["bind"].dispose()
+        tasks.runtime.cache_clear()
+    assert stored_files(settings) == []
+    task = (await client.get(f"/tasks/{abandoned['task_id']}")).json()
+    assert task["status"] == "failed" and task["error"]["code"] == "upload_expired"
+    assert (await client.get(f"/tasks/{fresh['task_id']}")).json()["status"] == "awaiting_upload"
+
+
+async def test_expiry_is_batched(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processing, "EXPIRE_BATCH", 2)
+    engine = make_sync_engine(settings.resolved_database_url)
+    sessions = sync_session_factory(engine)
+    past = utcnow() - timedelta(seconds=5)
+    try:
+        with sessions.begin() as session:
+            for n in range(3):
+                session.add(
+                    Task(
+                        status=TaskStatus.awaiting_upload,
+                        filename="a.jpg",
+                        original_key=f"originals/x{n}",
+                        original_format="",
+                        original_width=0,
+                        original_height=0,
+                        original_size_bytes=1,
+                        original_sha256="",
+                        upload_expires_at=past + timedelta(seconds=n),
+                    )
+                )
+        assert processing.expire_uploads(sessions, utcnow()) == ["originals/x0", "originals/x1"]
+        assert processing.expire_uploads(sessions, utcnow()) == ["originals/x2"]
+    finally:
+        engine.dispose()
+
+
+async def test_put_needs_no_api_key_but_the_rest_does(tmp_path: Path, settings: Settings) -> None:
+    from imagepipe.api.app import create_app
+    from tests.harness.app import open_client
+
+    secured = settings.model_copy(update={"api_keys": ("k" * 32,)})
+    async with open_client(create_app(secured)) as client:
+        data = photo(100, 100)
+        anonymous = await client.post(
+            "/uploads", json={"filename": "a", "size_bytes": len(data), "content_type": "x/y"}
+        )
+        assert anonymous.status_code == 401
+        client.headers["Authorization"] = "Bearer " + "k" * 32
+        body = await create(client, len(data))
+        del client.headers["Authorization"]
+        assert (await put(client, body, data)).status_code == 204
+        assert (await client.post(f"{body['complete_url']}")).status_code == 401

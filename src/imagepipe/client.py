@@ -130,7 +130,8 @@ def _multipart_frame(filename: str) -> tuple[bytes, bytes, str]:
 class Api:
     """The few calls the CLI makes, each raising ServiceError on any failure."""
 
-    def __init__(self, url: str, api_key: str | None) -> None:
+    def __init__(self, url: str, api_key: str | None, *, direct: bool = False) -> None:
+        self.direct = direct
         headers = {"Accept": "application/json", "User-Agent": "imagepipe-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -138,12 +139,16 @@ class Api:
         self.http = httpx.AsyncClient(
             base_url=_normalise_url(url), headers=headers, timeout=timeout
         )
+        # The upload URL of a direct upload carries its own credential: it gets no API
+        # key (a presigned S3 URL refuses a second Authorization).
+        self.bare = httpx.AsyncClient(timeout=timeout, headers={"User-Agent": "imagepipe-cli"})
 
     async def __aenter__(self) -> Api:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.http.aclose()
+        await self.bare.aclose()
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -157,6 +162,8 @@ class Api:
     async def upload(self, path: Path, advance: Callable[[int], None]) -> str:
         """POST the file; its task id. ``advance`` is told of every chunk sent (and of
         a rewind, as a negative number, before a retry)."""
+        if self.direct:
+            return await self.upload_direct(path, advance)
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             sent = 0
 
@@ -176,6 +183,43 @@ class Api:
             advance(-sent)
             await anyio.sleep(min(max(error.retry_after, 1.0), MAX_RETRY_AFTER))
         raise AssertionError("unreachable")
+
+    async def upload_direct(self, path: Path, advance: Callable[[int], None]) -> str:
+        """POST /uploads, PUT the bytes where the answer says, complete; the task id."""
+        size = (await anyio.Path(path).stat()).st_size
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        payload = {"filename": path.name, "size_bytes": size, "content_type": content_type}
+        created = await self._send(self.http.build_request("POST", "/uploads", json=payload))
+        if created.status_code != 201:
+            raise _error_from(created)
+        body = created.json()
+        upload = body["upload"]
+
+        async def content() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as file:
+                while chunk := await file.read(CHUNK_BYTES):
+                    yield chunk
+                    advance(len(chunk))
+
+        headers = {**upload["headers"], "Content-Length": str(size)}
+        put = self.bare.build_request(
+            upload["method"], upload["url"], content=content(), headers=headers
+        )
+        stored = await self._send_bare(put)
+        if stored.status_code >= 300:
+            raise _error_from(stored)
+        completed = await self._send(self.http.build_request("POST", body["complete_url"]))
+        if completed.status_code != 202:
+            raise _error_from(completed)
+        task_id: str = completed.json()["task_id"]
+        return task_id
+
+    async def _send_bare(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.bare.send(request)
+        except httpx.TransportError as error:
+            reason = str(error) or type(error).__name__
+            raise ServiceError("connection_error", f"PUT {request.url} failed: {reason}") from None
 
     def _upload_request(self, path: Path, advance: Callable[[int], None]) -> httpx.Request:
         head, tail, content_type = _multipart_frame(path.name)
@@ -430,6 +474,11 @@ _KEY_OPTION = click.option(
     type=click.FloatRange(min=0, min_open=True),
     help="With --wait: seconds to wait for each task.",
 )
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Send the bytes straight to storage (POST /uploads, PUT, complete).",
+)
 @_URL_OPTION
 @_KEY_OPTION
 def upload(
@@ -437,6 +486,7 @@ def upload(
     wait: bool,
     concurrency: int,
     timeout: float,
+    direct: bool,
     url: str,
     api_key: str | None,
 ) -> None:
@@ -449,7 +499,7 @@ def upload(
         raise click.UsageError("no files found in the given paths")
 
     async def main() -> list[Outcome]:
-        async with Api(url, api_key) as api:
+        async with Api(url, api_key, direct=direct) as api:
             return await _upload_all(
                 api, files, concurrency=concurrency, wait=wait, max_wait=timeout
             )

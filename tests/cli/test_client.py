@@ -158,3 +158,18 @@ def test_unreachable_service(tmp_path: Path) -> None:
     status = imagepipe("status", "00000000-0000-4000-8000-000000000000", "--url", url)
     assert status.returncode == 1
     assert "connection_error" in status.stderr
+
+
+def test_upload_direct_with_wait(dev_server: DevServer, tmp_path: Path) -> None:
+    # imagepipe dev keeps local files: the upload URL is the API's own PUT.
+    path = tmp_path / "direct.jpg"
+    path.write_bytes(photo(900, 600))
+    bad = tmp_path / "fake.png"
+    bad.write_bytes(b"<html>not an image</html>")
+    result = imagepipe("upload", str(path), str(bad), "--direct", "--wait", "--url", dev_server.url)
+    assert result.returncode == 1, result.stderr
+    task_id = accepted(result.stdout)["direct.jpg"]
+    task = dev_server.wait(task_id)
+    assert task["status"] == "succeeded"
+    assert task["original"]["size_bytes"] == path.stat().st_size
+    assert "unsupported_media_type" in result.stdout + result.stderr

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import update
+import redis
+from sqlalchemy import select, update
 
+from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
+from imagepipe.queue import DELIVER_WEBHOOK
+from imagepipe.services import events, webhooks
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
-from tests.harness.app import run_inline
+from tests.harness.app import make_settings, open_client, run_inline
 from tests.images import photo
 from tests.observe import queue_length, stored_files
 
 pytestmark = pytest.mark.anyio
+
+SECRET = webhooks.new_secret()
 
 
 async def create(
@@ -316,9 +326,6 @@ async def test_expiry_is_batched(settings: Settings, monkeypatch: pytest.MonkeyP
 
 
 async def test_put_needs_no_api_key_but_the_rest_does(tmp_path: Path, settings: Settings) -> None:
-    from imagepipe.api.app import create_app
-    from tests.harness.app import open_client
-
     secured = settings.model_copy(update={"api_keys": ("k" * 32,)})
     async with open_client(create_app(secured)) as client:
         data = photo(100, 100)
@@ -331,3 +338,135 @@ async def test_put_needs_no_api_key_but_the_rest_does(tmp_path: Path, settings: 
         del client.headers["Authorization"]
         assert (await put(client, body, data)).status_code == 204
         assert (await client.post(f"{body['complete_url']}")).status_code == 401
+
+
+@pytest.fixture
+async def hooked(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings, str]]:
+    """A client whose (anonymous) key has a webhook subscription; the settings and the
+    subscription's id."""
+    settings = make_settings(
+        tmp_path, sqlite_url, redis_url, webhook_allow_private=True, webhook_secret=SECRET
+    )
+    async with open_client(create_app(settings)) as client:
+        made = await client.post("/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+        assert made.status_code == 201, made.text
+        yield client, settings, made.json()["id"]
+
+
+def deliveries(settings: Settings, task_id: object) -> list[tuple[str | None, str, str]]:
+    """The task's outbox rows: (subscription id or None, URL, event), by URL."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        with sync_session_factory(engine)() as session:
+            rows = session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.task_id == uuid.UUID(str(task_id)))
+            ).all()
+            return sorted(
+                ((str(r.webhook_id) if r.webhook_id else None, r.url, r.event) for r in rows),
+                key=lambda row: row[1],
+            )
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def status_notifications(redis_url: str) -> Iterator[Callable[[], set[str]]]:
+    """The task ids whose status change was announced while the block ran."""
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.psubscribe(f"{events.CHANNEL_PREFIX}*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # subscribed before the block
+
+    def seen() -> set[str]:
+        ids = set()
+        while message := pubsub.get_message(timeout=1.0):
+            ids.add(message["channel"].decode().removeprefix(events.CHANNEL_PREFIX))
+        return ids
+
+    try:
+        yield seen
+    finally:
+        pubsub.close()
+        client.close()
+
+
+def published_deliveries(redis_url: str) -> list[str]:
+    """The ids of the webhook deliveries waiting in the broker."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        messages = [json.loads(m) for m in client.lrange("celery", 0, -1)]
+    finally:
+        client.close()
+    return [
+        json.loads(base64.b64decode(m["body"]))[0][0]
+        for m in messages
+        if m["headers"]["task"] == DELIVER_WEBHOOK
+    ]
+
+
+async def test_refused_at_completion_is_a_failure_like_any_other(
+    hooked: tuple[httpx.AsyncClient, Settings, str],
+) -> None:
+    client, settings, hook_id = hooked
+    data = b"<html>not an image</html>" * 20
+    response = await client.post(
+        "/uploads",
+        json={
+            "filename": "a.jpg",
+            "size_bytes": len(data),
+            "content_type": "image/jpeg",
+            "callback_url": "http://127.0.0.1:9/own",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (await put(client, body, data)).status_code == 204
+    with status_notifications(settings.redis_url) as seen:
+        assert (await client.post(f"{body['complete_url']}")).status_code == 415
+        assert body["task_id"] in seen()
+    assert deliveries(settings, body["task_id"]) == [
+        (hook_id, "http://127.0.0.1:9/hook", "task.failed"),
+        (None, "http://127.0.0.1:9/own", "task.failed"),
+    ]
+    assert len(published_deliveries(settings.redis_url)) == 2
+    # Completing again answers the refusal again and writes nothing more.
+    assert (await client.post(f"{body['complete_url']}")).status_code == 409
+    assert len(deliveries(settings, body["task_id"])) == 2
+
+
+async def test_expired_uploads_are_failures_like_any_other(
+    hooked: tuple[httpx.AsyncClient, Settings, str],
+) -> None:
+    client, settings, hook_id = hooked
+    at_completion = await create(client, 100)
+    by_reconciler = await create(client, 100)
+    for body in (at_completion, by_reconciler):
+        _age(settings, body["task_id"])
+
+    with status_notifications(settings.redis_url) as seen:
+        assert (await client.post(f"{at_completion['complete_url']}")).status_code == 409
+        engine = make_sync_engine(settings.resolved_database_url)
+        try:
+            expired = processing.expire_uploads(sync_session_factory(engine), utcnow())
+        finally:
+            engine.dispose()
+        assert expired == [f"originals/{by_reconciler['task_id']}"]
+        assert {at_completion["task_id"], by_reconciler["task_id"]} <= seen()
+    for body in (at_completion, by_reconciler):
+        assert deliveries(settings, body["task_id"]) == [
+            (hook_id, "http://127.0.0.1:9/hook", "task.failed")
+        ]
+        task = (await client.get(f"/tasks/{body['task_id']}")).json()
+        assert task["error"]["code"] == "upload_expired"
+
+
+async def test_callback_url_is_checked(client: httpx.AsyncClient) -> None:
+    for url, code in ((5, "invalid_request"), ("http://127.0.0.1:9/x", "invalid_callback_url")):
+        response = await client.post(
+            "/uploads",
+            json={"filename": "a", "size_bytes": 9, "content_type": "a/b", "callback_url": url},
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (422, code)
+    assert (await client.get("/tasks")).json()["tasks"] == []

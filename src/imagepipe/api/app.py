@@ -24,7 +24,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.queue import CeleryQueue
-from imagepipe.services import events
+from imagepipe.services import events, webhooks
 from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
 from imagepipe.worker.celery_app import create_celery
@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics.register(QueueDepthCollector(queue.depth))
         publisher = events.Publisher(settings.redis_url)
         events.configure(publisher)
+        # Deliveries the API writes (a direct upload refused or expired at completion)
+        # go to the broker after the commit; a lost publish is found by the sweep.
+        webhooks.configure(queue.publish_delivery)
         app.state.listener = listener = events.Listener(settings.redis_url)
         await listener.start()
         try:
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await listener.stop()
             events.configure(None)
+            webhooks.configure(None)
             publisher.close()
             await engine.dispose()
             queue.close()

@@ -421,9 +421,14 @@ def reconcile(
 
 def expire_uploads(sessions: sessionmaker[Session], now: datetime) -> list[str]:
     """Fail direct uploads still awaiting their bytes past their expiry (one batch,
-    oldest first); returns the original keys the caller deletes after the commit."""
+    oldest first); returns the original keys the caller deletes after the commit.
+
+    A failure like any other: ``task.failed`` deliveries in the same transaction,
+    followers and the broker told after the commit."""
     expired = (Task.status == TaskStatus.awaiting_upload) & (Task.upload_expires_at < now)
     keys_to_delete: list[str] = []
+    failed: list[uuid.UUID] = []
+    deliveries: list[uuid.UUID] = []
     with sessions.begin() as session:
         rows = session.execute(
             select(Task.id, Task.original_key)
@@ -447,6 +452,11 @@ def expire_uploads(sessions: sessionmaker[Session], now: datetime) -> list[str]:
             )
             if done.rowcount:  # type: ignore[attr-defined]
                 keys_to_delete.append(key)
+                failed.append(task_id)
+                deliveries += webhooks.record(session, task_id, "task.failed")
+    for task_id in failed:
+        events.notify(task_id)
+    webhooks.dispatch(deliveries)
     return keys_to_delete
 
 

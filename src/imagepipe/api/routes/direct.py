@@ -19,6 +19,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, BinaryIO
 
@@ -34,6 +35,8 @@ from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, Ta
 from imagepipe.api.receive import display_filename, receive_body
 from imagepipe.api.routes.upload import _delete_quietly, _unlink, probe_header
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
+from imagepipe.api.scope import key_scope
+from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import (
@@ -47,6 +50,7 @@ from imagepipe.errors import (
     UploadIncomplete,
 )
 from imagepipe.imaging import ImageInfo
+from imagepipe.services import events, webhooks
 from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
 
 log = logging.getLogger(__name__)
@@ -90,17 +94,26 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _parse(body: bytes, max_bytes: int) -> tuple[str, int, str]:
+@dataclass(frozen=True)
+class _Request:
+    filename: str
+    size_bytes: int
+    content_type: str
+    callback_url: str | None
+
+
+def _parse(body: bytes, max_bytes: int) -> _Request:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise UnprocessableRequest("The body must be a JSON object.") from None
     if not isinstance(data, dict):
         raise UnprocessableRequest("The body must be a JSON object.")
-    filename, size, content_type = (
+    filename, size, content_type, callback_url = (
         data.get("filename"),
         data.get("size_bytes"),
         data.get("content_type"),
+        data.get("callback_url"),
     )
     if not isinstance(filename, str) or not filename.strip():
         raise UnprocessableRequest("'filename' must be a non-empty string.")
@@ -114,9 +127,11 @@ def _parse(body: bytes, max_bytes: int) -> tuple[str, int, str]:
         or not content_type.isascii()
     ):
         raise UnprocessableRequest("'content_type' must be a media type such as image/jpeg.")
+    if callback_url is not None and not isinstance(callback_url, str):
+        raise UnprocessableRequest("'callback_url' must be a string.")
     if size > max_bytes:
         raise FileTooLarge(f"The file is larger than the limit of {max_bytes} bytes.")
-    return display_filename(filename), size, content_type.strip()
+    return _Request(display_filename(filename), size, content_type.strip(), callback_url)
 
 
 @router.post(
@@ -135,7 +150,9 @@ def _parse(body: bytes, max_bytes: int) -> tuple[str, int, str]:
 async def create_upload(
     request: Request, settings: SettingsDep, session: SessionDep, storage: StorageDep
 ) -> UploadCreated:
-    filename, size, content_type = _parse(await request.body(), settings.max_upload_bytes)
+    asked = _parse(await request.body(), settings.max_upload_bytes)
+    filename, size, content_type = asked.filename, asked.size_bytes, asked.content_type
+    callback_url = await accept_callback_url(asked.callback_url, settings)
     task_id = uuid.uuid4()
     key = keys.original(task_id)
     now = utcnow()
@@ -180,6 +197,9 @@ async def create_upload(
         original_sha256="",
         upload_token_sha256=token_digest,
         upload_expires_at=expires_at,
+        # Whose task it is: its webhook subscriptions hear of it, as for POST /upload.
+        owner_scope=key_scope(request),
+        callback_url=callback_url,
     )
     try:
         session.add(task)
@@ -333,6 +353,13 @@ async def _complete(
     log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
 
 
+def _announce(task_id: uuid.UUID, deliveries: list[uuid.UUID]) -> None:
+    """After the commit: wake the task's followers, hand its deliveries to the broker
+    (both best effort: followers re-read on a timer, the sweep finds the deliveries)."""
+    events.notify(task_id)
+    webhooks.dispatch(deliveries)
+
+
 @contextmanager
 def _seekable(storage: Storage, key: str) -> Iterator[tuple[BinaryIO, str]]:
     """The stored original as a seekable file, with its sha256 (one read of it).
@@ -380,10 +407,13 @@ async def _queue(
 async def _refuse(
     session: AsyncSession, storage: Storage, task: Task, error: ImagepipeError
 ) -> None:
-    """Fail the task with ``error``'s code, delete the object, raise ``error``."""
+    """Fail the task with ``error``'s code, delete the object, raise ``error``.
+
+    A failure like any other: the ``task.failed`` deliveries are written in the same
+    transaction, and followers and the broker are told after the commit."""
     with anyio.CancelScope(shield=True):
         try:
-            await session.execute(
+            failed = await session.execute(
                 update(Task)
                 .where(Task.id == task.id, Task.status == TaskStatus.awaiting_upload)
                 .values(
@@ -395,10 +425,14 @@ async def _refuse(
                 )
                 .execution_options(synchronize_session=False)
             )
+            deliveries: list[uuid.UUID] = []
+            if failed.rowcount == 1:  # type: ignore[attr-defined]
+                deliveries = await session.run_sync(webhooks.record, task.id, "task.failed")
             await session.commit()
         except (SQLAlchemyError, OSError) as db_error:
             log.warning("database unavailable on completion: %s", db_error)
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+        await to_thread.run_sync(_announce, task.id, deliveries)
         await _delete_quietly(storage, task.original_key)
     if isinstance(error, UploadExpired):
         # The URL is gone; completing is a conflict, not a forbidden request.

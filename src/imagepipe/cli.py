@@ -28,6 +28,7 @@ def api(host: str, port: int, workers: int, reload: bool) -> None:
     import uvicorn
 
     from imagepipe import logs
+    from imagepipe.api.protocol import LimitedHttpToolsProtocol
 
     logs.configure(Settings())
     uvicorn.run(
@@ -38,7 +39,8 @@ def api(host: str, port: int, workers: int, reload: bool) -> None:
         workers=None if reload else workers,
         reload=reload,
         loop="uvloop",
-        http="httptools",
+        # httptools with a 64 KiB head limit (431) and a head deadline (408).
+        http=LimitedHttpToolsProtocol,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,

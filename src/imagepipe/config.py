@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     # Bytes one decoded frame may take in memory (width * height * bytes per pixel of
     # the mode Pillow decodes to), so worker memory stays bounded by a known figure.
     max_decoded_bytes: int = Field(default=200 * MiB, gt=0)
+    # Slow clients: a request head (request line + headers) must arrive within this of
+    # its first byte (or of the connection opening); an upload body that sends no byte
+    # for the idle timeout, or is not complete within the total one, is cut off.
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    upload_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Uploads (POST /upload and direct-upload PUTs) one API process receives at once;
+    # more are answered 503 too_many_uploads with Retry-After.
+    max_concurrent_uploads: int = Field(default=16, ge=1)
+    # Free space an upload must leave on the filesystem it is received on (and on
+    # file:// storage); less is answered 503 insufficient_storage before any byte.
+    min_free_disk_mb: int = Field(default=256, ge=0)
     # Header probes in the API run here, never in the shared thread pool, and each may
     # spend at most this much CPU time parsing a header.
     probe_concurrency: int = Field(default=2, ge=1)

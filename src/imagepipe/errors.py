@@ -12,6 +12,7 @@
     ├── WebhookNotFound         404 webhook_not_found
     ├── DeliveryNotFound        404 delivery_not_found
     ├── IdempotencyKeyInUse     409 idempotency_key_in_use
+    ├── UploadTimeout           408 upload_timeout (the body stalled or took too long)
     ├── FileTooLarge            413 file_too_large
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── ImageTooLarge           422 image_too_large
@@ -19,6 +20,8 @@
     ├── IdempotencyKeyReused    422 idempotency_key_reused
     ├── InvalidCallbackUrl      422 invalid_callback_url
     ├── ServiceUnavailable      503 service_unavailable (+ Retry-After)
+    │   ├── TooManyUploads      503 too_many_uploads
+    │   └── InsufficientStorage 503 insufficient_storage
     └── OriginalMissing         (a task's error only) original_missing
 
 Nothing here imports FastAPI: the imaging code and the worker raise these too, and
@@ -114,6 +117,12 @@ class IdempotencyKeyInUse(ImagepipeError):
     default_message = "A request with this Idempotency-Key is still running; retry shortly."
 
 
+class UploadTimeout(ImagepipeError):
+    code = "upload_timeout"
+    status_code = 408
+    default_message = "The upload was too slow; nothing was kept."
+
+
 class FileTooLarge(ImagepipeError):
     code = "file_too_large"
     status_code = 413
@@ -154,6 +163,18 @@ class ServiceUnavailable(ImagepipeError):
     code = "service_unavailable"
     status_code = 503
     default_message = "A backing service is unavailable; try again shortly."
+
+
+class TooManyUploads(ServiceUnavailable):
+    code = "too_many_uploads"
+    default_message = "Too many uploads are being received; try again shortly."
+
+
+class InsufficientStorage(ServiceUnavailable):
+    """Too little free disk to receive the upload: refused before any byte is read."""
+
+    code = "insufficient_storage"
+    default_message = "The server is low on disk space; try again later."
 
 
 class OriginalMissing(ImagepipeError):

@@ -35,6 +35,7 @@ from imagepipe.imaging.limits import probe_limiter
 from tests.harness.app import run_inline
 from tests.harness.processes import ApiProcess
 from tests.harness.processes import live_api as live_api_server
+from tests.harness.rawhttp import read_response, read_rest, upload_head
 from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
 from tests.images import MULTIPART_TYPE, multipart, photo
@@ -539,49 +540,6 @@ def live_api(
     with live_api_server(directory, shared_redis.url, max_upload_bytes=LIVE_LIMIT) as server:
         assert server.settings is not None
         yield server, server.settings
-
-
-def read_response(sock: socket.socket, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response with a Content-Length body (what the app sends)."""
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, headers, body[:length]
-
-
-def read_rest(sock: socket.socket, timeout: float = 5) -> bytes:
-    """Whatever else the server sends until it closes (a reset counts as closed)."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
-
-
-def upload_head(length_header: str) -> bytes:
-    return (
-        b"POST /upload HTTP/1.1\r\nHost: test\r\n"
-        b"Content-Type: multipart/form-data; boundary=imagepipe-test\r\n"
-        + length_header.encode()
-        + b"\r\n\r\n"
-    )
 
 
 def check_live_server_clean(server: ApiProcess, settings: Settings) -> None:

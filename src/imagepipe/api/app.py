@@ -15,8 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from imagepipe import __version__, logs
 from imagepipe.api import errors
+from imagepipe.api.admission import UploadGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
+from imagepipe.api.protocol import LimitedHttpToolsProtocol
 from imagepipe.api.routes import direct, health, metrics, tasks, upload
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Here, not only in the CLI: `api --workers N` and `--reload` start fresh processes.
     logs.configure(settings)
+    LimitedHttpToolsProtocol.configure(head_timeout=settings.request_head_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = async_session_factory(engine)
         storage = await to_thread.run_sync(open_storage, settings)
         app.state.storage = storage
+        app.state.uploads = UploadGate(settings, storage)
         app.state.queue = queue
         app.state.metrics = CollectorRegistry(auto_describe=True)
         app.state.metrics.register(QueueDepthCollector(queue.depth))

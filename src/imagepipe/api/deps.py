@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from imagepipe.api.admission import UploadGate
 from imagepipe.config import Settings
 from imagepipe.db.models import Task
 from imagepipe.errors import TaskNotFound, Unauthorized
@@ -37,6 +38,11 @@ async def get_storage(request: Request) -> Storage:
     return storage
 
 
+async def get_upload_gate(request: Request) -> UploadGate:
+    gate: UploadGate = request.app.state.uploads
+    return gate
+
+
 async def get_queue(request: Request) -> TaskQueue:
     queue: TaskQueue = request.app.state.queue
     return queue
@@ -49,6 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+UploadGateDep = Annotated[UploadGate, Depends(get_upload_gate)]
 
 
 async def load_task(task_id: str, session: SessionDep) -> Task:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imagepipe.errors import ImagepipeError, ServiceUnavailable
+from imagepipe.errors import ImagepipeError, ServiceUnavailable, UploadTimeout
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
     elif exc.status_code == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, UploadTimeout):
+        # The rest of the body may still be on its way: this connection is done.
+        headers = {"Connection": "close"}
     return error_response(exc.status_code, exc.code, exc.message, headers)
 
 

@@ -4,7 +4,9 @@ FastAPI's ``UploadFile`` would parse the whole body into a spooled temp file fir
 we would copy it again; here the ``file`` part goes to disk once, in ~1 MiB writes made
 in a worker thread (never on the event loop), with its sha256 computed on the way and
 the byte limit enforced as the bytes arrive — ``Content-Length`` is only a shortcut
-for refusing early, never trusted.
+for refusing early, never trusted. A body that pauses longer than the idle deadline,
+or takes longer than the total one, is refused with ``upload_timeout``: a client
+trickling bytes must not hold a temp file and an upload slot for ever.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import contextlib
 import hashlib
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
+import anyio
 from anyio import to_thread
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from imagepipe.errors import FileTooLarge, InvalidRequest
+from imagepipe.api.admission import UploadDeadlines
+from imagepipe.errors import FileTooLarge, InvalidRequest, UploadTimeout
 
 FLUSH_BYTES = 1024 * 1024
 MAX_PARTS = 16
@@ -166,7 +170,9 @@ def _finish(handle: BinaryIO, digest: hashlib._Hash, chunks: list[bytes]) -> Non
     os.fsync(handle.fileno())
 
 
-async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -> ReceivedFile:
+async def receive_file(
+    request: Request, temp_path: Path, max_file_bytes: int, deadlines: UploadDeadlines
+) -> ReceivedFile:
     """Stream the ``file`` part of ``request`` into ``temp_path``.
 
     Raises InvalidRequest (not multipart, malformed, no or several ``file`` parts,
@@ -193,9 +199,8 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
             # boundary: without this check a cut-short body was stored as a whole file.
             raise InvalidRequest("The multipart body is incomplete (no closing boundary).")
 
-    digest = await _spool(
-        request, temp_path, state, feed, end, max_file_bytes, max_file_bytes + MULTIPART_OVERHEAD
-    )
+    limits = (max_file_bytes, max_file_bytes + MULTIPART_OVERHEAD)
+    digest = await _spool(request, temp_path, state, feed, end, limits, deadlines)
     if state.file_parts != 1:
         raise InvalidRequest("Send exactly one part named 'file'.")
     return ReceivedFile(
@@ -209,7 +214,9 @@ async def receive_file(request: Request, temp_path: Path, max_file_bytes: int) -
     )
 
 
-async def receive_body(request: Request, temp_path: Path, max_bytes: int) -> ReceivedFile:
+async def receive_body(
+    request: Request, temp_path: Path, max_bytes: int, deadlines: UploadDeadlines
+) -> ReceivedFile:
     """Stream the raw request body (a direct upload's PUT) into ``temp_path``.
 
     Raises FileTooLarge as soon as more than ``max_bytes`` arrive. The caller owns
@@ -224,7 +231,8 @@ async def receive_body(request: Request, temp_path: Path, max_bytes: int) -> Rec
         state.pending.append(chunk)
         state.pending_bytes += len(chunk)
 
-    digest = await _spool(request, temp_path, state, feed, lambda: None, max_bytes, max_bytes)
+    limits = (max_bytes, max_bytes)
+    digest = await _spool(request, temp_path, state, feed, lambda: None, limits, deadlines)
     return ReceivedFile(
         path=temp_path, filename="", size_bytes=state.file_bytes, sha256=digest.hexdigest()
     )
@@ -236,12 +244,14 @@ async def _spool(
     state: _State,
     feed: Callable[[bytes], None],
     end: Callable[[], None],
-    max_file_bytes: int,
-    max_body: int,
+    limits: tuple[int, int],
+    deadlines: UploadDeadlines,
 ) -> hashlib._Hash:
     """The one receive loop: the body in, ``feed`` parses it into ``state.pending``,
     which goes to ``temp_path`` in ~1 MiB writes off the event loop; the byte limit
-    holds on the bytes that arrive, ``Content-Length`` only refuses early."""
+    holds on the bytes that arrive, ``Content-Length`` only refuses early.
+    ``limits`` is (file bytes, body bytes)."""
+    max_file_bytes, max_body = limits
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body:
         raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
@@ -250,7 +260,7 @@ async def _spool(
     body_bytes = 0
     handle = await to_thread.run_sync(temp_path.open, "wb")
     try:
-        async for chunk in request.stream():
+        async for chunk in _paced(request, deadlines):
             body_bytes += len(chunk)
             if body_bytes > max_body:
                 raise FileTooLarge(f"The file is larger than the limit of {max_file_bytes} bytes.")
@@ -267,3 +277,21 @@ async def _spool(
         with contextlib.suppress(OSError):
             await to_thread.run_sync(handle.close)
     return digest
+
+
+async def _paced(request: Request, deadlines: UploadDeadlines) -> AsyncIterator[bytes]:
+    """The body's chunks, each within the idle deadline and all within the total one."""
+    stream = request.stream()
+    give_up_at = anyio.current_time() + deadlines.total
+    while True:
+        left = give_up_at - anyio.current_time()
+        with anyio.move_on_after(min(deadlines.idle, left)) as waiting:
+            chunk = await anext(stream, None)
+        if waiting.cancelled_caught:
+            await stream.aclose()
+            if left <= deadlines.idle:
+                raise UploadTimeout(f"The upload took longer than {deadlines.total:g} s.")
+            raise UploadTimeout(f"The upload sent nothing for {deadlines.idle:g} s.")
+        if chunk is None:
+            return
+        yield chunk

@@ -154,6 +154,11 @@ class Storage(ABC):
         handle.close()
         return Path(handle.name)
 
+    def temp_free_bytes(self) -> int:
+        """Free bytes where ``local_temp`` files are made (and, for a local backend,
+        where objects are stored): an upload is refused before its bytes if too few."""
+        return shutil.disk_usage(tempfile.gettempdir()).free
+
     def sweep_temp(self, older_than_seconds: float) -> int:
         """Remove the backend's own temp objects left by killed writers; returns how
         many. Backends whose writes cannot leave any do nothing."""

@@ -175,6 +175,10 @@ class LocalStorage(Storage):
 
     # --- housekeeping ------------------------------------------------------------
 
+    def temp_free_bytes(self) -> int:
+        # tmp/ is under the root, on the filesystem the objects are stored on.
+        return shutil.disk_usage(self._tmp).free
+
     def sweep_temp(self, older_than_seconds: float) -> int:
         """Remove temp files under ``tmp/`` older than the cutoff: an upload being
         received or a write in progress touches its file every moment it works."""

@@ -31,7 +31,14 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, TaskDep
+from imagepipe.api.deps import (
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    TaskDep,
+    UploadGateDep,
+)
 from imagepipe.api.receive import display_filename, receive_body
 from imagepipe.api.routes.upload import _delete_quietly, _unlink, probe_header
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
@@ -234,6 +241,7 @@ async def put_original(
     token: Annotated[str, Query(max_length=128)],
     request: Request,
     storage: StorageDep,
+    gate: UploadGateDep,
 ) -> Response:
     stored = task.upload_token_sha256
     # Constant-time compare of digests; a spent token (cleared on completion) or a task
@@ -244,18 +252,19 @@ async def put_original(
         raise UploadForbidden()
     if task.upload_expires_at is None or _aware(task.upload_expires_at) <= utcnow():
         raise UploadExpired()
-    temp = await to_thread.run_sync(storage.local_temp)
-    try:
-        # Like the presigned S3 PUT: not one byte more than declared.
-        await receive_body(request, temp, task.original_size_bytes)
-        put = functools.partial(storage.put_file, task.original_key, temp)
-        await to_thread.run_sync(put)
-    except StorageError as error:
-        log.warning("storage unavailable during a direct upload: %s", error)
-        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-    finally:
-        with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_unlink, temp)
+    async with gate.admit(request, task.original_size_bytes):
+        temp = await to_thread.run_sync(storage.local_temp)
+        try:
+            # Like the presigned S3 PUT: not one byte more than declared.
+            await receive_body(request, temp, task.original_size_bytes, gate.deadlines)
+            put = functools.partial(storage.put_file, task.original_key, temp)
+            await to_thread.run_sync(put)
+        except StorageError as error:
+            log.warning("storage unavailable during a direct upload: %s", error)
+            raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(_unlink, temp)
     return Response(status_code=204)
 
 

@@ -20,7 +20,8 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep
+from imagepipe.api.admission import UploadGate
+from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, UploadGateDep
 from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import receive_file
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
@@ -59,8 +60,10 @@ _ERRORS: dict[int | str, dict[str, object]] = {
         400: "no `file` part / not multipart (`invalid_request`)",
         413: "over the byte limit (`file_too_large`)",
         415: "not an allowed image format (`unsupported_media_type`)",
+        408: "the body stalled or took too long (`upload_timeout`)",
         422: "too many pixels (`image_too_large`) or unreadable header (`invalid_image`)",
-        503: "database or broker unreachable (`service_unavailable`), with Retry-After",
+        503: "database or broker unreachable (`service_unavailable`), too many uploads at "
+        "once (`too_many_uploads`), low on disk (`insufficient_storage`); with Retry-After",
     }.items()
 }
 
@@ -80,10 +83,12 @@ async def upload(
     session: SessionDep,
     storage: StorageDep,
     queue: QueueDep,
+    gate: UploadGateDep,
 ) -> UploadAccepted | Response:
     reservation = reservation_for(request, settings)
     try:
-        accepted = await _accept(request, settings, session, storage, queue, reservation)
+        async with gate.admit(request):
+            accepted = await _accept(request, settings, session, storage, queue, gate, reservation)
     except Replayed as replayed:
         task_id = replayed.replay.task_id
         return replay_response(replayed.replay, status_url(task_id) if task_id else None)
@@ -113,6 +118,7 @@ async def _accept(
     session: AsyncSession,
     storage: Storage,
     queue: TaskQueue,
+    gate: UploadGate,
     reservation: Reservation | None = None,
 ) -> _Accepted:
     task_id = uuid.uuid4()
@@ -122,7 +128,7 @@ async def _accept(
     temp = await to_thread.run_sync(storage.local_temp)
 
     try:
-        received = await receive_file(request, temp, settings.max_upload_bytes)
+        received = await receive_file(request, temp, settings.max_upload_bytes, gate.deadlines)
         callback_url = await accept_callback_url(received.fields.get("callback_url"), settings)
         if reservation is not None:
             same_request = fingerprint(

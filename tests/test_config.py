@@ -67,6 +67,7 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         storage_root=tmp_path / "store",
         storage_url=(tmp_path / "objects").as_uri(),
         s3_endpoint_url="http://127.0.0.1:9",
+        s3_public_endpoint_url="http://localhost:9",
         variants={"thumb": 64, "big": 900},
         allowed_formats=("PNG", "GIF"),
         api_keys=("k3y-one", "k3y-two"),

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # S3-compatible endpoint (SeaweedFS, MinIO…); None means AWS. Credentials and region
     # come from the standard AWS_* variables, read by the client itself.
     s3_endpoint_url: str | None = None
+    # The endpoint as clients (browsers, the CLI) reach it, when that differs from the
+    # one the services use (compose: http://seaweedfs:8333 inside, http://localhost:8333
+    # on the host). Presigned URLs are signed for it; None means s3_endpoint_url.
+    s3_public_endpoint_url: str | None = None
     # Every S3 call is bounded: connect and per-read timeouts, a fixed number of tries.
     s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     s3_read_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -211,3 +212,18 @@ def test_every_imagepipe_variable_is_a_setting(production: dict[str, Any]) -> No
         for key in spec.get("environment") or {}:
             if key.startswith("IMAGEPIPE_"):
                 assert key in fields, f"{name}: {key}"
+
+
+@pytest.mark.parametrize("stack", ["production", "development"])
+def test_presigned_urls_name_the_published_s3_gateway(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    services = request.getfixturevalue(stack)
+    env = services["app"]["environment"]
+    public = urlsplit(env["IMAGEPIPE_S3_PUBLIC_ENDPOINT_URL"])
+    inside = urlsplit(env["IMAGEPIPE_S3_ENDPOINT_URL"])
+    # Clients on the host reach the gateway the stack publishes; the services, its name.
+    assert (public.hostname, inside.hostname) == ("localhost", "seaweedfs")
+    assert services["seaweedfs"]["ports"] == [f"127.0.0.1:{public.port}:{inside.port}"]
+    told = _load("compose.yaml", env={"IMAGEPIPE_S3_PUBLIC_ENDPOINT_URL": "https://s3.example"})
+    assert told["app"]["environment"]["IMAGEPIPE_S3_PUBLIC_ENDPOINT_URL"] == "https://s3.example"

@@ -14,6 +14,7 @@ from imagepipe.config import Settings
 from imagepipe.storage import open_storage
 from tests.harness.app import make_settings, open_client
 from tests.harness.processes import WorkerProcess, settings_env
+from tests.harness.seaweedfs import SeaweedFS
 from tests.harness.wait import wait_finished
 from tests.images import photo
 
@@ -137,3 +138,35 @@ async def test_shorter_object_on_s3_is_incomplete(
     assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_incomplete")
     assert put(body, data).status_code == 200
     assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
+
+
+async def test_presigned_urls_name_the_public_endpoint(
+    tmp_path: Path, sqlite_url: str, redis_url: str, s3_env: dict[str, str], seaweed: SeaweedFS
+) -> None:
+    # The services reach the server as 127.0.0.1, clients by another name (as compose's
+    # containers reach seaweedfs:8333 and the host localhost:8333).
+    public = f"http://localhost:{seaweed.port}"
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        redis_url,
+        storage_url=s3_env["IMAGEPIPE_STORAGE_URL"],
+        s3_endpoint_url=seaweed.endpoint_url,
+        s3_public_endpoint_url=public,
+    )
+    data = photo(300, 200)
+    async with open_client(create_app(settings)) as client:
+        body = await create(client, len(data))
+        upload = body["upload"]
+        assert isinstance(upload, dict) and upload["url"].startswith(f"{public}/")
+        # Signed for the name the client uses: the server accepts it.
+        assert put(body, data).status_code == 200
+        assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    storage = open_storage(settings)
+    try:
+        url = storage.presign_get(f"originals/{body['task_id']}", expires_seconds=60)
+    finally:
+        storage.close()
+    assert url is not None and url.startswith(f"{public}/")
+    async with httpx.AsyncClient(timeout=10) as browser:
+        assert (await browser.get(url)).content == data

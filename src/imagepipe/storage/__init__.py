@@ -50,6 +50,7 @@ def open_storage(settings: Settings) -> Storage:
                 bucket=url.netloc,
                 prefix=unquote(url.path),
                 endpoint_url=settings.s3_endpoint_url,
+                public_endpoint_url=settings.s3_public_endpoint_url,
                 connect_timeout=settings.s3_connect_timeout_seconds,
                 read_timeout=settings.s3_read_timeout_seconds,
                 max_attempts=settings.s3_max_attempts,

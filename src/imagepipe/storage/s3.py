@@ -45,6 +45,8 @@ class S3Options:
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
+    # Where clients reach the same server; presigned URLs name it (None: endpoint_url).
+    public_endpoint_url: str | None = None
     region: str | None = None
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
@@ -115,6 +117,12 @@ class S3Storage(Storage):
         session = boto3.session.Session(region_name=region)
         self.client: S3Client = session.client(
             "s3", endpoint_url=options.endpoint_url or None, config=config
+        )
+        # Presigning is local (no request is sent), but the URL's host is signed: a
+        # URL for clients must be made by a client of the endpoint they reach.
+        public = options.public_endpoint_url or None
+        self._presigner: S3Client = (
+            session.client("s3", endpoint_url=public, config=config) if public else self.client
         )
 
     def __repr__(self) -> str:
@@ -232,7 +240,7 @@ class S3Storage(Storage):
     # --- handing out URLs --------------------------------------------------------
 
     def presign_get(self, key: str, *, expires_seconds: int) -> str | None:
-        url: str = self.client.generate_presigned_url(
+        url: str = self._presigner.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=expires_seconds,
@@ -244,7 +252,7 @@ class S3Storage(Storage):
     ) -> PresignedRequest | None:
         # Content-Type and Content-Length are signed: a client cannot send more bytes
         # or another type than were declared.
-        url = self.client.generate_presigned_url(
+        url = self._presigner.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self.bucket,
@@ -267,3 +275,5 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         self.client.close()
+        if self._presigner is not self.client:
+            self._presigner.close()

@@ -105,7 +105,8 @@ async def test_delete_removes_row_original_and_variants(
     run_inline(settings, task_id)
     root = settings.resolved_storage_root
     assert (root / "originals" / task_id).exists()
-    assert len([p for p in (root / "variants" / task_id).rglob("*") if p.is_file()]) == 3
+    # Three variants, each as JPEG and WebP.
+    assert len([p for p in (root / "variants" / task_id).rglob("*") if p.is_file()]) == 6
     response = await client.delete(f"/tasks/{task_id}")
     assert response.status_code == 204
     assert (await client.get(f"/tasks/{task_id}")).status_code == 404

@@ -1,4 +1,5 @@
-"""Tables: one ``tasks`` row per upload, one ``variants`` row per preview."""
+"""Tables: one ``tasks`` row per upload, one ``variants`` row per preview, one
+``renditions`` row per stored encoding of a preview (JPEG, WebP, AVIF…)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,38 @@ class Variant(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
     task: Mapped[Task] = relationship(back_populates="variants")
+    # Every stored format, the base one included (its columns above repeat the base's,
+    # which is all a variant written before renditions existed has: it has no rows here).
+    renditions: Mapped[list[Rendition]] = relationship(
+        back_populates="variant",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+        order_by="Rendition.id",
+    )
+
+
+class Rendition(Base):
+    """One encoding of one variant, with the spec it was made with."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (UniqueConstraint("variant_id", "format"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    variant_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("variants.id", ondelete="CASCADE"), index=True
+    )
+    format: Mapped[str] = mapped_column(String(8))  # a name of imaging.formats.FORMATS
+    content_type: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    frames: Mapped[int] = mapped_column(Integer, default=1)
+    # imaging.spec.VariantSpec as JSON, and its digest (compared by the backfill).
+    spec: Mapped[str] = mapped_column(Text)
+    spec_digest: Mapped[str] = mapped_column(String(32), index=True)
+
+    variant: Mapped[Variant] = relationship(back_populates="renditions")
 
 
 class IdempotencyKey(Base):

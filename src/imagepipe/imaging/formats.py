@@ -99,6 +99,14 @@ BY_CONTENT_TYPE: Mapping[str, OutputFormat] = MappingProxyType(
 )
 
 
+def named(name: str) -> OutputFormat:
+    """The entry of a format name read back as text (a database column)."""
+    for spec in FORMATS.values():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
 def base_format(*, has_alpha: bool) -> FormatName:
     """The base format of a variant: PNG when some pixel is transparent, JPEG otherwise."""
     return "PNG" if has_alpha else "JPEG"

@@ -29,6 +29,7 @@ from imagepipe.imaging.decode import Decoded, decode
 from imagepipe.imaging.encode import choose_format, encode
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.opening import DEFAULT_MAX_FRAMES, Limits
+from imagepipe.imaging.spec import VariantSpec, make_spec
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,21 @@ class RenderOptions:
             "AVIF": self.avif_quality,
         }.get(name, 0)
 
+    def formats(self, base: FormatName) -> tuple[FormatName, ...]:
+        """Every format a variant is made in: the base first, then the extras."""
+        return (base, *(f for f in self.extra_formats if f != base))
+
+    def spec(self, name: str, output_format: FormatName) -> VariantSpec:
+        """What the rendition of variant ``name`` in ``output_format`` is made with."""
+        return make_spec(self.boxes[name], output_format, self.quality(output_format))
+
 
 @dataclass(frozen=True)
 class Rendition:
     format: FormatName
     data: bytes
     content_type: str
+    spec: VariantSpec  # what it was made with (stored beside it)
     frames: int = 1  # > 1: an animation
 
 
@@ -111,11 +121,12 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
             base = choose_format(options.output_format, has_alpha=image.mode in colour.ALPHA_MODES)
         renditions = []
         with timings.stage("encode"):
-            for fmt in (base, *(f for f in options.extra_formats if f != base)):
+            for fmt in options.formats(base):
                 if animated and fmt == "WEBP":
                     continue  # made below, from every frame
                 data = encode(image, fmt, quality=options.quality(fmt))
-                renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type))
+                spec = options.spec(name, fmt)
+                renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type, spec))
         if animated:
             with timings.stage("animate"):
                 data, frames = animation.animated_webp(
@@ -127,7 +138,8 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
                     orientation=decoded.orientation,
                     icc_profile=decoded.icc_profile,
                 )
-            renditions.append(Rendition("WEBP", data, FORMATS["WEBP"].content_type, frames))
+            spec = options.spec(name, "WEBP")
+            renditions.append(Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames))
         first = renditions[0]
         previews[name] = Preview(
             name=name,

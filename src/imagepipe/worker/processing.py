@@ -9,7 +9,6 @@ cannot overwrite a newer result.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import time
 import uuid
@@ -26,9 +25,8 @@ from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, Variant, utcnow
 from imagepipe.errors import ImageTooLarge, InvalidImage, OriginalMissing, UploadExpired
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
-from imagepipe.imaging.formats import FORMATS
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import events, webhooks
+from imagepipe.services import events, renditions, webhooks
 from imagepipe.storage import ObjectNotFound, Storage, StorageUnavailable, keys
 from imagepipe.worker.holder import current_holder, holder_is_dead
 
@@ -151,23 +149,7 @@ def store_and_finish(
     beside the winner's objects, never over them. Returns False if this claim was
     superseded (its result is dropped, and so are its objects).
     """
-    rows = []
-    for preview in result.previews:
-        extension = FORMATS[preview.format].extension
-        key = keys.variant(claim.task_id, claim.attempt, preview.name, extension)
-        storage.put_bytes(key, preview.data, content_type=preview.content_type)
-        rows.append(
-            Variant(
-                task_id=claim.task_id,
-                name=preview.name,
-                storage_key=key,
-                width=preview.width,
-                height=preview.height,
-                size_bytes=len(preview.data),
-                content_type=preview.content_type,
-                sha256=hashlib.sha256(preview.data).hexdigest(),
-            )
-        )
+    rows = renditions.write(storage, claim.task_id, claim.attempt, result.previews)
     with sessions.begin() as session:
         done = session.execute(
             update(Task)
@@ -200,7 +182,8 @@ def store_and_finish(
     if claim.attempt > 1:
         # Only a task claimed before can hold other attempts' objects: the first
         # attempt skips the LIST (one S3 request per task saved on the hot path).
-        _tidy(_remove_other_attempts, storage, claim, {row.storage_key for row in rows})
+        kept = {r.storage_key for row in rows for r in row.renditions}
+        _tidy(_remove_other_attempts, storage, claim, kept)
     return True
 
 

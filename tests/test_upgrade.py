@@ -151,6 +151,16 @@ async def test_old_data_keeps_serving_after_migrate(
         assert response.headers["etag"] == f'"{hashlib.sha256(old_file).hexdigest()}"'
         head = await client.head(variant["url"])
         assert head.headers["content-length"] == str(len(old_file))
+        # Only the base format was stored: it is all the task lists, and what a
+        # browser asking for WebP or AVIF gets.
+        assert variant["formats"] == {
+            "image/jpeg": {"url": f"{variant['url']}.jpg", "size_bytes": len(old_file)}
+        }
+        modern = await client.get(variant["url"], headers={"Accept": "image/avif,image/webp,*/*"})
+        assert modern.content == old_file and modern.headers["vary"] == "Accept"
+        assert (await client.get(f"{variant['url']}.jpg")).content == old_file
+        missing = await client.get(f"{variant['url']}.webp")
+        assert missing.json()["error"]["code"] == "format_not_found"
 
     # A task the old release left queued is rendered by the new worker code.
     engine = make_sync_engine(old_settings.resolved_database_url)

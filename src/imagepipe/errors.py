@@ -9,6 +9,8 @@
     ├── UploadIncomplete        409 upload_incomplete
     ├── UploadClosed            409 (the task's own error code: the upload was refused)
     ├── VariantNotFound         404 variant_not_found
+    ├── FormatNotFound          404 format_not_found (a variant not stored in that format)
+    ├── NotAcceptable           406 not_acceptable (Accept rules out every stored format)
     ├── WebhookNotFound         404 webhook_not_found
     ├── DeliveryNotFound        404 delivery_not_found
     ├── IdempotencyKeyInUse     409 idempotency_key_in_use
@@ -97,6 +99,18 @@ class VariantNotFound(ImagepipeError):
     code = "variant_not_found"
     status_code = 404
     default_message = "No such variant for this task."
+
+
+class FormatNotFound(ImagepipeError):
+    code = "format_not_found"
+    status_code = 404
+    default_message = "This variant is not stored in that format."
+
+
+class NotAcceptable(ImagepipeError):
+    code = "not_acceptable"
+    status_code = 406
+    default_message = "No stored format of this variant is acceptable (Accept header)."
 
 
 class WebhookNotFound(ImagepipeError):

@@ -481,7 +481,8 @@ async def test_variant_names_cannot_reach_other_files(
     for name in [
         f"..%2F..%2Foriginals%2F{task_id}",
         "%2e%2e",
-        "small.jpg",
+        "small.gif",  # small.jpg is the JPEG of small; .gif is no stored format
+        "small.jpg%2F..",
         "small%00",
         "SMALL",
         "__class__",

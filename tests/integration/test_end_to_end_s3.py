@@ -7,6 +7,7 @@ import hashlib
 import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,43 +70,66 @@ async def test_upload_previews_download_delete_on_s3(
     storage = open_storage(s3_settings)
     try:
         stored = sorted(info.key for info in storage.list(""))
-        # The original and one set of previews under the claim's attempt, nothing else.
+        # The original and one set of previews (JPEG and WebP) under the claim's attempt.
         assert stored == sorted(
             [f"originals/{task_id}"]
-            + [f"variants/{task_id}/1/{name}.jpg" for name in ("large", "medium", "small")]
+            + [
+                f"variants/{task_id}/1/{name}.{extension}"
+                for name in ("large", "medium", "small")
+                for extension in ("jpg", "webp")
+            ]
         )
         assert not (s3_settings.data_dir / "storage").exists()  # no local storage used
 
-        for name, variant in status["variants"].items():
-            response = await s3_client.get(variant["url"])
-            if s3_settings.variant_delivery == "redirect":
-                assert response.status_code == 307
-                assert response.headers["cache-control"] == "no-store"
-                # A presigned URL to the object itself, fetched as a browser would.
-                async with httpx.AsyncClient(timeout=10) as browser:
-                    response = await browser.get(response.headers["location"])
-                assert response.status_code == 200
-            else:
-                assert response.status_code == 200
-                assert response.headers["content-type"] == "image/jpeg"
-                assert response.headers["content-length"] == str(variant["size_bytes"])
-                assert response.headers["x-content-type-options"] == "nosniff"
-            assert len(response.content) == variant["size_bytes"]
-            with Image.open(io.BytesIO(response.content)) as image:
-                assert image.size == (variant["width"], variant["height"]), name
-
-            # Conditional and HEAD requests are answered by the API in both modes.
-            first = await s3_client.get(variant["url"])
-            etag = first.headers["etag"]
-            assert etag == f'"{hashlib.sha256(response.content).hexdigest()}"'
-            again = await s3_client.get(variant["url"], headers={"If-None-Match": etag})
-            assert again.status_code == 304
-            if s3_settings.variant_delivery == "proxy":
-                head = await s3_client.head(variant["url"])
-                assert head.status_code == 200 and head.content == b""
-                assert head.headers["content-length"] == str(variant["size_bytes"])
+        for variant in status["variants"].values():
+            for accept, content_type in [("*/*", "image/jpeg"), (CHROMIUM, "image/webp")]:
+                await check_download(s3_client, s3_settings, variant, accept, content_type)
 
         assert (await s3_client.delete(f"/tasks/{task_id}")).status_code == 204
         assert list(storage.list("")) == []
     finally:
         storage.close()
+
+
+CHROMIUM = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+async def check_download(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    variant: dict[str, Any],
+    accept: str,
+    content_type: str,
+) -> None:
+    """The variant URL with this Accept gives this format, in either delivery mode."""
+    size = variant["formats"][content_type]["size_bytes"]
+    headers = {"Accept": accept}
+    response = await client.get(variant["url"], headers=headers)
+    assert response.headers["vary"] == "Accept"
+    if settings.variant_delivery == "redirect":
+        assert response.status_code == 307
+        assert response.headers["cache-control"] == "no-store"
+        # A presigned URL to the object itself, fetched as a browser would.
+        async with httpx.AsyncClient(timeout=10) as browser:
+            response = await browser.get(response.headers["location"])
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(size)
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-type"] == content_type
+    assert len(response.content) == size
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (variant["width"], variant["height"])
+        assert image.get_format_mimetype() == content_type
+
+    # Conditional and HEAD requests are answered by the API in both modes.
+    first = await client.get(variant["url"], headers=headers)
+    etag = first.headers["etag"]
+    assert etag.endswith(f'{hashlib.sha256(response.content).hexdigest()[:32]}"')
+    again = await client.get(variant["url"], headers={**headers, "If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["vary"] == "Accept"
+    if settings.variant_delivery == "proxy":
+        head = await client.head(variant["url"], headers=headers)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(size)

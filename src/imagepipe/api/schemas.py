@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, field_serializer
 
 from imagepipe.db.models import Task, TaskStatus
+from imagepipe.services import renditions
 
 
 class ErrorDetail(BaseModel):
@@ -37,12 +38,19 @@ class OriginalOut(BaseModel):
     sha256: str
 
 
+class FormatOut(BaseModel):
+    url: str  # this format only (``{name}.{ext}``)
+    size_bytes: int
+
+
 class VariantOut(BaseModel):
-    url: str
+    url: str  # negotiates the format on Accept
     width: int
     height: int
-    size_bytes: int
-    content_type: str
+    size_bytes: int  # of the base format
+    content_type: str  # of the base format
+    # Every stored format by content type, the base first.
+    formats: dict[str, FormatOut]
 
 
 class TaskOut(BaseModel):
@@ -74,6 +82,10 @@ def status_url(task_id: uuid.UUID) -> str:
     return f"/tasks/{task_id}"
 
 
+def variant_url(task_id: uuid.UUID, name: str) -> str:
+    return f"{status_url(task_id)}/variants/{name}"
+
+
 def task_out(task: Task, order: Iterable[str] = ()) -> TaskOut:
     """The task as the API shows it; variants in ``order`` (the configured one), then
     any others (a variant no longer configured) by size."""
@@ -97,11 +109,18 @@ def task_out(task: Task, order: Iterable[str] = ()) -> TaskOut:
         ),
         variants={
             v.name: VariantOut(
-                url=f"{status_url(task.id)}/variants/{v.name}",
+                url=variant_url(task.id, v.name),
                 width=v.width,
                 height=v.height,
                 size_bytes=v.size_bytes,
                 content_type=v.content_type,
+                formats={
+                    r.content_type: FormatOut(
+                        url=f"{variant_url(task.id, v.name)}.{r.extension}",
+                        size_bytes=r.size_bytes,
+                    )
+                    for r in renditions.stored(v)
+                },
             )
             for v in variants
         }

@@ -17,12 +17,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, delete, or_, select
 
+from imagepipe.api import negotiate
 from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
-from imagepipe.errors import InvalidRequest, VariantNotFound
-from imagepipe.imaging.formats import FORMATS
-from imagepipe.services import events
+from imagepipe.errors import FormatNotFound, InvalidRequest, NotAcceptable, VariantNotFound
+from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
+from imagepipe.services import events, renditions
 from imagepipe.services.following import ENDED, wait_until_ended
 from imagepipe.storage import ObjectNotFound, ObjectReader, Storage, keys
 
@@ -107,46 +108,71 @@ async def get_task(
         200: {"content": {spec.content_type: {} for spec in FORMATS.values()}},
         304: {"description": "If-None-Match matched"},
         307: {"description": "IMAGEPIPE_VARIANT_DELIVERY=redirect: a presigned URL"},
-        404: {"model": ErrorBody, "description": "`task_not_found` / `variant_not_found`"},
+        404: {
+            "model": ErrorBody,
+            "description": "`task_not_found` / `variant_not_found` / `format_not_found`",
+        },
+        406: {"model": ErrorBody, "description": "`not_acceptable`"},
     },
     summary="Download one preview",
+    description=(
+        "`{name}` negotiates the format on `Accept` (AVIF, then WebP, then the base "
+        "format; `Vary: Accept`); `{name}.{jpg|png|webp|avif}` fixes it."
+    ),
 )
 async def get_variant(
     task: TaskDep, name: str, request: Request, storage: StorageDep, settings: SettingsDep
 ) -> Response:
+    # Variant names are identifiers, so a dot can only start a format extension.
+    name, dot, extension = name.partition(".")
+    wanted = BY_EXTENSION.get(extension) if dot else None
     variant = next((v for v in task.variants if v.name == name), None)
-    if task.status != TaskStatus.succeeded or variant is None:
+    if task.status != TaskStatus.succeeded or variant is None or (dot and wanted is None):
         raise VariantNotFound(f"No variant {name!r} for this task (status: {task.status}).")
-    etag = f'"{variant.sha256}"'
+    choices = renditions.stored(variant)
     headers = {
-        "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",
         "X-Content-Type-Options": "nosniff",
     }
+    if wanted is not None:
+        found = [r for r in choices if r.format == wanted.name]
+        if not found:
+            raise FormatNotFound(f"Variant {name!r} is not stored as {wanted.name}.")
+        chosen = found[0]
+    else:
+        # One URL, several bodies: every answer says which header picked it.
+        headers["Vary"] = "Accept"
+        index = negotiate.choose(
+            request.headers.get("accept"), [FORMATS[r.format] for r in choices]
+        )
+        if index is None:
+            raise NotAcceptable()
+        chosen = choices[index]
+    headers["ETag"] = etag = chosen.etag
     if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
-    key = variant.storage_key  # as written, whatever the key layout was then
+    key = chosen.storage_key  # as written, whatever the key layout was then
     if settings.variant_delivery == "redirect":
         presign = functools.partial(
             storage.presign_get, key, expires_seconds=settings.presigned_url_seconds
         )
         if url := await to_thread.run_sync(presign):
             # The URL expires: the redirect itself must not be cached past it.
-            return Response(
-                status_code=307,
-                headers={"Location": url, "Cache-Control": "no-store", "ETag": etag},
-            )
+            redirect = {"Location": url, "Cache-Control": "no-store", "ETag": etag}
+            if "Vary" in headers:
+                redirect["Vary"] = headers["Vary"]
+            return Response(status_code=307, headers=redirect)
     try:
         if request.method == "HEAD":
             info = await to_thread.run_sync(storage.stat, key)
             headers["Content-Length"] = str(info.size)
-            return Response(media_type=variant.content_type, headers=headers)
+            return Response(media_type=chosen.content_type, headers=headers)
         reader = await to_thread.run_sync(storage.open, key)
     except ObjectNotFound:
         raise VariantNotFound("The variant file is missing.") from None
     # The size of the object we opened, so Content-Length and body always agree.
     headers["Content-Length"] = str(reader.info.size)
-    return StreamingResponse(_stream(reader), media_type=variant.content_type, headers=headers)
+    return StreamingResponse(_stream(reader), media_type=chosen.content_type, headers=headers)
 
 
 async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:

@@ -1,4 +1,4 @@
-"""The ``imagepipe`` command: api, worker, beat, migrate and dev."""
+"""The ``imagepipe`` command: api, worker, beat, migrate, backfill and dev."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import uuid
 
 import click
 
@@ -85,6 +86,43 @@ def migrate() -> None:
     settings = Settings()
     upgrade(settings.resolved_database_url)
     click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count the out-of-date tasks; queue nothing.")
+@click.option("--after", type=click.UUID, default=None, help="Resume after this task id.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True)
+def backfill(dry_run: bool, after: uuid.UUID | None, batch_size: int) -> None:
+    """Re-render, through the workers, every task whose variants no longer match the
+    settings (sizes, formats, qualities). Safe to run twice or to stop and resume."""
+    from imagepipe.db.engine import make_sync_engine, sync_session_factory
+    from imagepipe.queue import CeleryQueue
+    from imagepipe.services import backfill as service
+    from imagepipe.worker.app import celery_app
+    from imagepipe.worker.processing import render_options
+
+    settings = Settings()
+    engine = make_sync_engine(settings.resolved_database_url)
+    queue = None if dry_run else CeleryQueue(celery_app)
+
+    def progress(batch: service.Batch) -> None:
+        click.echo(f"checked {batch.checked}, out of date {len(batch.stale)}, up to {batch.last}")
+
+    try:
+        checked, stale = service.run(
+            sync_session_factory(engine),
+            render_options(settings),
+            None if queue is None else queue.enqueue_refresh,
+            after=after,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    finally:
+        engine.dispose()
+        if queue is not None:
+            queue.close()
+    verb = "would re-render" if dry_run else "queued for re-rendering"
+    click.echo(f"{checked} tasks checked, {stale} {verb}")
 
 
 @main.command()

@@ -13,6 +13,8 @@ import redis
 from celery import Celery
 
 PROCESS_TASK = "imagepipe.process_task"
+# Re-render a succeeded task whose variants no longer match the settings (backfill).
+REFRESH_TASK = "imagepipe.refresh_task"
 RECONCILE = "imagepipe.reconcile"
 DELIVER_WEBHOOK = "imagepipe.deliver_webhook"
 SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
@@ -47,6 +49,10 @@ class CeleryQueue:
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )
+
+    def enqueue_refresh(self, task_id: uuid.UUID) -> None:
+        """Hand one out-of-date task to the workers for a re-render."""
+        self.app.send_task(REFRESH_TASK, args=[str(task_id)])
 
     def publish_delivery(self, delivery_id: uuid.UUID) -> None:
         """Hand one webhook delivery to the workers."""

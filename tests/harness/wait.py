@@ -61,9 +61,24 @@ async def wait_finished(
     logs: Callable[[], str] = lambda: "",
 ) -> dict[str, Any]:
     """Poll GET /tasks/{id} until the task succeeds or fails; its final body."""
-    deadline = Deadline(within, f"task {task_id} to finish", logs)
+    return await wait_for_task(
+        client, task_id, finished, within=within, what=f"task {task_id} to finish", logs=logs
+    )
+
+
+async def wait_for_task(
+    client: httpx.AsyncClient,
+    task_id: str,
+    check: Callable[[dict[str, Any]], dict[str, Any] | None],
+    *,
+    within: float = 60,
+    what: str,
+    logs: Callable[[], str] = lambda: "",
+) -> dict[str, Any]:
+    """Poll GET /tasks/{id} until ``check`` returns the body; that body."""
+    deadline = Deadline(within, what, logs)
     while True:
-        body = finished((await client.get(f"/tasks/{task_id}")).json())
+        body = check((await client.get(f"/tasks/{task_id}")).json())
         if body:
             return body
         deadline.expire()

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.metrics import TASK_OUTCOMES
-from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, CeleryQueue
+from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, REFRESH_TASK, CeleryQueue
 from imagepipe.services import events, webhooks
-from imagepipe.storage import Storage, open_storage
-from imagepipe.worker import processing
+from imagepipe.storage import ObjectNotFound, Storage, open_storage
+from imagepipe.worker import processing, refresh
 from imagepipe.worker.app import celery_app
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,30 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         raise self.retry(exc=error, countdown=countdown) from error
     TASK_OUTCOMES.labels(outcome.value).inc()
     log.info("task %s", outcome.value, extra={"task_id": task_id, "outcome": outcome.value})
+    return outcome.value
+
+
+@celery_app.task(name=REFRESH_TASK, bind=True, max_retries=MAX_RETRIES)
+def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
+    """Re-render one succeeded task to the current variant specs (``imagepipe backfill``).
+
+    Its old variants keep serving whatever happens here; a transient error is retried,
+    any other is logged and the next backfill tries again."""
+    rt = runtime()
+    try:
+        outcome = refresh.refresh(rt.sessions, rt.storage, rt.settings, uuid.UUID(task_id))
+    except ObjectNotFound:
+        log.error("cannot re-render: the original is gone", extra={"task_id": task_id})
+        return processing.Outcome.failed.value
+    except TRANSIENT as error:
+        if self.request.retries >= MAX_RETRIES:
+            log.error("gave up re-rendering: %s", error, extra={"task_id": task_id})
+            return processing.Outcome.failed.value
+        countdown = min(2 ** (self.request.retries + 1), 60)
+        raise self.retry(exc=error, countdown=countdown) from error
+    except Exception:
+        log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
+        return processing.Outcome.failed.value
     return outcome.value
 
 

@@ -12,7 +12,6 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -171,10 +170,10 @@ def store_and_finish(
     if gone:
         # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written
         # belong to nothing; nobody else will ever remove them.
-        _tidy(storage.delete_prefix, keys.variants_prefix(claim.task_id))
+        renditions.tidy(storage.delete_prefix, keys.variants_prefix(claim.task_id))
     elif superseded:
         # Our objects sit under our own attempt: the winner's are untouched.
-        _tidy(storage.delete_prefix, keys.attempt_prefix(claim.task_id, claim.attempt))
+        renditions.tidy(storage.delete_prefix, keys.attempt_prefix(claim.task_id, claim.attempt))
     if superseded:
         return False
     events.notify(claim.task_id)
@@ -182,24 +181,10 @@ def store_and_finish(
     if claim.attempt > 1:
         # Only a task claimed before can hold other attempts' objects: the first
         # attempt skips the LIST (one S3 request per task saved on the hot path).
-        kept = {r.storage_key for row in rows for r in row.renditions}
-        _tidy(_remove_other_attempts, storage, claim, kept)
+        # What earlier claims wrote (a killed worker's previews, a re-render's old set):
+        # only the winner's objects are referenced by rows now.
+        renditions.tidy(renditions.remove_unreferenced, storage, claim.task_id, rows)
     return True
-
-
-def _remove_other_attempts(storage: Storage, claim: Claim, kept: set[str]) -> None:
-    """Remove what earlier claims of this task wrote (a killed worker's previews, a
-    re-render's old set): only the winner's objects are referenced by rows now."""
-    for info in storage.list(keys.variants_prefix(claim.task_id)):
-        if info.key not in kept:
-            storage.delete(info.key)
-
-
-def _tidy(action: Callable[..., object], *args: object) -> None:
-    try:
-        action(*args)
-    except OSError as error:  # tidying up must not fail a task that finished
-        log.warning("could not remove stale objects: %s", error)
 
 
 def fail(

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine
-from imagepipe.db.models import Task, TaskStatus, Variant
+from imagepipe.db.models import Rendition, Task, TaskStatus, Variant
 from tests.harness.processes import ApiProcess, BeatProcess, WorkerProcess
 from tests.harness.wait import wait_until
 
@@ -155,6 +155,16 @@ class Records:
             )
             return [(r.task_id, r.name, r.storage_key, r.sha256) for r in rows]
 
+    def _renditions(self) -> list[tuple[uuid.UUID, str, str]]:
+        """(task, key, sha256) of every stored format of every variant."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Variant.task_id, Rendition.storage_key, Rendition.sha256).join(
+                    Rendition, Rendition.variant_id == Variant.id
+                )
+            )
+            return [(r.task_id, r.storage_key, r.sha256) for r in rows]
+
     def all_finished(self, ids: list[uuid.UUID]) -> bool:
         rows = self.tasks()
         finished = (TaskStatus.succeeded, TaskStatus.failed)
@@ -175,6 +185,7 @@ class Records:
         names = set(self.settings.variants)
         rows = self.tasks()
         variants = self._variants()
+        stored = self._renditions()
         per_task = Counter(task_id for task_id, _, _, _ in variants)
         for task_id in ids:
             row = rows.get(task_id)
@@ -182,14 +193,18 @@ class Records:
                 found.append(f"{task_id}: no row")
                 continue
             mine = [(name, key) for t, name, key, _ in variants if t == task_id]
-            digests = {key: sha for t, _, key, sha in variants if t == task_id}
+            # Every format of every variant: the base (named by the variant row too)
+            # and the extra formats.
+            digests = {key: sha for t, key, sha in stored if t == task_id}
+            if not {key for _, key in mine} <= set(digests):
+                found.append(f"{task_id}: a variant's base format has no rendition row")
             if row.status != TaskStatus.succeeded:
                 if mine:
                     found.append(f"{task_id}: {row.status} but {len(mine)} variant rows")
                 continue
             if per_task[task_id] != len(names) or {n for n, _ in mine} != names:
                 found.append(f"{task_id}: variant rows {sorted(n for n, _ in mine)}")
-            keys = {key for _, key in mine}
+            keys = set(digests)
             for key in keys:
                 path = self.root / key
                 if not path.is_file():

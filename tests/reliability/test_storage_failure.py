@@ -39,7 +39,7 @@ def test_storage_write_failures(
         # broken: the task's variant directory cannot be created, ever.
         (root / "variants").mkdir(parents=True, exist_ok=True)
         (root / "variants" / str(broken)).write_bytes(b"not a directory")
-        # fixed: large.jpg is written, then medium.jpg cannot replace a directory.
+        # fixed: large.jpg and large.webp are written, then medium.jpg cannot replace a dir.
         obstacle = root / "variants" / str(fixed) / "1" / "medium.jpg"
         obstacle.mkdir(parents=True)
         (obstacle / "keep").write_bytes(b"x")
@@ -60,7 +60,7 @@ def test_storage_write_failures(
         assert seen["status"] in ("queued", "processing") and seen["variants"] == {}
         assert [k for t, _, k in stack.records.variant_rows() if t == fixed] == []
         written = sorted(p.name for p in (root / "variants" / str(fixed) / "1").iterdir())
-        assert written == ["large.jpg", "medium.jpg"]  # the file, and the obstacle
+        assert written == ["large.jpg", "large.webp", "medium.jpg"]  # the files, the obstacle
         shutil.rmtree(obstacle)  # the operator fixes the storage
 
         ids = [broken, fixed, normal, stale]

@@ -24,8 +24,9 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
+from imagepipe.services import backfill
 from imagepipe.storage import open_storage
-from imagepipe.worker import processing
+from imagepipe.worker import processing, refresh
 from tests.harness.app import open_client
 from tests.harness.processes import settings_env
 from tests.images import photo
@@ -179,3 +180,28 @@ async def test_old_data_keeps_serving_after_migrate(
         assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
         assert not (root / "originals" / str(task_id)).exists()
         assert [p for p in (root / "variants").rglob("*") if str(task_id) in str(p)] == []
+
+
+async def test_backfill_brings_old_variants_to_every_format(
+    upgraded: Upgraded, old_settings: Settings
+) -> None:
+    client, (done, _) = upgraded
+    engine = make_sync_engine(old_settings.resolved_database_url)
+    storage = open_storage(old_settings)
+    try:
+        sessions = sync_session_factory(engine)
+        options = processing.render_options(old_settings)
+        # Written before specs were recorded: out of date, whatever the settings.
+        assert [t for b in backfill.scan(sessions, options) for t in b.stale] == [done]
+        assert refresh.refresh(sessions, storage, old_settings, done).value == "succeeded"
+        assert [t for b in backfill.scan(sessions, options) for t in b.stale] == []
+    finally:
+        engine.dispose()
+    task = (await client.get(f"/tasks/{done}")).json()
+    for variant in task["variants"].values():
+        assert list(variant["formats"]) == ["image/jpeg", "image/webp"]
+        webp = await client.get(variant["url"], headers={"Accept": "image/webp,*/*"})
+        assert webp.headers["content-type"] == "image/webp"
+    # The old layout's files went with the rows that named them.
+    root = old_settings.resolved_storage_root
+    assert not list((root / "variants" / str(done)).glob("*.jpg"))

@@ -1,5 +1,5 @@
-"""Idempotency-Key on POST /upload: replay, reuse with another body, in flight, scope,
-expiry; concurrent requests on SQLite and PostgreSQL."""
+"""Idempotency-Key on POST /upload and POST /uploads: replay, reuse with another body, in
+flight, scope, expiry; concurrent requests on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -174,3 +174,84 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+# --- POST /uploads (direct uploads) ---------------------------------------------------
+
+
+async def create(
+    client: httpx.AsyncClient, key: str | None, size: int = len(IMAGE), name: str = "a.jpg"
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    body = {"filename": name, "size_bytes": size, "content_type": "image/jpeg"}
+    return await client.post("/uploads", json=body, headers=headers)
+
+
+async def test_direct_upload_replays_the_first_answer(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    first = await create(client, "direct-1")
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    again = await create(client, "direct-1")
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert task_count(settings) == 1
+    # The replayed upload URL is the live one: the upload goes on from it.
+    upload = again.json()["upload"]
+    path = upload["url"].removeprefix("http://test")
+    put = await client.put(path, content=IMAGE, headers=upload["headers"])
+    assert put.status_code == 204
+    assert (await client.post(again.json()["complete_url"])).status_code == 202
+
+
+async def test_direct_upload_with_another_body_is_422(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    assert (await create(client, "direct-2")).status_code == 201
+    for refused in (
+        await create(client, "direct-2", size=len(IMAGE) + 1),
+        await create(client, "direct-2", name="b.jpg"),
+        # One key, two routes: another request.
+        await post(client, IMAGE, "direct-2"),
+    ):
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "idempotency_key_reused"
+    assert task_count(settings) == 1
+
+
+async def test_direct_upload_refused_frees_its_key(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    too_large = await create(client, "direct-3", size=settings.max_upload_bytes + 1)
+    assert too_large.status_code == 413
+    accepted = await create(client, "direct-3")
+    assert accepted.status_code == 201
+    assert "Idempotent-Replayed" not in accepted.headers
+    malformed = await client.post(
+        "/uploads", json={"filename": "a"}, headers={"Idempotency-Key": "bad key"}
+    )
+    assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "invalid_request")
+
+
+async def test_concurrent_direct_uploads_with_one_key_make_one_task(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+) -> None:
+    answers: list[httpx.Response] = []
+
+    async def send() -> None:
+        answers.append(await create(any_db_client, "direct-race"))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(send)
+    assert task_count(any_db_settings) == 1
+    created = [r.json() for r in answers if r.status_code == 201]
+    assert created and all(body == created[0] for body in created)
+    for response in answers:
+        assert response.status_code in (201, 409), response.text
+        if response.status_code == 409:
+            assert response.json()["error"]["code"] == "idempotency_key_in_use"
+    replay = await create(any_db_client, "direct-race")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == created[0]

@@ -39,6 +39,7 @@ from imagepipe.api.deps import (
     TaskDep,
     UploadGateDep,
 )
+from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import display_filename, receive_body
 from imagepipe.api.routes.upload import _delete_quietly, _unlink, probe_header
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
@@ -58,6 +59,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.services import events, webhooks
+from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
 
 log = logging.getLogger(__name__)
@@ -147,8 +149,11 @@ def _parse(body: bytes, max_bytes: int) -> _Request:
     response_model=UploadCreated,
     responses=_errors(
         {
+            400: "a malformed Idempotency-Key (`invalid_request`)",
+            409: "the Idempotency-Key's first request is still running",
             413: "size_bytes over the byte limit (`file_too_large`)",
-            422: "a missing or malformed field (`invalid_request`)",
+            422: "a missing or malformed field (`invalid_request`), "
+            "the Idempotency-Key used with another body (`idempotency_key_reused`)",
             503: "database or storage unreachable (`service_unavailable`)",
         }
     ),
@@ -156,10 +161,33 @@ def _parse(body: bytes, max_bytes: int) -> _Request:
 )
 async def create_upload(
     request: Request, settings: SettingsDep, session: SessionDep, storage: StorageDep
+) -> UploadCreated | Response:
+    reservation = reservation_for(request, settings)
+    try:
+        return await _create(request, settings, session, storage, reservation)
+    except Replayed as replayed:
+        return replay_response(replayed.replay, None)
+    except BaseException:
+        if reservation is not None:
+            with anyio.CancelScope(shield=True):
+                await reservation.release()  # nothing was created: the key may be retried
+        raise
+
+
+async def _create(
+    request: Request,
+    settings: Settings,
+    session: AsyncSession,
+    storage: Storage,
+    reservation: Reservation | None,
 ) -> UploadCreated:
     asked = _parse(await request.body(), settings.max_upload_bytes)
     filename, size, content_type = asked.filename, asked.size_bytes, asked.content_type
     callback_url = await accept_callback_url(asked.callback_url, settings)
+    if reservation is not None:
+        same_request = fingerprint("POST /uploads", filename, size, content_type, callback_url)
+        if replay := await reservation.reserve(same_request):
+            raise Replayed(replay)
     task_id = uuid.uuid4()
     key = keys.original(task_id)
     now = utcnow()
@@ -179,7 +207,9 @@ async def create_upload(
     token_digest = None
     if presigned is None:
         # No presigned PUT on this backend: the API's own PUT, behind a token that is
-        # bound to this task and expires with it. Only its digest is stored.
+        # bound to this task and expires with it. Only its digest is kept on the task
+        # (with an Idempotency-Key, the first answer, URL included, is kept for replays
+        # until the key expires).
         token = secrets.token_urlsafe(32)
         token_digest = _token_digest(token)
         url = str(
@@ -208,19 +238,27 @@ async def create_upload(
         owner_scope=key_scope(request),
         callback_url=callback_url,
     )
-    try:
-        session.add(task)
-        await session.commit()
-    except (SQLAlchemyError, OSError) as error:
-        log.warning("database unavailable during upload creation: %s", error)
-        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
-    log.info("direct upload created", extra={"task_id": str(task_id), "bytes": size})
-    return UploadCreated(
+    answer = UploadCreated(
         task_id=task_id,
         status=TaskStatus.awaiting_upload,
         upload=UploadTarget(method=method, url=url, headers=headers, expires_at=_iso_z(expires_at)),
         complete_url=f"{status_url(task_id)}/complete",
     )
+    try:
+        session.add(task)
+        if reservation is not None:
+            # In the task's transaction: "created" and "answer remembered" agree.
+            await reservation.record(
+                session, task_id=task_id, status_code=201, body=answer.model_dump_json()
+            )
+        await session.commit()
+        if reservation is not None:
+            reservation.committed()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("database unavailable during upload creation: %s", error)
+        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
+    log.info("direct upload created", extra={"task_id": str(task_id), "bytes": size})
+    return answer
 
 
 @token_router.put(

@@ -127,8 +127,12 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=5, ge=1)
 
     # Security: empty means no API key is required. From the environment, either a
-    # JSON list or comma-separated; an empty value means none.
+    # JSON list or comma-separated; an empty value means none. With keys, a task
+    # belongs to the key that created it; admin keys see (and delete) every task.
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    admin_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # Production refuses to start without keys unless this says so explicitly.
+    allow_anonymous: bool = False
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Following a task (GET /tasks/{id}/events, ?wait=N): a Redis notification wakes
@@ -185,7 +189,7 @@ class Settings(BaseSettings):
             raise ValueError(f"this Pillow build cannot write {missing}")
         return tuple(dict.fromkeys(value))
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _list_from_env(cls, value: object) -> object:
         if not isinstance(value, str):
@@ -195,7 +199,7 @@ class Settings(BaseSettings):
             return tuple(json.loads(text))
         return tuple(item.strip() for item in text.split(",") if item.strip())
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_api_keys")
     @classmethod
     def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # An unset variable pasted into the list ('[""]') must not make the empty
@@ -226,7 +230,17 @@ class Settings(BaseSettings):
             raise ValueError("visibility_timeout must exceed task_hard_time_limit")
         if self.environment == "production" and DEV_ONLY_SECRET in (self.database_url or ""):
             raise ValueError("the development-only database password is refused in production")
+        if self.environment == "production" and not self.keys_required and not self.allow_anonymous:
+            raise ValueError(
+                "production needs IMAGEPIPE_API_KEYS (or IMAGEPIPE_ALLOW_ANONYMOUS=true to "
+                "serve without keys)"
+            )
         return self
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether requests need an API key (regular or admin)."""
+        return bool(self.api_keys or self.admin_api_keys)
 
     @cached_property
     def resolved_database_url(self) -> str:

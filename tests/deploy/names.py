@@ -9,8 +9,6 @@ from imagepipe.config import Settings
 CONTRACT_SETTINGS = frozenset(
     {
         "IMAGEPIPE_MAX_QUEUE_DEPTH",
-        "IMAGEPIPE_ALLOW_ANONYMOUS",
-        "IMAGEPIPE_ADMIN_API_KEYS",
     }
 )
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.admission import UploadGate
+from imagepipe.api.scope import Caller, key_digest, key_scope
 from imagepipe.config import Settings
 from imagepipe.db.models import Task
 from imagepipe.errors import TaskNotFound, Unauthorized
@@ -58,36 +59,62 @@ QueueDep = Annotated[TaskQueue, Depends(get_queue)]
 UploadGateDep = Annotated[UploadGate, Depends(get_upload_gate)]
 
 
-async def load_task(task_id: str, session: SessionDep) -> Task:
-    """The task named in the path, or 404 — a malformed id is simply not found."""
+# Declares the scheme in OpenAPI, so Swagger UI's "Authorize" button can send a key.
+_bearer = HTTPBearer(
+    auto_error=False, description="One of IMAGEPIPE_API_KEYS or IMAGEPIPE_ADMIN_API_KEYS, if set."
+)
+
+
+async def require_api_key(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """When API keys are set, every route that uses this needs a Bearer key; the key
+    decides which tasks the request sees (its own, or all for an admin key)."""
+    if not settings.keys_required:
+        # An open service: every caller sees every task. The owner still scopes
+        # idempotency keys and webhooks, as a bearer token (if any) names it.
+        return Caller(owner=key_scope(request), sees_all=True)
+    supplied = credentials.credentials.strip().encode() if credentials else b""
+    if not supplied:
+        raise Unauthorized()
+    # Compare against every key in constant time: no early exit leaks which matched.
+    regular = [hmac.compare_digest(supplied, key.encode()) for key in settings.api_keys]
+    admin = [hmac.compare_digest(supplied, key.encode()) for key in settings.admin_api_keys]
+    if not any(regular) and not any(admin):
+        raise Unauthorized()
+    return Caller(owner=key_digest(supplied.decode()), sees_all=any(admin))
+
+
+# Cached per request: the router-level dependency and every route's use are one call.
+CallerDep = Annotated[Caller, Depends(require_api_key)]
+
+
+def _parse_id(task_id: str) -> uuid.UUID:
     try:
-        parsed = uuid.UUID(task_id)
+        return uuid.UUID(task_id)
     except ValueError:
         raise TaskNotFound() from None
-    task = await session.scalar(select(Task).where(Task.id == parsed))
+
+
+async def load_task(task_id: str, session: SessionDep, caller: CallerDep) -> Task:
+    """The task named in the path if the caller may see it, or 404 — a malformed id, or
+    another key's task, is simply not found."""
+    task = await session.scalar(select(Task).where(Task.id == _parse_id(task_id)))
+    if task is None or not caller.may_see(task):
+        raise TaskNotFound()
+    return task
+
+
+async def load_task_by_token_route(task_id: str, session: SessionDep) -> Task:
+    """The task named in the path, for a route authenticated by something else than an
+    API key (the upload token of a direct upload)."""
+    task = await session.scalar(select(Task).where(Task.id == _parse_id(task_id)))
     if task is None:
         raise TaskNotFound()
     return task
 
 
 TaskDep = Annotated[Task, Depends(load_task)]
-
-
-# Declares the scheme in OpenAPI, so Swagger UI's "Authorize" button can send a key.
-_bearer = HTTPBearer(auto_error=False, description="One of IMAGEPIPE_API_KEYS, if set.")
-
-
-async def require_api_key(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """When IMAGEPIPE_API_KEYS is set, every route that uses this needs a Bearer key."""
-    if not settings.api_keys:
-        return
-    supplied = credentials.credentials.strip().encode() if credentials else b""
-    if not supplied:
-        raise Unauthorized()
-    # Compare against every key in constant time: no early exit leaks which matched.
-    matches = [hmac.compare_digest(supplied, key.encode()) for key in settings.api_keys]
-    if not any(matches):
-        raise Unauthorized()
+AnyTaskDep = Annotated[Task, Depends(load_task_by_token_route)]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -50,6 +51,11 @@ class TaskStatus(enum.StrEnum):
 
 class Task(Base):
     __tablename__ = "tasks"
+    # Listing newest first, by status (GET /tasks?status=) and by owner (a key's tasks).
+    __table_args__ = (
+        Index("ix_tasks_status_created_at", "status", "created_at"),
+        Index("ix_tasks_owner_scope_created_at", "owner_scope", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     status: Mapped[TaskStatus] = mapped_column(
@@ -90,7 +96,8 @@ class Task(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1024))
 
-    # Who made it (a digest of the API key, or "anonymous"): whose webhooks hear of it.
+    # Who made it (a digest of the API key, or "anonymous"): who may see it, and whose
+    # webhooks hear of it. NULL on rows older than owners.
     owner_scope: Mapped[str | None] = mapped_column(String(64))
     # Where this task's own webhook deliveries go (the upload's callback_url field).
     callback_url: Mapped[str | None] = mapped_column(String(2048))

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.deps import (
+    AnyTaskDep,
     QueueDep,
     SessionDep,
     SettingsDep,
@@ -275,7 +276,7 @@ async def _create(
     summary="The upload URL of a direct upload on file:// storage",
 )
 async def put_original(
-    task: TaskDep,
+    task: AnyTaskDep,
     token: Annotated[str, Query(max_length=128)],
     request: Request,
     storage: StorageDep,

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, delete, or_, select
 
 from imagepipe.api import negotiate
-from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
+from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import FormatNotFound, InvalidRequest, NotAcceptable, VariantNotFound
@@ -59,6 +59,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 async def list_tasks(
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: TaskStatus | None = None,
     cursor: str | None = None,
@@ -66,6 +67,8 @@ async def list_tasks(
     query = select(Task).order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Task.status == status)
+    if (visible := caller.visible_tasks()) is not None:
+        query = query.where(visible)
     if cursor:
         created, task_id = _decode_cursor(cursor)
         query = query.where(
@@ -131,7 +134,9 @@ async def get_variant(
         raise VariantNotFound(f"No variant {name!r} for this task (status: {task.status}).")
     choices = renditions.stored(variant)
     headers = {
-        "Cache-Control": "public, max-age=31536000, immutable",
+        # With keys, a preview is one key's: shared caches must not serve it to others.
+        "Cache-Control": f"{'private' if settings.keys_required else 'public'}, "
+        "max-age=31536000, immutable",
         "X-Content-Type-Options": "nosniff",
     }
     if wanted is not None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, field_serializer
 from sqlalchemy import select
 
-from imagepipe.api.deps import SessionDep, SettingsDep, TaskDep
+from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, TaskDep
 from imagepipe.api.schemas import ErrorBody
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_url
@@ -180,7 +180,7 @@ async def task_deliveries(task: TaskDep, session: SessionDep) -> DeliveryList:
     summary="Send this delivery's event again",
 )
 async def replay_delivery(
-    delivery_id: str, request: Request, session: SessionDep
+    delivery_id: str, request: Request, session: SessionDep, caller: CallerDep
 ) -> ReplayAccepted:
     try:
         parsed = uuid.UUID(delivery_id)
@@ -189,9 +189,9 @@ async def replay_delivery(
     original = await session.get(WebhookDelivery, parsed)
     if original is None:
         raise DeliveryNotFound()
-    # Only the owner of the task may replay its events.
+    # Only those who may see the task may replay its events.
     task = await session.get(Task, original.task_id)
-    if task is None or (task.owner_scope or "anonymous") != key_scope(request):
+    if task is None or not caller.may_see(task):
         raise DeliveryNotFound()
     now = utcnow()
     again = WebhookDelivery(

@@ -7,9 +7,14 @@
    is encoded by each candidate setting — JPEG q85, PNG level 3, WebP q80 at methods
    2/4/6, AVIF q60 at speeds 6/8/10. Reported: encode ms (median of the rounds),
    bytes, and SSIM of the decoded result against the reference.
-2. Whole job: a 12 MP JPEG, every variant in JPEG + WebP (the defaults), imagepipe's
-   ``render_previews`` against pyvips producing the same renditions (shrink-on-load,
-   cascade, jpegsave + webpsave at the same qualities and WebP effort).
+2. As served: the same two images through imagepipe's own pipeline (decode, resize
+   cascade, colour, then each format with the settings of imaging/formats.py), each
+   format at each preview size side by side: encode ms, bytes, and SSIM against the
+   full-resolution reference (LANCZOS from the original), so resize and codec together.
+3. Whole job: a 12 MP JPEG, every variant in JPEG + WebP (the defaults), and in JPEG +
+   WebP + AVIF; imagepipe's ``render_previews`` against pyvips producing the same
+   renditions (shrink-on-load, cascade, jpegsave + webpsave + heifsave AV1 at the same
+   qualities, WebP effort and AVIF speed).
 
 One core (bench.pipeline pins it). Results: markdown on stdout and
 ``bench/results/formats.json``.
@@ -32,7 +37,11 @@ from skimage.metrics import structural_similarity
 
 from bench.pipeline import RESULTS, photo_like, pyvips, sample_path
 from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging.decode import decode
+from imagepipe.imaging.encode import encode
+from imagepipe.imaging.formats import AVIF_SPEED, FORMATS, WEBP_METHOD, FormatName
 from imagepipe.imaging.geometry import fit
+from imagepipe.imaging.render import boxes_largest_first, cascade
 
 BOXES = {"small": 150, "medium": 600, "large": 1200}
 SIZE = (2400, 1800)
@@ -112,9 +121,45 @@ def _median_ms(run: Callable[[], object], reps: int) -> float:
     return round(statistics.median(times) * 1000, 1)
 
 
-def whole_job(reps: int) -> dict[str, Any]:
+# The formats of section 2, as the worker writes them (its default qualities).
+SERVED: tuple[FormatName, ...] = ("JPEG", "PNG", "WEBP", "AVIF")
+
+
+def served(reps: int) -> dict[str, Any]:
+    """Each format of imagepipe's real previews against the full-resolution reference."""
+    options = RenderOptions(boxes=BOXES)
+    rows: dict[str, Any] = {}
+    for kind, source in {"photo": photo_like(SIZE, seed=11), "graphic": graphic(SIZE)}.items():
+        lossless = io.BytesIO()
+        source.save(lossless, "PNG", compress_level=1)
+        boxes = boxes_largest_first(BOXES)
+        decoded = decode(lossless, largest_box=boxes[0][1], limits=options.limits)
+        for variant, image in cascade(decoded, boxes):
+            reference = source.resize(image.size, Image.Resampling.LANCZOS)
+            for fmt in SERVED:
+                quality = options.quality(fmt)
+                times, data = [], b""
+                for _ in range(reps):
+                    start = time.perf_counter()
+                    data = encode(image, fmt, quality=quality)
+                    times.append(time.perf_counter() - start)
+                rows[f"{kind}/{variant}/{fmt}"] = {
+                    "image": kind,
+                    "variant": variant,
+                    "size": list(image.size),
+                    "format": fmt,
+                    "settings": FORMATS[fmt].save_options(quality),
+                    "ms": round(statistics.median(times) * 1000, 2),
+                    "bytes": len(data),
+                    "ssim": round(ssim(reference, data), 4),
+                }
+        print(f"  served {kind} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def whole_job(reps: int, extra_formats: tuple[FormatName, ...]) -> dict[str, Any]:
     path = sample_path("jpeg-12mp")
-    options = RenderOptions(boxes=BOXES, extra_formats=("WEBP",))
+    options = RenderOptions(boxes=BOXES, extra_formats=extra_formats)
 
     def imagepipe() -> None:
         render_previews(path, options)
@@ -127,10 +172,16 @@ def whole_job(reps: int) -> dict[str, Any]:
             if index:
                 image = image.resize(box / max(image.width, image.height)).copy_memory()
             image.jpegsave_buffer(Q=options.jpeg_quality)
-            image.webpsave_buffer(Q=options.webp_quality, effort=4)
+            if "WEBP" in extra_formats:
+                image.webpsave_buffer(Q=options.webp_quality, effort=WEBP_METHOD)
+            if "AVIF" in extra_formats:
+                # libvips' effort is libavif's speed the other way round (0-9).
+                image.heifsave_buffer(
+                    compression="av1", Q=options.avif_quality, effort=9 - AVIF_SPEED
+                )
 
     imagepipe()  # warm up both (imports, caches)
-    result: dict[str, Any] = {"renditions": "JPEG + WEBP x 3 variants"}
+    result: dict[str, Any] = {"renditions": " + ".join(("JPEG", *extra_formats)) + " x 3 variants"}
     if pyvips is None:
         result["imagepipe_ms"] = _median_ms(imagepipe, reps)
         return result
@@ -166,25 +217,58 @@ def markdown(results: dict[str, Any]) -> str:
                 )
                 + " |"
             )
-    job = results["whole_job"]
-    lines += [
+    lines += ["", *served_markdown(results["served"]), ""]
+    for job in results["whole_jobs"]:
+        lines.append(
+            f"Whole job, 12 MP JPEG, {job['renditions']}: imagepipe {job['imagepipe_ms']} ms"
+            + (
+                f", pyvips {job['pyvips_ms']} ms, {job['speedup_vs_pyvips']}x; "
+                f"imagepipe stages {job['stages_ms']}"
+                if "pyvips_ms" in job
+                else " (pyvips not installed)"
+            )
+        )
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def served_markdown(rows: dict[str, Any]) -> list[str]:
+    """Section 2: one row per image and size, one column per format (ms, KB, SSIM)."""
+    first = {fmt: rows[f"photo/large/{fmt}"]["settings"] for fmt in SERVED}
+    settings = ", ".join(
+        f"{fmt} " + " ".join(f"{k}={v}" for k, v in options.items())
+        for fmt, options in first.items()
+    )
+    lines = [
+        f"As served (imagepipe's previews; {settings}); SSIM against the full-resolution "
+        "reference:",
         "",
-        f"Whole job, 12 MP JPEG, {job['renditions']}: imagepipe {job['imagepipe_ms']} ms"
-        + (
-            f", pyvips {job['pyvips_ms']} ms, {job['speedup_vs_pyvips']}x; "
-            f"imagepipe stages {job['stages_ms']}"
-            if "pyvips_ms" in job
-            else " (pyvips not installed)"
-        ),
+        "| image | variant | size | " + " | ".join(SERVED) + " |",
+        "| --- | --- | --- | " + " | ".join("---:" for _ in SERVED) + " |",
     ]
-    return "\n".join(lines)
+    for kind in ("photo", "graphic"):
+        for variant in BOXES:
+            cells = [rows[f"{kind}/{variant}/{fmt}"] for fmt in SERVED]
+            size = "x".join(map(str, cells[0]["size"]))
+            lines.append(
+                f"| {kind} | {variant} | {size} | "
+                + " | ".join(
+                    f"{c['ms']} ms, {c['bytes'] / 1024:.1f} KB, {c['ssim']}" for c in cells
+                )
+                + " |"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args(argv)
-    results = {"encoders": encoders(args.reps), "whole_job": whole_job(args.reps)}
+    results = {
+        "encoders": encoders(args.reps),
+        "served": served(args.reps),
+        "whole_jobs": [whole_job(args.reps, ("WEBP",)), whole_job(args.reps, ("WEBP", "AVIF"))],
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "formats.json").write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))

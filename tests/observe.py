@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,3 +34,15 @@ def metric_samples(text: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a socket on this machine listens on at ``port`` (from
+    /proc/net/tcp: what the kernel says, not what the program logged)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found

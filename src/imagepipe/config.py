@@ -154,7 +154,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
+    # Loopback by default; containers set 0.0.0.0 so the stack's Prometheus reaches it.
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from imagepipe.api.app import create_app
+from imagepipe.api.routes.health import FRESH_SECONDS
 from tests.harness.app import make_settings, open_client
 from tests.harness.server import free_port
 
@@ -54,3 +57,35 @@ async def test_openapi_describes_the_upload_form(client: httpx.AsyncClient) -> N
     spec = (await client.get("/openapi.json")).json()
     body = spec["paths"]["/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}
+
+
+async def test_readyz_writes_nothing_and_a_hung_disk_holds_one_thread(
+    tmp_path: Path, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, sqlite_url, redis_url, broker_timeout_seconds=0.2)
+    app = create_app(settings)
+    temp_dir = settings.resolved_storage_root / "tmp"
+    async with open_client(app) as client:
+        before = temp_dir.stat().st_mtime_ns
+        for _ in range(5):
+            assert (await client.get("/readyz")).status_code == 200
+        # No file made and removed per probe (either would change the directory).
+        assert temp_dir.stat().st_mtime_ns == before and list(temp_dir.iterdir()) == []
+
+        # A disk that stops answering: the check blocks its thread until released.
+        release, calls = threading.Event(), []
+
+        def hung() -> None:
+            calls.append(1)
+            release.wait(60)
+
+        monkeypatch.setattr(app.state.storage, "check", hung)
+        await anyio.sleep(FRESH_SECONDS + 0.1)  # the cached answer ages out
+        try:
+            for _ in range(4):
+                response = await client.get("/readyz")
+                assert response.status_code == 503
+                assert response.json()["checks"]["storage"] == "failed: TimeoutError"
+            assert len(calls) == 1  # one stuck thread, however many probes
+        finally:
+            release.set()

@@ -13,7 +13,7 @@ from tests.harness.processes import WorkerProcess, settings_env
 from tests.harness.server import free_port, wait_for_port
 from tests.harness.wait import wait_finished
 from tests.images import photo
-from tests.observe import metric_samples
+from tests.observe import listening_addresses, metric_samples
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -34,6 +34,8 @@ async def test_worker_metrics_and_logs(
     client: httpx.AsyncClient, observed_worker: tuple[WorkerProcess, int]
 ) -> None:
     worker, port = observed_worker
+    # Loopback unless told otherwise (compose and Kubernetes set 0.0.0.0).
+    assert listening_addresses(port) == {"127.0.0.1"}
     ids = []
     for _ in range(3):
         response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})

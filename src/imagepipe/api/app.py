@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.readiness = health.Readiness()
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(

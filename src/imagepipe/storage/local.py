@@ -192,12 +192,14 @@ class LocalStorage(Storage):
         return removed
 
     def check(self) -> None:
+        # Asked on every readiness probe: look, write nothing. access() reports a
+        # read-only filesystem (EROFS) even to root.
         try:
-            fd, name = tempfile.mkstemp(dir=self._tmp, prefix="ready-")
-            os.close(fd)
-            os.unlink(name)
+            is_dir = self._tmp.is_dir()
         except OSError as error:
-            raise StorageError(f"cannot write under {self.root}: {error}") from error
+            raise StorageError(f"cannot reach {self.root}: {error}") from error
+        if not is_dir or not os.access(self._tmp, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write under {self.root}")
 
 
 def _fsync(path: Path) -> None:

@@ -16,17 +16,18 @@ log = logging.getLogger(__name__)
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
-    port = Settings().worker_metrics_port
+    settings = Settings()
+    port, host = settings.worker_metrics_port, settings.worker_metrics_host
     if not port or "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         return
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as error:  # a second worker on the same host: keep working
         log.warning("worker metrics not served on port %s: %s", port, error)
         return
-    log.info("worker metrics on :%s/metrics", port)
+    log.info("worker metrics on %s:%s/metrics", host, port)
 
 
 @worker_process_shutdown.connect

@@ -126,6 +126,28 @@ def backfill(dry_run: bool, after: uuid.UUID | None, batch_size: int) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+def purge(dry_run: bool) -> None:
+    """Apply IMAGEPIPE_KEEP_ORIGINALS and IMAGEPIPE_TASK_RETENTION now."""
+    from imagepipe.db.engine import make_sync_engine, sync_session_factory
+    from imagepipe.services import retention
+    from imagepipe.storage import open_storage
+
+    settings = Settings()
+    engine = make_sync_engine(settings.resolved_database_url)
+    storage = open_storage(settings)
+    try:
+        report = retention.purge(sync_session_factory(engine), storage, settings, dry_run=dry_run)
+    finally:
+        storage.close()
+        engine.dispose()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {report.tasks_removed} tasks and {report.originals_removed} originals")
+    if report.interrupted:
+        raise click.ClickException("stopped by a storage or database error; run it again")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True)

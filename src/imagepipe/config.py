@@ -6,6 +6,7 @@ The README's configuration table documents each field; keep the two in step.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +24,18 @@ MiB = 1024 * 1024
 DEV_ONLY_SECRET = "dev-only-insecure-password"
 
 OutputFormat = FormatName | Literal["auto"]
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "30d", "12h", "90m", "45s", "2w" or plain seconds; ValueError if not."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (e.g. 30d, 12h, 90m, 3600)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 class Settings(BaseSettings):
@@ -142,6 +155,15 @@ class Settings(BaseSettings):
     # A comment line this often keeps proxies from closing a quiet event stream.
     events_keepalive_seconds: float = Field(default=15.0, gt=0)
 
+    # Retention. Originals (which carry the EXIF/GPS the previews drop): "always",
+    # "never" (removed once the task succeeds) or a duration after the task finished
+    # ("30d", "12h", "90m", "3600s" or plain seconds). Finished tasks older than
+    # task_retention are removed with their files; unset keeps them. Applied by
+    # `imagepipe purge` and by beat every retention_interval_seconds.
+    keep_originals: str = "always"
+    task_retention: str | None = None
+    retention_interval_seconds: float = Field(default=3600, gt=0)
+
     # Idempotency-Key: how long a key's first answer is replayed.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
@@ -210,6 +232,22 @@ class Settings(BaseSettings):
             raise ValueError("API keys must not be empty or blank")
         return value
 
+    @field_validator("keep_originals")
+    @classmethod
+    def _keep_originals_valid(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("always", "never"):
+            parse_duration(value)
+        return value
+
+    @field_validator("task_retention", mode="before")
+    @classmethod
+    def _retention_valid(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parse_duration(str(value))
+        return str(value).strip().lower()
+
     @field_validator("storage_url")
     @classmethod
     def _storage_url_valid(cls, value: str | None) -> str | None:
@@ -263,6 +301,18 @@ class Settings(BaseSettings):
         if url.scheme != "file":
             raise ValueError(f"not a local storage URL: {self.resolved_storage_url}")
         return Path(unquote(url.path)).resolve()
+
+    @property
+    def keep_originals_seconds(self) -> float | None:
+        """How long after a task succeeds its original is kept; None: for ever."""
+        if self.keep_originals == "always":
+            return None
+        return 0.0 if self.keep_originals == "never" else parse_duration(self.keep_originals)
+
+    @property
+    def task_retention_seconds(self) -> float | None:
+        """How long a finished task is kept; None: for ever."""
+        return None if self.task_retention is None else parse_duration(self.task_retention)
 
     @property
     def lease_seconds(self) -> float:

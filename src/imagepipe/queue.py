@@ -18,6 +18,8 @@ REFRESH_TASK = "imagepipe.refresh_task"
 RECONCILE = "imagepipe.reconcile"
 DELIVER_WEBHOOK = "imagepipe.deliver_webhook"
 SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
+# Retention: originals and finished tasks past their settings (services.retention).
+PURGE = "imagepipe.purge"
 
 
 class TaskQueue(Protocol):

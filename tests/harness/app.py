@@ -4,12 +4,13 @@ an in-memory HTTP client, and the worker's processing service called directly.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
@@ -42,16 +43,20 @@ async def open_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+@contextmanager
+def worker_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the worker's (sync) engine, disposed at the end."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        yield sync_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
 def run_inline(settings: Settings, task_id: str) -> processing.Outcome:
     """The worker's processing service, called directly (the Celery shell is tested in
     tests/integration with a real worker process)."""
-    engine = make_sync_engine(settings.resolved_database_url)
-    try:
+    with worker_sessions(settings) as sessions:
         return processing.process(
-            sync_session_factory(engine),
-            LocalStorage(settings.resolved_storage_root),
-            settings,
-            uuid.UUID(task_id),
+            sessions, LocalStorage(settings.resolved_storage_root), settings, uuid.UUID(task_id)
         )
-    finally:
-        engine.dispose()

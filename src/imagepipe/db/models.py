@@ -55,6 +55,8 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_status_created_at", "status", "created_at"),
         Index("ix_tasks_owner_scope_created_at", "owner_scope", "created_at"),
+        # Retention: finished tasks by age.
+        Index("ix_tasks_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -86,6 +88,8 @@ class Task(Base):
     original_frames: Mapped[int] = mapped_column(Integer, default=1)
     original_size_bytes: Mapped[int] = mapped_column(BigInteger)
     original_sha256: Mapped[str] = mapped_column(String(64))
+    # When retention removed the original (IMAGEPIPE_KEEP_ORIGINALS); NULL while kept.
+    original_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Direct uploads only (NULL for every other row). The API's own upload URL carries
     # a token; only its sha256 is stored, and it is cleared once the upload completes.

@@ -82,7 +82,10 @@ def scan(
     """
     while True:
         with sessions() as session:
-            query = select(Task).where(Task.status == TaskStatus.succeeded)
+            # A task whose original retention removed cannot be rendered again.
+            query = select(Task).where(
+                Task.status == TaskStatus.succeeded, Task.original_removed_at.is_(None)
+            )
             if after is not None:
                 query = query.where(Task.id > after)
             tasks = list(session.scalars(query.order_by(Task.id).limit(batch_size)))

@@ -14,14 +14,19 @@ from __future__ import annotations
 from celery import Celery
 
 from imagepipe.config import Settings
-from imagepipe.queue import RECONCILE, SWEEP_WEBHOOKS
+from imagepipe.queue import PURGE, RECONCILE, SWEEP_WEBHOOKS
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery(
         "imagepipe",
         broker=settings.redis_url,
-        include=["imagepipe.worker.tasks", "imagepipe.worker.observe", "imagepipe.worker.webhooks"],
+        include=[
+            "imagepipe.worker.tasks",
+            "imagepipe.worker.observe",
+            "imagepipe.worker.webhooks",
+            "imagepipe.worker.retention",
+        ],
     )
     timeout = settings.broker_timeout_seconds
     app.conf.update(
@@ -57,6 +62,8 @@ def create_celery(settings: Settings) -> Celery:
                 "task": SWEEP_WEBHOOKS,
                 "schedule": settings.reconcile_interval_seconds,
             },
+            # Cheap when neither retention setting is set: it returns at once.
+            "purge": {"task": PURGE, "schedule": settings.retention_interval_seconds},
         },
     )
     return app

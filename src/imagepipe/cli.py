@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,23 +31,30 @@ def api(host: str, port: int, workers: int, reload: bool) -> None:
     import uvicorn
 
     from imagepipe import logs
+    from imagepipe.api.app import create_app
     from imagepipe.api.protocol import LimitedHttpToolsProtocol
 
-    logs.configure(Settings())
-    uvicorn.run(
-        "imagepipe.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=None if reload else workers,
-        reload=reload,
-        loop="uvloop",
+    settings = Settings()
+    logs.configure(settings)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
         # httptools with a 64 KiB head limit (431) and a head deadline (408).
-        http=LimitedHttpToolsProtocol,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+        "http": LimitedHttpToolsProtocol,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 20,
+    }
+    if workers == 1 and not reload:
+        # One process: the app is built here, from these settings.
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each server process (or each reload) runs the factory, reading its own.
+        factory = "imagepipe.api.app:create_app"
+        uvicorn.run(
+            factory, factory=True, workers=None if reload else workers, reload=reload, **options
+        )
 
 
 @main.command()
@@ -58,24 +67,23 @@ def worker(concurrency: int | None, beat: bool) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="imagepipe-metrics-")
     atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from imagepipe.worker.app import celery_app
+    from imagepipe.worker.app import celery_app, settings
 
-    argv = ["worker", "--loglevel", Settings().log_level, "--pool", "prefork"]
+    argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork"]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
-        argv += ["--beat", "--schedule", str(_beat_schedule_path())]
+        argv += ["--beat", "--schedule", str(_beat_schedule_path(settings))]
     celery_app.worker_main(argv)
 
 
 @main.command()
 def beat() -> None:
     """Run the periodic reconciler (Celery beat)."""
-    from imagepipe.worker.app import celery_app
+    from imagepipe.worker.app import celery_app, settings
 
-    celery_app.start(
-        ["beat", "--loglevel", Settings().log_level, "--schedule", str(_beat_schedule_path())]
-    )
+    schedule = str(_beat_schedule_path(settings))
+    celery_app.start(["beat", "--loglevel", settings.log_level, "--schedule", schedule])
 
 
 @main.command()
@@ -158,8 +166,7 @@ def dev(host: str, port: int, concurrency: int) -> None:
     raise SystemExit(run(host=host, port=port, concurrency=concurrency))
 
 
-def _beat_schedule_path() -> object:
-    settings = Settings()
+def _beat_schedule_path(settings: Settings) -> Path:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings.data_dir / "celerybeat-schedule"
 

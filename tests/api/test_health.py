@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from imagepipe.api.app import create_app
-from imagepipe.api.routes.health import FRESH_SECONDS
+from imagepipe.api.readiness import FRESH_SECONDS
+from imagepipe.api.state import app_state
 from tests.harness.app import make_settings, open_client
 from tests.harness.server import free_port
 
@@ -79,7 +80,7 @@ async def test_readyz_writes_nothing_and_a_hung_disk_holds_one_thread(
             calls.append(1)
             release.wait(60)
 
-        monkeypatch.setattr(app.state.storage, "check", hung)
+        monkeypatch.setattr(app_state(app).services.storage, "check", hung)
         await anyio.sleep(FRESH_SECONDS + 0.1)  # the cached answer ages out
         try:
             for _ in range(4):

@@ -22,6 +22,7 @@ from imagepipe.api.protocol import LimitedHttpToolsProtocol
 from imagepipe.api.routes import direct, health, metrics, tasks, upload
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
+from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.metrics import QueueDepthCollector
@@ -42,24 +43,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.resolved_database_url)
         queue = CeleryQueue(create_celery(settings))
-        app.state.engine = engine
-        app.state.sessions = async_session_factory(engine)
         storage = await to_thread.run_sync(open_storage, settings)
-        app.state.storage = storage
-        app.state.uploads = UploadGate(settings, storage)
-        app.state.queue = queue
-        app.state.metrics = CollectorRegistry(auto_describe=True)
-        app.state.metrics.register(QueueDepthCollector(queue.depth))
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(QueueDepthCollector(queue.depth))
         publisher = events.Publisher(settings.redis_url)
         events.configure(publisher)
         # Deliveries the API writes (a direct upload refused or expired at completion)
         # go to the broker after the commit; a lost publish is found by the sweep.
         webhooks.configure(queue.publish_delivery)
-        app.state.listener = listener = events.Listener(settings.redis_url)
+        listener = events.Listener(settings.redis_url)
+        state.start(
+            Services(
+                engine=engine,
+                sessions=async_session_factory(engine),
+                storage=storage,
+                queue=queue,
+                uploads=UploadGate(settings, storage),
+                listener=listener,
+                metrics=registry,
+            )
+        )
         await listener.start()
         try:
             yield
         finally:
+            state.start(None)
             await listener.stop()
             events.configure(None)
             webhooks.configure(None)
@@ -75,8 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload an image, get a task id at once, previews made in the background.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.readiness = health.Readiness()
+    state = attach(app, settings)
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(

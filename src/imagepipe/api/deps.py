@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.scope import Caller, key_digest, key_scope
+from imagepipe.api.state import app_state
 from imagepipe.config import Settings
 from imagepipe.db.models import Task
 from imagepipe.errors import TaskNotFound, Unauthorized
@@ -25,28 +26,24 @@ from imagepipe.storage import Storage
 
 
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return app_state(request.app).settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessions() as session:
+    async with app_state(request.app).services.sessions() as session:
         yield session
 
 
 async def get_storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
+    return app_state(request.app).services.storage
 
 
 async def get_upload_gate(request: Request) -> UploadGate:
-    gate: UploadGate = request.app.state.uploads
-    return gate
+    return app_state(request.app).services.uploads
 
 
 async def get_queue(request: Request) -> TaskQueue:
-    queue: TaskQueue = request.app.state.queue
-    return queue
+    return app_state(request.app).services.queue
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

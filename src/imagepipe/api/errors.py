@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from imagepipe.api.state import app_state
 from imagepipe.errors import ImagepipeError, ServiceUnavailable, UploadTimeout
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImagepipeError)
     headers = None
     if isinstance(exc, ServiceUnavailable):
-        headers = {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
+        headers = {"Retry-After": str(app_state(request.app).settings.retry_after_seconds)}
     elif exc.status_code == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, UploadTimeout):

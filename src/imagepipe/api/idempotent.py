@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from imagepipe.api.scope import key_scope
+from imagepipe.api.state import app_state
 from imagepipe.config import Settings
 from imagepipe.services.idempotency import (
     HEADER,
@@ -23,7 +24,7 @@ def reservation_for(request: Request, settings: Settings) -> Reservation | None:
     if key is None:
         return None
     return Reservation(
-        request.app.state.sessions,
+        app_state(request.app).services.sessions,
         scope=key_scope(request),
         key=key,
         ttl_seconds=settings.idempotency_ttl_seconds,

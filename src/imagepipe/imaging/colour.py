@@ -21,7 +21,6 @@ from functools import lru_cache
 
 from PIL import Image, ImageChops, ImageCms
 
-WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 ALPHA_MODES = frozenset({"LA", "RGBA"})
 
 _STRIP_ROWS = 64

@@ -16,7 +16,7 @@ from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
 
 @dataclass
 class Decoded:
-    # A working mode (colour.WORKING_MODES), or deep grey (colour.is_deep) that is
+    # L, LA, RGB, RGBA or CMYK, or deep grey (colour.is_deep) that is
     # narrowed to L with ``deep_scale`` only after the first shrink. Stored orientation.
     image: Image.Image
     original_size: Size  # stored size before any DCT scaling

@@ -12,11 +12,13 @@ from imagepipe import logs
 from imagepipe.config import Settings
 from imagepipe.worker.celery_app import create_celery
 
-celery_app = create_celery(Settings())
+# The one Settings of a worker or beat process: everything in it reads this one.
+settings = Settings()
+celery_app = create_celery(settings)
 app = celery_app
 
 
 @setup_logging.connect
 def _configure_logging(**_: object) -> None:
     # Connecting this signal stops Celery from installing its own handlers.
-    logs.configure(Settings())
+    logs.configure(settings)

@@ -9,14 +9,13 @@ from celery.signals import worker_init, worker_process_shutdown
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from imagepipe.config import Settings
-
 log = logging.getLogger(__name__)
 
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
-    settings = Settings()
+    from imagepipe.worker.app import settings  # the app imports this module (include)
+
     port, host = settings.worker_metrics_port, settings.worker_metrics_host
     if not port or "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         return

@@ -14,6 +14,8 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_shutdown
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +27,7 @@ from imagepipe.services import events, webhooks
 from imagepipe.storage import ObjectNotFound, Storage, open_storage
 from imagepipe.worker import processing, refresh
 from imagepipe.worker.app import celery_app
+from imagepipe.worker.app import settings as app_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ MAX_RETRIES = 5
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
+    engine: Engine
     sessions: sessionmaker[Session]
     storage: Storage
     queue: CeleryQueue
@@ -43,7 +47,7 @@ class Runtime:
 
 @cache
 def runtime() -> Runtime:
-    settings = Settings()
+    settings = app_settings
     engine = make_sync_engine(settings.resolved_database_url)
     events.configure(events.Publisher(settings.redis_url))
     webhooks.configure(
@@ -51,10 +55,22 @@ def runtime() -> Runtime:
     )
     return Runtime(
         settings=settings,
+        engine=engine,
         sessions=sync_session_factory(engine),
         storage=open_storage(settings),
         queue=CeleryQueue(celery_app),
     )
+
+
+@worker_process_shutdown.connect
+def _dispose(**_: object) -> None:
+    """A pool process that ends closes its database connections and storage clients
+    (only if it built them: nothing connects at import)."""
+    if runtime.cache_info().currsize:
+        current = runtime()
+        current.engine.dispose()
+        current.storage.close()
+        runtime.cache_clear()
 
 
 @celery_app.task(name=PROCESS_TASK, bind=True, max_retries=MAX_RETRIES)

@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from imagepipe.api.deps import SettingsDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, task_out
+from imagepipe.api.state import app_state
 from imagepipe.services.following import follow
 
 router = APIRouter()
@@ -27,8 +28,8 @@ async def task_events(
     task: TaskDep, request: Request, settings: SettingsDep
 ) -> EventSourceResponse:
     # The request's session closes when this returns; the stream reads with its own.
-    sessions = request.app.state.sessions
-    listener = request.app.state.listener
+    services = app_state(request.app).services
+    sessions, listener = services.sessions, services.listener
     task_id = task.id
 
     async def stream() -> AsyncIterator[ServerSentEvent]:

@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, or_, select
 from imagepipe.api import negotiate
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
+from imagepipe.api.state import app_state
 from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import FormatNotFound, InvalidRequest, NotAcceptable, VariantNotFound
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
@@ -95,8 +96,8 @@ async def get_task(
     if wait > 0 and task.status not in ENDED:
         await session.close()  # hold no pooled connection while waiting
         task = await wait_until_ended(
-            request.app.state.sessions,
-            request.app.state.listener,
+            app_state(request.app).services.sessions,
+            app_state(request.app).services.listener,
             task,
             seconds=wait,
             reread_seconds=settings.events_reread_seconds,

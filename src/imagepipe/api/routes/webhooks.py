@@ -15,6 +15,7 @@ from sqlalchemy import select
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, TaskDep
 from imagepipe.api.schemas import ErrorBody
 from imagepipe.api.scope import key_scope
+from imagepipe.api.state import app_state
 from imagepipe.api.webhook_urls import accept_url
 from imagepipe.db.models import (
     DeliveryAttempt,
@@ -210,5 +211,5 @@ async def replay_delivery(
     await session.commit()
     # A lost publish is picked up by the worker's sweep.
     with contextlib.suppress(Exception):
-        await to_thread.run_sync(request.app.state.queue.publish_delivery, again.id)
+        await to_thread.run_sync(app_state(request.app).services.queue.publish_delivery, again.id)
     return ReplayAccepted(id=again.id, replay_of=original.id)

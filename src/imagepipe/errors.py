@@ -1,199 +1,315 @@
-"""Domain errors: each has a stable ``code`` and the HTTP status it maps to.
+"""Every client-visible error code, defined once, and what counts as transient.
 
-    ImagepipeError
-    ├── InvalidRequest          400 invalid_request
-    │   └── UnprocessableRequest 422 invalid_request (a JSON body with a bad field)
-    ├── Unauthorized            401 unauthorized
-    ├── UploadForbidden         403 invalid_upload_token / upload_expired
-    ├── TaskNotFound            404 task_not_found
-    ├── UploadIncomplete        409 upload_incomplete
-    ├── UploadClosed            409 (the task's own error code: the upload was refused)
-    ├── VariantNotFound         404 variant_not_found
-    ├── FormatNotFound          404 format_not_found (a variant not stored in that format)
-    ├── NotAcceptable           406 not_acceptable (Accept rules out every stored format)
-    ├── WebhookNotFound         404 webhook_not_found
-    ├── DeliveryNotFound        404 delivery_not_found
-    ├── IdempotencyKeyInUse     409 idempotency_key_in_use
-    ├── UploadTimeout           408 upload_timeout (the body stalled or took too long)
-    ├── FileTooLarge            413 file_too_large
-    ├── UnsupportedMediaType    415 unsupported_media_type
-    ├── ImageTooLarge           422 image_too_large
-    ├── InvalidImage            422 invalid_image
-    ├── IdempotencyKeyReused    422 idempotency_key_reused
-    ├── InvalidCallbackUrl      422 invalid_callback_url
-    ├── ServiceUnavailable      503 service_unavailable (+ Retry-After)
-    │   ├── TooManyUploads      503 too_many_uploads
-    │   └── InsufficientStorage 503 insufficient_storage
-    └── OriginalMissing         (a task's error only) original_missing
+``CODES`` is the one table: for each stable code, its HTTP status, whether a client
+(or an operator, with ``imagepipe requeue``) may retry, and its fixed public message.
+The exception classes below take their status and message from it; the API renders
+any of them as ``{"error": {"code", "message"}}``, and a failed task stores the same
+code and a fixed message. Raw exception text (SQL, hosts, paths, library internals)
+is logged, never stored or sent.
 
-Nothing here imports FastAPI: the imaging code and the worker raise these too, and
-one handler in the API renders them as ``{"error": {"code", "message"}}``.
+Nothing here imports FastAPI: the imaging code, the services and the worker raise
+these too.
 """
 
 from __future__ import annotations
 
+import errno
+from dataclasses import dataclass
+from typing import Final
+
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    retryable: bool
+    message: str
+
+
+CODES: Final[dict[str, ErrorSpec]] = {
+    # The request is wrong: retrying the same request gets the same answer.
+    "invalid_request": ErrorSpec(
+        400, False, "Expected multipart/form-data with one part named 'file'."
+    ),
+    "unauthorized": ErrorSpec(
+        401, False, "A valid API key is required (Authorization: Bearer <key>)."
+    ),
+    "invalid_upload_token": ErrorSpec(403, False, "The upload URL is not valid for this task."),
+    "upload_expired": ErrorSpec(403, False, "The upload was not completed in time."),
+    "not_found": ErrorSpec(404, False, "Not found."),
+    "task_not_found": ErrorSpec(404, False, "No task with this id."),
+    "variant_not_found": ErrorSpec(404, False, "No such variant for this task."),
+    "webhook_not_found": ErrorSpec(404, False, "No webhook with this id."),
+    "delivery_not_found": ErrorSpec(404, False, "No delivery with this id."),
+    "format_not_found": ErrorSpec(404, False, "This variant is not stored in that format."),
+    "method_not_allowed": ErrorSpec(405, False, "Method not allowed."),
+    "not_acceptable": ErrorSpec(
+        406, False, "No stored format of this variant is acceptable (Accept header)."
+    ),
+    "upload_incomplete": ErrorSpec(
+        409, True, "The original has not been uploaded (or not all of it) yet."
+    ),
+    "idempotency_key_in_use": ErrorSpec(
+        409, True, "A request with this Idempotency-Key is still running; retry shortly."
+    ),
+    "upload_timeout": ErrorSpec(408, True, "The upload was too slow; nothing was kept."),
+    "file_too_large": ErrorSpec(413, False, "The upload is larger than the configured byte limit."),
+    "unsupported_media_type": ErrorSpec(415, False, "File is not a supported image."),
+    "image_too_large": ErrorSpec(422, False, "The image has more pixels than the configured cap."),
+    "invalid_image": ErrorSpec(422, False, "The image could not be decoded."),
+    "idempotency_key_reused": ErrorSpec(
+        422, False, "This Idempotency-Key was used with a different request body."
+    ),
+    "invalid_callback_url": ErrorSpec(422, False, "The webhook URL is not allowed."),
+    # Ours, not the request's.
+    "internal_error": ErrorSpec(500, False, "Internal error."),
+    "original_missing": ErrorSpec(500, False, "The original image is missing from storage."),
+    "processing_timeout": ErrorSpec(500, False, "Rendering took longer than the time limit."),
+    # A backing service did not answer: the same request later may well succeed.
+    "service_unavailable": ErrorSpec(
+        503, True, "A backing service is unavailable; try again shortly."
+    ),
+    "too_many_uploads": ErrorSpec(
+        503, True, "Too many uploads are being received; try again shortly."
+    ),
+    "insufficient_storage": ErrorSpec(
+        503, True, "The server is low on disk space; try again later."
+    ),
+    "queue_full": ErrorSpec(503, True, "Too many tasks are waiting; try again shortly."),
+}
+# Any other HTTP error Starlette raises (it has no code of its own).
+HTTP_ERROR = "http_error"
+HTTP_STATUS_CODES: Final[dict[int, str]] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "file_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def spec(code: str) -> ErrorSpec:
+    """The table's row for ``code``; an unknown code (an old row) is an internal error."""
+    return CODES.get(code, CODES["internal_error"])
+
+
+def public_message(code: str) -> str:
+    return spec(code).message
+
 
 class ImagepipeError(Exception):
     code: str = "internal_error"
-    status_code: int = 500
-    default_message: str = "Internal error."
 
     def __init__(self, message: str | None = None) -> None:
+        # ``message`` is ours (built from limits and ids), never an exception's text.
         self.message = message or self.default_message
         super().__init__(self.message)
+
+    @property
+    def status_code(self) -> int:
+        return spec(self.code).status
+
+    @property
+    def default_message(self) -> str:
+        return spec(self.code).message
+
+    @property
+    def retryable(self) -> bool:
+        return spec(self.code).retryable
+
+
+class InternalError(ImagepipeError):
+    code = "internal_error"
 
 
 class InvalidRequest(ImagepipeError):
     code = "invalid_request"
-    status_code = 400
-    default_message = "Expected multipart/form-data with one part named 'file'."
 
 
 class UnprocessableRequest(InvalidRequest):
-    status_code = 422
-    default_message = "The request body is not valid."
+    """A JSON body with a bad field: the same code as any invalid request, 422."""
+
+    @property
+    def status_code(self) -> int:
+        return 422
+
+    @property
+    def default_message(self) -> str:
+        return "The request body is not valid."
 
 
 class Unauthorized(ImagepipeError):
     code = "unauthorized"
-    status_code = 401
-    default_message = "A valid API key is required (Authorization: Bearer <key>)."
 
 
 class TaskNotFound(ImagepipeError):
     code = "task_not_found"
-    status_code = 404
-    default_message = "No task with this id."
 
 
 class UploadForbidden(ImagepipeError):
     """The upload token is wrong, spent, or past its expiry."""
 
     code = "invalid_upload_token"
-    status_code = 403
-    default_message = "The upload URL is not valid for this task."
 
 
 class UploadExpired(UploadForbidden):
     code = "upload_expired"
-    default_message = "The upload was not completed in time."
 
 
 class UploadIncomplete(ImagepipeError):
     code = "upload_incomplete"
-    status_code = 409
-    default_message = "The original has not been uploaded (or not all of it) yet."
 
 
 class UploadClosed(ImagepipeError):
     """Completing a direct upload that was already refused: answers the same code."""
 
-    status_code = 409
-
     def __init__(self, code: str, message: str) -> None:
-        self.code = code
+        self.code = code  # the refused task's own code
         super().__init__(message)
+
+    @property
+    def status_code(self) -> int:
+        return 409
 
 
 class VariantNotFound(ImagepipeError):
     code = "variant_not_found"
-    status_code = 404
-    default_message = "No such variant for this task."
 
 
 class FormatNotFound(ImagepipeError):
+    """A variant not stored in that format."""
+
     code = "format_not_found"
-    status_code = 404
-    default_message = "This variant is not stored in that format."
 
 
 class NotAcceptable(ImagepipeError):
+    """The Accept header rules out every stored format."""
+
     code = "not_acceptable"
-    status_code = 406
-    default_message = "No stored format of this variant is acceptable (Accept header)."
 
 
 class WebhookNotFound(ImagepipeError):
     code = "webhook_not_found"
-    status_code = 404
-    default_message = "No webhook with this id."
 
 
 class DeliveryNotFound(ImagepipeError):
     code = "delivery_not_found"
-    status_code = 404
-    default_message = "No delivery with this id."
 
 
 class IdempotencyKeyInUse(ImagepipeError):
     code = "idempotency_key_in_use"
-    status_code = 409
-    default_message = "A request with this Idempotency-Key is still running; retry shortly."
 
 
 class UploadTimeout(ImagepipeError):
+    """The body stalled or took too long."""
+
     code = "upload_timeout"
-    status_code = 408
-    default_message = "The upload was too slow; nothing was kept."
 
 
 class FileTooLarge(ImagepipeError):
     code = "file_too_large"
-    status_code = 413
-    default_message = "The upload is larger than the configured byte limit."
 
 
 class UnsupportedMediaType(ImagepipeError):
     code = "unsupported_media_type"
-    status_code = 415
-    default_message = "File is not a supported image."
 
 
 class ImageTooLarge(ImagepipeError):
     code = "image_too_large"
-    status_code = 422
-    default_message = "The image has more pixels than the configured cap."
 
 
 class InvalidImage(ImagepipeError):
     code = "invalid_image"
-    status_code = 422
-    default_message = "The image could not be decoded."
 
 
 class IdempotencyKeyReused(ImagepipeError):
     code = "idempotency_key_reused"
-    status_code = 422
-    default_message = "This Idempotency-Key was used with a different request body."
 
 
 class InvalidCallbackUrl(ImagepipeError):
     code = "invalid_callback_url"
-    status_code = 422
-    default_message = "The webhook URL is not allowed."
 
 
 class ServiceUnavailable(ImagepipeError):
+    """Answered with ``Retry-After``."""
+
     code = "service_unavailable"
-    status_code = 503
-    default_message = "A backing service is unavailable; try again shortly."
 
 
 class TooManyUploads(ServiceUnavailable):
     code = "too_many_uploads"
-    default_message = "Too many uploads are being received; try again shortly."
 
 
 class InsufficientStorage(ServiceUnavailable):
     """Too little free disk to receive the upload: refused before any byte is read."""
 
     code = "insufficient_storage"
-    default_message = "The server is low on disk space; try again later."
+
+
+class QueueFull(ServiceUnavailable):
+    code = "queue_full"
 
 
 class OriginalMissing(ImagepipeError):
     """The original is gone from storage: the task can never be rendered."""
 
     code = "original_missing"
-    status_code = 500
-    default_message = "The original image is missing from storage."
+
+
+class ProcessingTimeout(ImagepipeError):
+    """A task's error only: the render ran out of time (or killed its worker)."""
+
+    code = "processing_timeout"
+
+
+# --- transient -----------------------------------------------------------------------
+
+# Network-level failures: a peer (database, broker, S3) did not answer or hung up.
+_NETWORK = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeout, BrokerError)
+# The database did not answer, dropped the connection, or the pool had none to give.
+_DATABASE = (OperationalError, InterfaceError, PoolTimeout)
+# A local disk that is full, read-only or failing is an outage, not a bug.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+# Every type ``is_transient`` may say yes to: for ``except`` clauses and handler
+# registration, always followed by the ``is_transient`` check.
+MAYBE_TRANSIENT: Final = (
+    OSError,
+    DBAPIError,
+    PoolTimeout,
+    RedisConnectionError,
+    RedisTimeout,
+    BrokerError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when a backing service failed, not the request or our code: the same work
+    may succeed later, and it says nothing about the image.
+
+    The one definition: the API answers these with 503 ``service_unavailable``, the
+    worker gives such a claim back without spending an attempt, and anything else
+    is either a refusal with its own code or a bug (500, logged).
+    """
+    # Here, not at the top: the storage package imports the imaging code, which
+    # imports this module.
+    from imagepipe.storage.base import ObjectNotFound, StorageError
+
+    if isinstance(error, ServiceUnavailable):
+        return True
+    if isinstance(error, ObjectNotFound):
+        return False  # no retry makes a missing object appear
+    if isinstance(error, StorageError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, _DATABASE + _NETWORK):
+        return True
+    return isinstance(error, OSError) and error.errno in _DISK_ERRNOS

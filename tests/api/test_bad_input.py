@@ -292,6 +292,13 @@ async def test_frames_up_to_the_cap_are_accepted(
     assert run_inline(settings, response.json()["task_id"]).value == "succeeded"
 
 
+DECODE_FAILURES = {
+    "The image could not be decoded.",
+    "The animation could not be decoded.",
+    "The frame structure cannot be parsed.",
+}
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -317,7 +324,9 @@ async def test_truncated_images_fail_invalid_image(
     status = (await client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "failed" and status["variants"] == {}
     assert status["error"]["code"] == "invalid_image"
-    assert "Traceback" not in status["error"]["message"]
+    # Our fixed words, never the decoder's ("image file is truncated (5 bytes not
+    # processed)", "broken data stream when reading image file", ...).
+    assert status["error"]["message"] in DECODE_FAILURES, status
 
 
 async def test_polyglot_jpeg_is_served_only_as_an_image(

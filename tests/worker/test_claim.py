@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from imagepipe.worker.holder import current_holder, holder_is_dead
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +20,6 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
-from imagepipe.worker.holder import current_holder, holder_is_dead
 
 
 @pytest.fixture

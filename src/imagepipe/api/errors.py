@@ -1,57 +1,72 @@
-"""One place that turns every error into ``{"error": {"code", "message"}}``."""
+"""One place that turns every error into ``{"error": {"code", "message"}}``.
+
+Codes, statuses and messages come from ``imagepipe.errors.CODES``; what is transient
+from ``imagepipe.errors.is_transient``. Anything else is a bug: a 500 whose details
+go to the log only.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagepipe.api.state import app_state
-from imagepipe.errors import ImagepipeError, ServiceUnavailable, UploadTimeout
+from imagepipe.errors import (
+    HTTP_ERROR,
+    HTTP_STATUS_CODES,
+    MAYBE_TRANSIENT,
+    ImagepipeError,
+    InternalError,
+    ServiceUnavailable,
+    UnprocessableRequest,
+    UploadTimeout,
+    is_transient,
+)
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "file_too_large",
-    415: "unsupported_media_type",
-}
+
+def error_body(error: ImagepipeError) -> dict[str, dict[str, str]]:
+    return {"error": {"code": error.code, "message": error.message}}
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+def error_response(error: ImagepipeError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(error), status_code=error.status_code, headers=headers)
+
+
+def headers_for(error: ImagepipeError, retry_after_seconds: int) -> dict[str, str] | None:
+    if isinstance(error, ServiceUnavailable):
+        return {"Retry-After": str(retry_after_seconds)}
+    if error.status_code == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, UploadTimeout):
+        # The rest of the body may still be on its way: this connection is done.
+        return {"Connection": "close"}
+    return None
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImagepipeError)
-    headers = None
-    if isinstance(exc, ServiceUnavailable):
-        headers = {"Retry-After": str(app_state(request.app).settings.retry_after_seconds)}
-    elif exc.status_code == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, UploadTimeout):
-        # The rest of the body may still be on its way: this connection is done.
-        headers = {"Connection": "close"}
-    return error_response(exc.status_code, exc.code, exc.message, headers)
+    return error_response(
+        exc, headers_for(exc, app_state(request.app).settings.retry_after_seconds)
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = HTTP_STATUS_CODES.get(exc.status_code, HTTP_ERROR)
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, str(exc.detail), headers)
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail)}},
+        status_code=exc.status_code,
+        headers=headers,
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -59,25 +74,43 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
     )
-    return error_response(422, "invalid_request", problems or "Invalid request.")
+    return error_response(UnprocessableRequest(problems or "Invalid request."))
 
 
-async def _backend_down(request: Request, exc: Exception) -> JSONResponse:
-    # The database (or the disk under it) did not answer: a condition to retry, not a bug.
-    log.warning("backend unavailable on %s %s: %r", request.method, request.url.path, exc)
-    return await _domain_error(request, ServiceUnavailable())
+async def _maybe_transient(request: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):
+        # A backing service did not answer: a condition to retry, not a bug. The
+        # detail (hosts, SQL) goes to the log only.
+        log.warning("backend unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return await _domain_error(request, ServiceUnavailable())
+    # Not transient (a FileNotFoundError, an IntegrityError): a bug. Re-raised, so
+    # ObservedMiddleware logs it and answers 500.
+    raise exc
+
+
+@contextmanager
+def unavailable_as_503(backend: str) -> Iterator[None]:
+    """A transient failure of ``backend`` inside the block becomes a 503 with a fixed
+    message (the detail is logged); anything else passes through unchanged."""
+    try:
+        yield
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
+        log.warning("%s unavailable: %r", backend, error)
+        raise ServiceUnavailable(f"The {backend} is unavailable; try again shortly.") from None
 
 
 def unexpected_error_response() -> JSONResponse:
     """The body of every 500; the stack trace goes to the log, never to the client."""
-    return error_response(500, "internal_error", "Internal error.")
+    return error_response(InternalError())
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ImagepipeError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for backend_error in (DBAPIError, SQLAlchemyTimeoutError, OSError):
-        app.add_exception_handler(backend_error, _backend_down)
+    for maybe_transient in MAYBE_TRANSIENT:
+        app.add_exception_handler(maybe_transient, _maybe_transient)
     # Anything else is a bug: ObservedMiddleware renders it, so that even a 500 gets
     # the security headers (Starlette's outermost error middleware would skip them).

@@ -49,7 +49,7 @@ def animated_webp(
         except BAD_BYTES_ERRORS as exc:
             # A later frame can be damaged where the first was fine: the same error
             # as for any image that cannot be decoded.
-            raise InvalidImage(f"The animation could not be decoded: {exc}") from exc
+            raise InvalidImage("The animation could not be decoded.") from exc
 
 
 def _encode(

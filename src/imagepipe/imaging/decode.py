@@ -63,7 +63,7 @@ def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decode
             # Pillow reports bad bytes as OSError ("image file is truncated", "broken
             # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for
             # the caller they all mean the same thing.
-            raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+            raise InvalidImage("The image could not be decoded.") from exc
     return Decoded(
         image=working,
         original_size=original_size,

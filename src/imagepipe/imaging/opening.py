@@ -198,7 +198,7 @@ def _open(fp: HeaderBudget, allowed_formats: tuple[str, ...]) -> ImageFile.Image
         # Plugins raise ValueError, OSError, ... for headers they half-understood
         # (e.g. a PNG whose IHDR chunk is cut short): an allowed format, but broken.
         detected = _detect(fp)
-        raise InvalidImage(f"The {detected or 'image'} header cannot be parsed: {exc}") from exc
+        raise InvalidImage(f"The {detected or 'image'} header cannot be parsed.") from exc
 
 
 def _refusal(fp: HeaderBudget, allowed_formats: tuple[str, ...]) -> Exception:
@@ -245,7 +245,7 @@ def _check_caps(image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits) -> in
     try:
         count = frames.count_frames(image, raw, limit=limit)
     except BAD_BYTES_ERRORS as exc:
-        raise InvalidImage(f"The frame structure cannot be parsed: {exc}") from exc
+        raise InvalidImage("The frame structure cannot be parsed.") from exc
     if count > max_frames:
         raise ImageTooLarge(
             f"The image has more than {max_frames} frames or pages, the configured cap."

@@ -81,19 +81,21 @@ class LocalStorage(Storage):
 
     def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if path.parent == self._tmp:
-            # One of ours (local_temp), already on this filesystem: a rename, no copy.
-            _fsync(path)
-            os.replace(path, target)
-            return
-        with path.open("rb") as source:
-            self._write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
+        with _write_errors(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent == self._tmp:
+                # One of ours (local_temp), already on this filesystem: a rename, no copy.
+                _fsync(path)
+                os.replace(path, target)
+                return
+            with path.open("rb") as source:
+                self._write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._write(target, lambda out: out.write(data))
+        with _write_errors(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._write(target, lambda out: out.write(data))
 
     def _write(self, target: Path, fill: Callable[[BinaryIO], object]) -> None:
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix=f"w-{target.name}.")
@@ -200,6 +202,18 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot reach {self.root}: {error}") from error
         if not is_dir or not os.access(self._tmp, os.W_OK | os.X_OK):
             raise StorageError(f"cannot write under {self.root}")
+
+
+@contextlib.contextmanager
+def _write_errors(key: str) -> Iterator[None]:
+    """A write the disk refused (full, read-only, a file where a directory must be) is
+    the backend failing, like an S3 that refuses: a StorageError, whatever its errno."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as error:
+        raise StorageError(f"cannot write {key!r}: {error}") from error
 
 
 def _fsync(path: Path) -> None:

@@ -6,8 +6,10 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from imagepipe.api.errors import error_body, headers_for
 from imagepipe.api.readiness import CHECKS
 from imagepipe.api.state import app_state
+from imagepipe.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -33,10 +35,8 @@ async def readyz(request: Request) -> JSONResponse:
 
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
-        retry_after = str(state.settings.retry_after_seconds)
-        body = {
-            "error": {"code": "service_unavailable", "message": f"Not ready: {', '.join(failed)}."},
-            "checks": checks,
-        }
-        return JSONResponse(body, status_code=503, headers={"Retry-After": retry_after})
+        error = ServiceUnavailable(f"Not ready: {', '.join(failed)}.")
+        body = {**error_body(error), "checks": checks}
+        headers = headers_for(error, state.settings.retry_after_seconds)
+        return JSONResponse(body, status_code=error.status_code, headers=headers)
     return JSONResponse({"status": "ok", "checks": checks})

@@ -22,7 +22,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
 from imagepipe.queue import DELIVER_WEBHOOK
-from imagepipe.services import events, webhooks
+from imagepipe.services import events, lifecycle, webhooks
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 from tests.harness.app import make_settings, open_client, run_inline
@@ -287,7 +287,7 @@ async def test_reconciler_expires_abandoned_uploads(
     monkeypatch.setattr(tasks, "Settings", lambda: settings)
     tasks.runtime.cache_clear()
     try:
-        assert tasks.reconcile() == {"requeued": 0, "failed": 0, "expired": 1}
+        assert tasks.reconcile() == {"requeued": 0, "failed": 0, "expired": 1, "purged": 0}
         assert tasks.reconcile()["expired"] == 0
     finally:
         tasks.runtime().sessions.kw["bind"].dispose()
@@ -298,8 +298,7 @@ async def test_reconciler_expires_abandoned_uploads(
     assert (await client.get(f"/tasks/{fresh['task_id']}")).json()["status"] == "awaiting_upload"
 
 
-async def test_expiry_is_batched(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processing, "EXPIRE_BATCH", 2)
+async def test_expiry_is_batched(settings: Settings) -> None:
     engine = make_sync_engine(settings.resolved_database_url)
     sessions = sync_session_factory(engine)
     past = utcnow() - timedelta(seconds=5)
@@ -319,8 +318,9 @@ async def test_expiry_is_batched(settings: Settings, monkeypatch: pytest.MonkeyP
                         upload_expires_at=past + timedelta(seconds=n),
                     )
                 )
-        assert processing.expire_uploads(sessions, utcnow()) == ["originals/x0", "originals/x1"]
-        assert processing.expire_uploads(sessions, utcnow()) == ["originals/x2"]
+        first = lifecycle.expire_uploads(sessions, utcnow(), limit=2)
+        assert first == ["originals/x0", "originals/x1"]
+        assert lifecycle.expire_uploads(sessions, utcnow(), limit=2) == ["originals/x2"]
     finally:
         engine.dispose()
 
@@ -449,7 +449,7 @@ async def test_expired_uploads_are_failures_like_any_other(
         assert (await client.post(f"{at_completion['complete_url']}")).status_code == 409
         engine = make_sync_engine(settings.resolved_database_url)
         try:
-            expired = processing.expire_uploads(sync_session_factory(engine), utcnow())
+            expired = lifecycle.expire_uploads(sync_session_factory(engine), utcnow())
         finally:
             engine.dispose()
         assert expired == [f"originals/{by_reconciler['task_id']}"]

@@ -12,8 +12,9 @@ from sqlalchemy import update
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.services import lifecycle
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing
+from imagepipe.worker import processing, reconciler
 from tests.harness.app import run_inline
 from tests.images import photo
 
@@ -115,6 +116,38 @@ async def test_delete_removes_row_original_and_variants(
     assert (await client.delete(f"/tasks/{task_id}")).status_code == 404
 
 
+async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconciler(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A delete that stopped after its first step (the API process died, or the storage
+    failed): the task is gone for readers, its files are still named by the tombstone,
+    and the reconciler removes the files and then the row."""
+    task_id = await upload(client)
+    run_inline(settings, task_id)
+    root = settings.resolved_storage_root
+    engine = make_sync_engine(settings.resolved_database_url)
+    sessions = sync_session_factory(engine)
+    try:
+        with sessions.begin() as session:
+            assert lifecycle.mark_deleted(session, uuid.UUID(task_id))
+        # Step 1 only: no reader sees it, no worker claims it, its files remain.
+        assert (await client.get(f"/tasks/{task_id}")).status_code == 404
+        assert task_id not in {t["task_id"] for t in (await client.get("/tasks")).json()["tasks"]}
+        assert lifecycle.claim(sessions, uuid.UUID(task_id), settings) is None
+        assert (root / "originals" / task_id).exists()
+        assert lifecycle.tombstones(sessions) == [uuid.UUID(task_id)]
+
+        storage = LocalStorage(root)
+        assert reconciler.finish_deletes(sessions, storage) == 1
+        assert not (root / "originals" / task_id).exists()
+        assert not (root / "variants" / task_id).exists()
+        assert lifecycle.tombstones(sessions) == []
+        with sessions() as session:
+            assert session.get(Task, uuid.UUID(task_id)) is None
+    finally:
+        engine.dispose()
+
+
 async def test_task_deleted_while_rendering_leaves_no_files(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -123,7 +156,7 @@ async def test_task_deleted_while_rendering_leaves_no_files(
     sessions = sync_session_factory(engine)
     storage = LocalStorage(settings.resolved_storage_root)
     try:
-        held = processing.claim(sessions, uuid.UUID(task_id), settings)
+        held = lifecycle.claim(sessions, uuid.UUID(task_id), settings)
         assert held is not None
         result = processing.render(held, storage, settings)
         assert (await client.delete(f"/tasks/{task_id}")).status_code == 204

@@ -14,7 +14,8 @@ import pytest
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.worker import processing
+from imagepipe.errors import InternalError
+from imagepipe.services import lifecycle
 from tests.harness.app import make_settings
 from tests.harness.processes import ApiProcess, WorkerProcess, settings_env
 from tests.images import photo
@@ -151,8 +152,8 @@ async def test_a_change_without_notification_still_reaches_followers(
                         events.append(event)
                         if len(events) == 1:
                             # This process never configured a publisher: no notification.
-                            assert processing.fail(
-                                sessions, uuid.UUID(task_id), "internal_error", "Stopped."
+                            assert lifecycle.fail(
+                                sessions, uuid.UUID(task_id), InternalError("Stopped.")
                             )
     assert [e.json()["status"] for e in events] == ["queued", "failed"]
 

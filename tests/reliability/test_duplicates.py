@@ -23,7 +23,9 @@ from sqlalchemy import update
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.errors import InternalError
 from imagepipe.queue import CeleryQueue
+from imagepipe.services import lifecycle
 from imagepipe.storage import LocalStorage, keys
 from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
@@ -178,7 +180,7 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
     storage = LocalStorage(settings.resolved_storage_root)
     task_id = make_task(settings, photo(2000, 1500, "PNG"))
     try:
-        old = processing.claim(sessions, task_id, settings)
+        old = lifecycle.claim(sessions, task_id, settings)
         assert old is not None
         old_result = processing.render(old, storage, settings)
         with sessions.begin() as session:  # the lease runs out while it is stuck
@@ -187,7 +189,7 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
                 .where(Task.id == task_id)
                 .values(lease_expires_at=utcnow() - timedelta(seconds=1))
             )
-        new = processing.claim(sessions, task_id, settings)
+        new = lifecycle.claim(sessions, task_id, settings)
         assert new is not None and new.attempt == old.attempt + 1
         new_result = processing.render(new, storage, settings)
 
@@ -197,7 +199,7 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
         )
         assert stored == [False, True]
         # The old claim can no longer fail the task either.
-        assert not processing.fail(sessions, task_id, "internal_error", "x", attempt=old.attempt)
+        assert not lifecycle.fail(sessions, task_id, InternalError(), attempt=old.attempt)
     finally:
         engine.dispose()
     records = Records(settings)

@@ -21,8 +21,8 @@ import pytest
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.services import webhooks
-from imagepipe.worker import processing
+from imagepipe.errors import InternalError
+from imagepipe.services import lifecycle, webhooks
 from tests.harness.app import make_settings, open_client
 from tests.harness.processes import WorkerProcess, settings_env
 from tests.harness.server import free_port, wait_for_port
@@ -204,7 +204,7 @@ async def test_status_committed_but_never_published_is_still_delivered(
             sessions = sync_session_factory(make_sync_engine(settings.resolved_database_url))
             # This process has no dispatcher: the status and its outbox row are
             # committed, and no delivery is ever published.
-            assert processing.fail(sessions, uuid.UUID(task_id), "internal_error", "Stopped.")
+            assert lifecycle.fail(sessions, uuid.UUID(task_id), InternalError("Stopped."))
             assert received(log) == []
             worker = worker_for(settings)
             worker.start()
@@ -258,7 +258,7 @@ async def test_connect_time_check_refuses_a_private_address(
             )
             task_id = uuid.UUID(upload.json()["task_id"])
             sessions = sync_session_factory(make_sync_engine(allowed.resolved_database_url))
-            processing.fail(sessions, task_id, "internal_error", "Stopped.")
+            lifecycle.fail(sessions, task_id, InternalError("Stopped."))
             [delivery_id] = webhooks.due(sessions)
             options = webhooks.DeliverySettings(
                 default_secret=SECRET, allow_private=False, timeout_seconds=5

@@ -11,13 +11,15 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from imagepipe.worker.holder import current_holder, holder_is_dead
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
+from imagepipe.db.clock import db_now, db_now_plus
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
+from imagepipe.services import lifecycle
+from imagepipe.services.holder import current_holder, holder_is_dead
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 
@@ -61,9 +63,9 @@ def test_queued_task_is_claimed_once(
     sessions: sessionmaker[Session], any_db_settings: Settings
 ) -> None:
     task_id = add_task(sessions)
-    first = processing.claim(sessions, task_id, any_db_settings)
+    first = lifecycle.claim(sessions, task_id, any_db_settings)
     assert first is not None and first.attempt == 1
-    assert processing.claim(sessions, task_id, any_db_settings) is None  # live lease
+    assert lifecycle.claim(sessions, task_id, any_db_settings) is None  # live lease
     with sessions() as session:
         assert session.get_one(Task, task_id).claimed_by == current_holder()
 
@@ -78,7 +80,7 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(
         sessions, status=TaskStatus.processing, attempts=1, lease_expires_at=lease,
         claimed_by=dead,
     )  # fmt: skip
-    taken = processing.claim(sessions, task_id, any_db_settings)
+    taken = lifecycle.claim(sessions, task_id, any_db_settings)
     assert taken is not None and taken.attempt == 2
 
 
@@ -94,13 +96,13 @@ def test_live_or_unknown_holders_keep_their_lease(
         sessions, status=TaskStatus.processing, attempts=1, lease_expires_at=lease,
         claimed_by=holder,
     )  # fmt: skip
-    assert processing.claim(sessions, task_id, any_db_settings) is None
+    assert lifecycle.claim(sessions, task_id, any_db_settings) is None
     # Once the lease has expired, anyone may take it.
     with sessions.begin() as session:
         session.execute(
             update(Task).where(Task.id == task_id).values(lease_expires_at=utcnow() - timedelta(1))
         )
-    assert processing.claim(sessions, task_id, any_db_settings) is not None
+    assert lifecycle.claim(sessions, task_id, any_db_settings) is not None
 
 
 def test_own_process_is_never_dead() -> None:
@@ -141,3 +143,31 @@ def test_a_missing_original_fails_with_its_own_code(
         assert (task.status, task.error_code, task.attempts) == (
             TaskStatus.failed, "original_missing", 1,
         )  # fmt: skip
+
+
+def test_leases_are_set_and_judged_by_the_database_clock(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    """Workers' clocks disagree; the database's is one. The lease is the database's
+    now() plus the lease length, and a lease is expired when the database says so."""
+    task_id = add_task(sessions)
+    assert lifecycle.claim(sessions, task_id, any_db_settings) is not None
+    with sessions() as session:
+        lease, now = session.execute(
+            select(Task.lease_expires_at, db_now()).where(Task.id == task_id)
+        ).one()
+    assert lease is not None
+    ahead = (lease.replace(tzinfo=None) - now.replace(tzinfo=None)).total_seconds()
+    assert 0 < ahead <= any_db_settings.lease_seconds
+    # One second short of expiry by the database's clock: not claimable; one past: it is.
+    with sessions.begin() as session:
+        session.execute(
+            update(Task).where(Task.id == task_id).values(lease_expires_at=db_now_plus(1))
+        )
+    assert lifecycle.claim(sessions, task_id, any_db_settings) is None
+    with sessions.begin() as session:
+        session.execute(
+            update(Task).where(Task.id == task_id).values(lease_expires_at=db_now_plus(-1))
+        )
+    taken = lifecycle.claim(sessions, task_id, any_db_settings)
+    assert taken is not None and taken.attempt == 2

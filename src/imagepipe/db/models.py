@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Enum,
     ForeignKey,
@@ -72,7 +73,7 @@ class Task(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the processing claim expires; the reconciler takes expired claims back.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # host:pid of the process holding the claim (see imagepipe.worker.holder).
+    # host:pid of the process holding the claim (see imagepipe.services.holder).
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     # Times a worker has claimed the task: caps poison images that kill workers.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -97,6 +98,10 @@ class Task(Base):
     # After this an awaiting_upload task is failed with upload_expired (reconciler).
     upload_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # Set by DELETE /tasks/{id} before the task's files go: a tombstone that no reader
+    # sees and no worker claims, removed with its row once the files are gone.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1024))
 
@@ -113,6 +118,11 @@ class Task(Base):
         lazy="selectin",
         order_by="Variant.width",
     )
+
+
+def live() -> ColumnElement[bool]:
+    """Tasks that exist for readers: not the tombstone of a delete in progress."""
+    return Task.deleted_at.is_(None)
 
 
 class Variant(Base):

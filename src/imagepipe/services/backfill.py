@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagepipe.db.models import Task, TaskStatus, Variant
+from imagepipe.db.models import Task, TaskStatus, Variant, live
 from imagepipe.imaging import RenderOptions
 from imagepipe.imaging.encode import choose_format
 from imagepipe.imaging.formats import FormatName, base_format, named
@@ -84,7 +84,7 @@ def scan(
         with sessions() as session:
             # A task whose original retention removed cannot be rendered again.
             query = select(Task).where(
-                Task.status == TaskStatus.succeeded, Task.original_removed_at.is_(None)
+                Task.status == TaskStatus.succeeded, Task.original_removed_at.is_(None), live()
             )
             if after is not None:
                 query = query.where(Task.id > after)

@@ -11,7 +11,7 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from imagepipe.db.models import Task, TaskStatus
+from imagepipe.db.models import Task, TaskStatus, live
 from imagepipe.services.events import Listener
 
 ENDED = frozenset({TaskStatus.succeeded, TaskStatus.failed})
@@ -20,7 +20,7 @@ ENDED = frozenset({TaskStatus.succeeded, TaskStatus.failed})
 async def read_task(sessions: async_sessionmaker[Any], task_id: uuid.UUID) -> Task | None:
     """One short read: the connection goes back to the pool before anyone waits."""
     async with sessions() as session:
-        task: Task | None = await session.scalar(select(Task).where(Task.id == task_id))
+        task: Task | None = await session.scalar(select(Task).where(Task.id == task_id, live()))
         return task
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from imagepipe.db.models import Rendition, Variant
 from imagepipe.imaging import Preview
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, FORMATS, FormatName, named
+from imagepipe.services.tidy import quietly
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,4 @@ def remove_unreferenced(storage: Storage, task_id: uuid.UUID, variants: Sequence
 
 def tidy(action: Callable[..., object], *args: object) -> None:
     """Run a clean-up whose failure must not fail the work that is done."""
-    try:
-        action(*args)
-    except OSError as error:
-        log.warning("could not remove stale objects: %s", error)
+    quietly(action, *args)

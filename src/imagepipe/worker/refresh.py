@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, Variant
+from imagepipe.db.models import Task, TaskStatus, Variant, live
 from imagepipe.services import backfill, renditions
 from imagepipe.storage import Storage, keys
 from imagepipe.worker import processing
@@ -42,7 +42,7 @@ def refresh(
     with sessions.begin() as session:
         still_ours = session.execute(
             update(Task)
-            .where(Task.id == task_id)
+            .where(Task.id == task_id, live())
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == claim.attempt)
             .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
@@ -69,7 +69,7 @@ def _take(
     options = processing.render_options(settings)
     with sessions.begin() as session:
         task = session.get(Task, task_id)
-        if task is None or task.status != TaskStatus.succeeded:
+        if task is None or task.deleted_at is not None or task.status != TaskStatus.succeeded:
             return None
         if not backfill.is_stale(task, options):
             return None  # a second backfill, or a duplicate message: done already

@@ -16,23 +16,21 @@ from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_shutdown
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
+from imagepipe.errors import MAYBE_TRANSIENT, InternalError, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, REFRESH_TASK, CeleryQueue
-from imagepipe.services import events, webhooks
+from imagepipe.services import events, lifecycle, webhooks
 from imagepipe.storage import ObjectNotFound, Storage, open_storage
-from imagepipe.worker import processing, refresh
+from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.app import settings as app_settings
 
 log = logging.getLogger(__name__)
 
-# Errors worth another try: the database or the storage hiccupped.
-TRANSIENT = (OperationalError, DBAPIError, OSError)
 MAX_RETRIES = 5
 
 
@@ -89,19 +87,23 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         # task is not ours to fail. Retry; the claim decides who works on it.
         log.warning("soft time limit outside a claim, retrying", extra={"task_id": task_id})
         raise self.retry(countdown=1) from None
-    except TRANSIENT as error:
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
         # Checked here: given ``exc``, Celery's retry() re-raises that exception once
         # the retries are used up, never MaxRetriesExceededError.
         if self.request.retries >= MAX_RETRIES:
             # Only a task nobody holds: its claim was given back when the error struck.
-            # One another worker claimed meanwhile is that worker's to finish.
-            message = f"Gave up after: {error}"
-            processing.fail(rt.sessions, parsed, "internal_error", message, only_queued=True)
+            # One another worker claimed meanwhile is that worker's to finish. The
+            # detail is logged; the task stores the fixed message.
+            log.error("giving up after transient errors: %r", error, extra={"task_id": task_id})
+            gave_up = InternalError("The task failed repeatedly with transient errors.")
+            lifecycle.fail(rt.sessions, parsed, gave_up, only_queued=True)
             TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
             return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)
         log.warning(
-            "transient error, retrying in %ss: %s", countdown, error, extra={"task_id": task_id}
+            "transient error, retrying in %ss: %r", countdown, error, extra={"task_id": task_id}
         )
         raise self.retry(exc=error, countdown=countdown) from error
     TASK_OUTCOMES.labels(outcome.value).inc()
@@ -121,9 +123,12 @@ def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     except ObjectNotFound:
         log.error("cannot re-render: the original is gone", extra={"task_id": task_id})
         return processing.Outcome.failed.value
-    except TRANSIENT as error:
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
+            return processing.Outcome.failed.value
         if self.request.retries >= MAX_RETRIES:
-            log.error("gave up re-rendering: %s", error, extra={"task_id": task_id})
+            log.error("gave up re-rendering: %r", error, extra={"task_id": task_id})
             return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)
         raise self.retry(exc=error, countdown=countdown) from error
@@ -136,28 +141,4 @@ def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
 @celery_app.task(name=RECONCILE, ignore_result=True)
 def reconcile() -> dict[str, int]:
     rt = runtime()
-    report = processing.reconcile(rt.sessions, rt.settings)
-    try:
-        swept = rt.storage.sweep_temp(processing.STALE_TEMP_SECONDS)
-    except OSError as error:
-        log.warning("could not sweep storage temp files: %s", error)
-        swept = 0
-    if swept:
-        log.warning("removed %d abandoned storage temp files", swept)
-    for key in report.expired:
-        # After the commit: the row says failed before the partial object goes.
-        try:
-            rt.storage.delete(key)
-        except OSError as error:
-            log.warning("could not remove an expired upload %s: %s", key, error)
-    if report.expired:
-        log.warning("expired %d direct uploads", len(report.expired))
-    for task_id in report.requeued:
-        rt.queue.enqueue(task_id)
-    if report.requeued or report.failed:
-        log.warning("reconciled: %d requeued, %d failed", len(report.requeued), len(report.failed))
-    return {
-        "requeued": len(report.requeued),
-        "failed": len(report.failed),
-        "expired": len(report.expired),
-    }
+    return reconciler.run(rt.sessions, rt.storage, rt.queue, rt.settings)

@@ -27,8 +27,6 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.deps import (
@@ -40,9 +38,10 @@ from imagepipe.api.deps import (
     TaskDep,
     UploadGateDep,
 )
+from imagepipe.api.errors import unavailable_as_503
 from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import display_filename, receive_body
-from imagepipe.api.routes.upload import _delete_quietly, _unlink, probe_header
+from imagepipe.api.routes.upload import _unlink, delete_quietly, probe_header
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
@@ -59,7 +58,7 @@ from imagepipe.errors import (
     UploadIncomplete,
 )
 from imagepipe.imaging import ImageInfo
-from imagepipe.services import events, webhooks
+from imagepipe.services import lifecycle
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
 
@@ -203,7 +202,7 @@ async def _create(
     try:
         presigned = await to_thread.run_sync(presign)
     except StorageError as error:
-        log.warning("storage unavailable while presigning: %s", error)
+        log.warning("storage unavailable while presigning: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     token_digest = None
     if presigned is None:
@@ -223,8 +222,6 @@ async def _create(
     # The header facts stay empty until the upload completes and the probe fills them.
     task = Task(
         id=task_id,
-        status=TaskStatus.awaiting_upload,
-        created_at=now,
         filename=filename,
         original_key=key,
         original_format="",
@@ -245,8 +242,8 @@ async def _create(
         upload=UploadTarget(method=method, url=url, headers=headers, expires_at=_iso_z(expires_at)),
         complete_url=f"{status_url(task_id)}/complete",
     )
-    try:
-        session.add(task)
+    with unavailable_as_503("database"):
+        await session.run_sync(lifecycle.create, task, awaiting_upload=True)
         if reservation is not None:
             # In the task's transaction: "created" and "answer remembered" agree.
             await reservation.record(
@@ -255,9 +252,6 @@ async def _create(
         await session.commit()
         if reservation is not None:
             reservation.committed()
-    except (SQLAlchemyError, OSError) as error:
-        log.warning("database unavailable during upload creation: %s", error)
-        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
     log.info("direct upload created", extra={"task_id": str(task_id), "bytes": size})
     return answer
 
@@ -299,7 +293,7 @@ async def put_original(
             put = functools.partial(storage.put_file, task.original_key, temp)
             await to_thread.run_sync(put)
         except StorageError as error:
-            log.warning("storage unavailable during a direct upload: %s", error)
+            log.warning("storage unavailable during a direct upload: %r", error)
             raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
         finally:
             with anyio.CancelScope(shield=True):
@@ -367,7 +361,7 @@ async def _complete(
     except ObjectNotFound:
         raise UploadIncomplete() from None
     except StorageError as error:
-        log.warning("storage unavailable on completion: %s", error)
+        log.warning("storage unavailable on completion: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     if info.size > declared or info.size > settings.max_upload_bytes:
         limit = min(declared, settings.max_upload_bytes)
@@ -395,17 +389,10 @@ async def _complete(
         await _refuse(session, storage, task, error)
         raise  # unreachable: _refuse raises
     except StorageError as error:
-        log.warning("storage unavailable on completion: %s", error)
+        log.warning("storage unavailable on completion: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     await _queue(session, task, image, info.size, sha256)
     log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
-
-
-def _announce(task_id: uuid.UUID, deliveries: list[uuid.UUID]) -> None:
-    """After the commit: wake the task's followers, hand its deliveries to the broker
-    (both best effort: followers re-read on a timer, the sweep finds the deliveries)."""
-    events.notify(task_id)
-    webhooks.dispatch(deliveries)
 
 
 @contextmanager
@@ -426,30 +413,11 @@ def _seekable(storage: Storage, key: str) -> Iterator[tuple[BinaryIO, str]]:
 async def _queue(
     session: AsyncSession, task: Task, image: ImageInfo, size: int, sha256: str
 ) -> None:
-    now = utcnow()
-    try:
-        # Conditional: of two concurrent completions, one moves the row.
-        await session.execute(
-            update(Task)
-            .where(Task.id == task.id, Task.status == TaskStatus.awaiting_upload)
-            .values(
-                status=TaskStatus.queued,
-                enqueued_at=now,
-                original_format=image.format,
-                original_width=image.width,
-                original_height=image.height,
-                original_frames=image.frames,
-                original_size_bytes=size,
-                original_sha256=sha256,
-                upload_token_sha256=None,
-                upload_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    """awaiting_upload → queued. Of two concurrent completions, one moves the row; the
+    other finds it queued and answers the same."""
+    with unavailable_as_503("database"):
+        await session.run_sync(lifecycle.complete_upload, task.id, image, size, sha256)
         await session.commit()
-    except (SQLAlchemyError, OSError) as error:
-        log.warning("database unavailable on completion: %s", error)
-        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
 
 
 async def _refuse(
@@ -460,28 +428,12 @@ async def _refuse(
     A failure like any other: the ``task.failed`` deliveries are written in the same
     transaction, and followers and the broker are told after the commit."""
     with anyio.CancelScope(shield=True):
-        try:
-            failed = await session.execute(
-                update(Task)
-                .where(Task.id == task.id, Task.status == TaskStatus.awaiting_upload)
-                .values(
-                    status=TaskStatus.failed,
-                    finished_at=utcnow(),
-                    error_code=error.code,
-                    error_message=error.message[:1024],
-                    upload_token_sha256=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            deliveries: list[uuid.UUID] = []
-            if failed.rowcount == 1:  # type: ignore[attr-defined]
-                deliveries = await session.run_sync(webhooks.record, task.id, "task.failed")
+        with unavailable_as_503("database"):
+            deliveries = await session.run_sync(lifecycle.refuse_upload, task.id, error)
             await session.commit()
-        except (SQLAlchemyError, OSError) as db_error:
-            log.warning("database unavailable on completion: %s", db_error)
-            raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
-        await to_thread.run_sync(_announce, task.id, deliveries)
-        await _delete_quietly(storage, task.original_key)
+        await to_thread.run_sync(lifecycle.announce, task.id, deliveries)
+        # After the commit: the row says failed before the object goes.
+        await delete_quietly(storage, task.original_key)
     if isinstance(error, UploadExpired):
         # The URL is gone; completing is a conflict, not a forbidden request.
         raise UploadClosed(error.code, error.message)

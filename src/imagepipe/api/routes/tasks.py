@@ -15,18 +15,18 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, or_, select
 
 from imagepipe.api import negotiate
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.api.state import app_state
-from imagepipe.db.models import Task, TaskStatus
+from imagepipe.db.models import Task, TaskStatus, live
 from imagepipe.errors import FormatNotFound, InvalidRequest, NotAcceptable, VariantNotFound
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
-from imagepipe.services import events, renditions
+from imagepipe.services import events, lifecycle, renditions, tidy
 from imagepipe.services.following import ENDED, wait_until_ended
-from imagepipe.storage import ObjectNotFound, ObjectReader, Storage, keys
+from imagepipe.storage import ObjectNotFound, ObjectReader
 
 log = logging.getLogger(__name__)
 # Bytes per read while streaming a variant from storage to the client.
@@ -65,7 +65,9 @@ async def list_tasks(
     status: TaskStatus | None = None,
     cursor: str | None = None,
 ) -> TaskPage:
-    query = select(Task).order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
+    query = (
+        select(Task).where(live()).order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
+    )
     if status is not None:
         query = query.where(Task.status == status)
     if (visible := caller.visible_tasks()) is not None:
@@ -205,21 +207,18 @@ router.add_api_route(
 
 @router.delete("/tasks/{task_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -> Response:
+    """Tombstone, files, row — in that order (see ``lifecycle.mark_deleted``): a crash
+    at any point leaves either a live task with all its files, or a tombstone the
+    reconciler finishes; never a row naming files that are gone."""
     task_id = task.id
-    # Row first: a row must never point at deleted files; stray files are harmless.
-    await session.execute(delete(Task).where(Task.id == task_id))
+    await session.run_sync(lifecycle.mark_deleted, task_id)
     await session.commit()
     # Followers of the task stop now, not at their next re-read.
     await to_thread.run_sync(events.notify, task_id)
-    await to_thread.run_sync(_delete_objects, storage, task_id)
+    removed = await to_thread.run_sync(tidy.quietly, tidy.task_objects, storage, task_id)
+    if removed:
+        await session.run_sync(lifecycle.purge, task_id)
+        await session.commit()
+    # Otherwise the storage failed: the reconciler retries from the tombstone. The
+    # task is gone for every reader already, so the delete succeeded for the client.
     return Response(status_code=204)
-
-
-def _delete_objects(storage: Storage, task_id: uuid.UUID) -> None:
-    try:
-        storage.delete(keys.original(task_id))
-        storage.delete_prefix(keys.variants_prefix(task_id))
-    except OSError as error:
-        # The row is gone, so nothing points at these objects any more: harmless
-        # leftovers, not a reason to tell the client the delete failed.
-        log.warning("could not remove objects of deleted task %s: %s", task_id, error)

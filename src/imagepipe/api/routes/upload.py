@@ -16,8 +16,6 @@ from typing import BinaryIO
 import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import delete
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.admission import UploadGate
@@ -28,12 +26,13 @@ from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, utcnow
-from imagepipe.errors import ImagepipeError, ServiceUnavailable
+from imagepipe.db.models import Task, TaskStatus
+from imagepipe.errors import MAYBE_TRANSIENT, ImagepipeError, ServiceUnavailable, is_transient
 from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
+from imagepipe.services import lifecycle, tidy
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import Storage, StorageError, keys
 
@@ -142,7 +141,7 @@ async def _accept(
         put = functools.partial(storage.put_file, key, temp, content_type=info.content_type)
         await to_thread.run_sync(put)
     except StorageError as error:
-        log.warning("storage unavailable during upload: %s", error)
+        log.warning("storage unavailable during upload: %r", error)
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(_unlink, temp)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
@@ -154,14 +153,8 @@ async def _accept(
     # put_file may have moved the temp file away; if it copied, the copy is stored.
     await to_thread.run_sync(_unlink, temp)
 
-    now = utcnow()
     task = Task(
         id=task_id,
-        status=TaskStatus.queued,
-        created_at=now,
-        # Set before the publish: if this process dies between commit and publish,
-        # the reconciler finds the row after its grace period and publishes it.
-        enqueued_at=now,
         filename=received.filename,
         original_key=key,
         original_format=info.format,
@@ -174,7 +167,7 @@ async def _accept(
         callback_url=callback_url,
     )
     try:
-        session.add(task)
+        await session.run_sync(lifecycle.create, task)
         if reservation is not None:
             answer = UploadAccepted(
                 task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id)
@@ -185,10 +178,12 @@ async def _accept(
         await session.commit()
         if reservation is not None:
             reservation.committed()
-    except (SQLAlchemyError, OSError) as error:
-        log.warning("database unavailable during upload: %s", error)
+    except BaseException as error:
         with anyio.CancelScope(shield=True):
-            await _delete_quietly(storage, key)
+            await delete_quietly(storage, key)
+        if not is_transient(error):
+            raise
+        log.warning("database unavailable during upload: %r", error)
         raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
 
     try:
@@ -197,9 +192,11 @@ async def _accept(
         # Policy: the client retries on 503, so leave nothing behind (see
         # docs/reliability.md). If even this cleanup fails, the row stays queued and
         # the reconciler delivers it later.
-        log.warning("broker unavailable during upload: %s", error, extra={"task_id": str(task_id)})
         with anyio.CancelScope(shield=True):
             await _forget(session, storage, task_id, key)
+        if not is_transient(error):
+            raise
+        log.warning("broker unavailable during upload: %r", error, extra=_ids(task_id))
         raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
 
     log.info("upload accepted", extra={"task_id": str(task_id), "bytes": received.size_bytes})
@@ -220,23 +217,27 @@ async def probe_header(settings: Settings, source: Path | BinaryIO) -> ImageInfo
     return await to_thread.run_sync(check, limiter=probe_limiter(settings.probe_concurrency))
 
 
+def _ids(task_id: uuid.UUID) -> dict[str, str]:
+    return {"task_id": str(task_id)}
+
+
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-async def _delete_quietly(storage: Storage, key: str) -> None:
-    try:
-        await to_thread.run_sync(storage.delete, key)
-    except OSError as error:
+async def delete_quietly(storage: Storage, key: str) -> None:
+    """Remove an object nothing references (after the commit that says so)."""
+    removed = await to_thread.run_sync(tidy.quietly, storage.delete, key)
+    if not removed:
         # The object stays behind with no row pointing at it; it is harmless.
-        log.error("could not remove original %s: %s", key, error)
+        log.error("could not remove original %s", key)
 
 
 async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, key: str) -> None:
     try:
-        await session.execute(delete(Task).where(Task.id == task_id))
+        await session.run_sync(lifecycle.forget, task_id)
         await session.commit()
-    except SQLAlchemyError:
-        log.error("could not remove task after a failed publish", extra={"task_id": str(task_id)})
+    except MAYBE_TRANSIENT as error:
+        log.error("could not remove task after a failed publish: %r", error, extra=_ids(task_id))
         return
-    await _delete_quietly(storage, key)
+    await delete_quietly(storage, key)

@@ -1,0 +1,456 @@
+"""The task lifecycle: every change of a task's status is one function here.
+
+    awaiting_upload ──complete──▶ queued ──claim──▶ processing ──finish──▶ succeeded
+          │ refuse, expire          ▲  │ give_up    │  │ fail
+          ▼                         │  ▼            │  ▼
+        failed                      │ failed        │ failed
+                                    └── release, recover (lease expired) ─┘
+    any status ──delete──▶ deleted (a tombstone: invisible) ──purge──▶ no row
+
+The rules every transition keeps:
+
+- Each UPDATE names the state it moves from in its WHERE clause: a compare-and-swap,
+  so of two processes racing, one moves the row and the other sees rowcount 0.
+- A claim bumps ``attempts``; that number is the claim's fencing token. Finishing,
+  failing or releasing a claimed task requires ``attempts`` to still be that number,
+  so a worker whose lease was taken back cannot overwrite a newer result.
+- A claim stays ONE ``UPDATE … RETURNING`` in the usual case (a queued task).
+- Leases are set and judged with the database's clock (``db.clock``), never a
+  worker's: workers' clocks disagree, the database's is one.
+- Followers hear of a change (``events.notify``) and webhooks are published only
+  after the commit that made it.
+
+Worker-side functions take a ``sessionmaker`` and own their transaction. API-side
+ones take a ``Session`` and work inside the caller's transaction (the async API runs
+them with ``AsyncSession.run_sync``), so a route commits its own work at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Row, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.clock import db_now, db_now_plus
+from imagepipe.db.models import Task, TaskStatus, Variant, live, utcnow
+from imagepipe.errors import (
+    ImagepipeError,
+    InternalError,
+    ProcessingTimeout,
+    UploadExpired,
+)
+from imagepipe.imaging import ImageInfo
+from imagepipe.services import events, webhooks
+from imagepipe.services.holder import current_holder, holder_is_dead
+
+log = logging.getLogger(__name__)
+
+# Longest message stored with a failed task (the column's width).
+MAX_MESSAGE = 1024
+
+# Tasks handled per reconciler step; the rest wait for its next run.
+RECOVER_BATCH = 500
+EXPIRE_BATCH = 500
+PURGE_BATCH = 500
+
+_UNFINISHED = (TaskStatus.queued, TaskStatus.processing)
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: uuid.UUID
+    attempt: int
+    original_key: str
+
+
+# --- creating (API) ---------------------------------------------------------------
+
+
+def create(session: Session, task: Task, *, awaiting_upload: bool = False) -> None:
+    """Add a new task in the caller's transaction: queued (its original stored and
+    checked), or awaiting the client's direct upload."""
+    now = utcnow()
+    task.created_at = now
+    if awaiting_upload:
+        task.status = TaskStatus.awaiting_upload
+    else:
+        task.status = TaskStatus.queued
+        # Set before the publish: if the process dies between commit and publish,
+        # the reconciler finds the row after its grace period and publishes it.
+        task.enqueued_at = now
+    session.add(task)
+
+
+def complete_upload(
+    session: Session, task_id: uuid.UUID, image: ImageInfo, size: int, sha256: str
+) -> bool:
+    """A direct upload's bytes are in and checked: awaiting_upload → queued. False if
+    another completion (or the expiry) moved the task first."""
+    moved = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload, live())
+        .values(
+            status=TaskStatus.queued,
+            enqueued_at=utcnow(),
+            original_format=image.format,
+            original_width=image.width,
+            original_height=image.height,
+            original_frames=image.frames,
+            original_size_bytes=size,
+            original_sha256=sha256,
+            upload_token_sha256=None,
+            upload_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def refuse_upload(session: Session, task_id: uuid.UUID, error: ImagepipeError) -> list[uuid.UUID]:
+    """A direct upload's object was refused (too large, not an image, expired):
+    awaiting_upload → failed with the refusal's code, a failure like any other. Returns
+    the ``task.failed`` deliveries written beside it (none if another process moved
+    the task first); after the commit the caller calls ``announce`` with them and
+    deletes the object."""
+    moved = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload)
+        .values(
+            status=TaskStatus.failed,
+            finished_at=utcnow(),
+            error_code=error.code,
+            error_message=error.message[:MAX_MESSAGE],
+            upload_token_sha256=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return []
+    return webhooks.record(session, task_id, "task.failed")
+
+
+def announce(task_id: uuid.UUID, deliveries: list[uuid.UUID]) -> None:
+    """After the commit of a status change: wake the task's followers and hand its
+    deliveries to the broker (both best effort: followers re-read on a timer, the
+    sweep finds the deliveries)."""
+    events.notify(task_id)
+    webhooks.dispatch(deliveries)
+
+
+def forget(session: Session, task_id: uuid.UUID) -> None:
+    """Remove a task the client was never told of (its publish failed, the client got
+    a 503 and retries). The caller deletes the original after the commit."""
+    session.execute(delete(Task).where(Task.id == task_id))
+
+
+# --- deleting (API, reconciler) ---------------------------------------------------
+
+
+def mark_deleted(session: Session, task_id: uuid.UUID) -> bool:
+    """Step 1 of a delete: the row becomes a tombstone, invisible to every reader and
+    never claimed or finished again. Its files go next (``services.tidy``), and the row
+    last (``purge``): a crash between steps leaves a tombstone that the reconciler
+    finishes, never a row claiming files that are gone, nor files nothing names."""
+    moved = session.execute(
+        update(Task)
+        .where(Task.id == task_id, live())
+        .values(deleted_at=db_now(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def purge(session: Session, task_id: uuid.UUID) -> None:
+    """Step 3 of a delete, once the files are gone: the tombstone itself."""
+    session.execute(delete(Task).where(Task.id == task_id, Task.deleted_at.is_not(None)))
+
+
+def tombstones(sessions: sessionmaker[Session], limit: int = PURGE_BATCH) -> list[uuid.UUID]:
+    """Deletes a crash (or a storage outage) interrupted, oldest first."""
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(Task.id)
+                .where(Task.deleted_at.is_not(None))
+                .order_by(Task.deleted_at)
+                .limit(limit)
+            )
+        )
+
+
+# --- claiming and working (worker) --------------------------------------------------
+
+
+def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> Claim | None:
+    """Take the task if it is queued, its lease expired, or its holder process died on
+    this host; None if it is not ours.
+
+    The usual case (queued) is one ``UPDATE … RETURNING``: one round trip. Only when
+    that takes nothing does it look at the row, to take a task whose holder died."""
+    with sessions.begin() as session:
+        claimable = or_(
+            Task.status == TaskStatus.queued,
+            (Task.status == TaskStatus.processing) & (Task.lease_expires_at < db_now()),
+        )
+        row = _take(session, task_id, settings, claimable)
+        if row is None:
+            seen = session.execute(
+                select(Task.status, Task.attempts, Task.claimed_by).where(Task.id == task_id)
+            ).one_or_none()
+            if (
+                seen is None
+                or seen.status != TaskStatus.processing
+                or not holder_is_dead(seen.claimed_by)
+            ):
+                return None
+            # Compare-and-swap on what we saw: a live worker that took the task
+            # meanwhile changed attempts and claimed_by, so this no longer matches.
+            row = _take(
+                session,
+                task_id,
+                settings,
+                (Task.status == TaskStatus.processing)
+                & (Task.attempts == seen.attempts)
+                & (Task.claimed_by == seen.claimed_by),
+            )
+            if row is None:
+                return None
+    events.notify(task_id)
+    return Claim(task_id=task_id, attempt=row.attempts, original_key=row.original_key)
+
+
+def _take(
+    session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
+) -> Row[int, str] | None:
+    """The claiming update under ``claimable``; the new attempt and the original's key,
+    or None if it matched nothing."""
+    return session.execute(
+        update(Task)
+        .where(Task.id == task_id, live())
+        .where(Task.attempts < settings.max_attempts)
+        .where(claimable)
+        .values(
+            status=TaskStatus.processing,
+            attempts=Task.attempts + 1,
+            started_at=db_now(),
+            lease_expires_at=db_now_plus(settings.lease_seconds),
+            claimed_by=current_holder(),
+        )
+        .returning(Task.attempts, Task.original_key)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+
+
+class Finished(enum.StrEnum):
+    """What ``finish`` found: the claim won, was superseded, or the task was deleted."""
+
+    succeeded = "succeeded"
+    superseded = "superseded"
+    gone = "gone"
+
+
+def finish(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> Finished:
+    """Record the previews (already written) and mark the task succeeded, in one
+    commit, fenced by the claim. Returns a ``Finished`` value; on anything but
+    ``succeeded`` the caller removes what this claim wrote."""
+    with sessions.begin() as session:
+        done = session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id, live())
+            .where(Task.status == TaskStatus.processing)
+            .where(Task.attempts == claim.attempt)
+            .values(status=TaskStatus.succeeded, finished_at=db_now(), lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            exists = session.scalar(select(Task.id).where(Task.id == claim.task_id, live()))
+            return Finished.superseded if exists is not None else Finished.gone
+        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        session.add_all(variants)
+        deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
+    announce(claim.task_id, deliveries)
+    return Finished.succeeded
+
+
+def fail(
+    sessions: sessionmaker[Session],
+    task_id: uuid.UUID,
+    error: ImagepipeError,
+    *,
+    attempt: int | None = None,
+    only_queued: bool = False,
+) -> bool:
+    """Mark the task failed with ``error``'s code and message, unless it already
+    finished. Given ``attempt``, only while that claim is the latest; with
+    ``only_queued``, only while nobody holds it.
+
+    The message stored is the error's own (built by this code from limits and ids),
+    never an exception's text: what is stored is what clients read."""
+    unfinished = [TaskStatus.queued] if only_queued else list(_UNFINISHED)
+    with sessions.begin() as session:
+        statement = (
+            update(Task).where(Task.id == task_id, live()).where(Task.status.in_(unfinished))
+        )
+        if attempt is not None:
+            statement = statement.where(Task.attempts == attempt)
+        result = session.execute(
+            statement.values(
+                status=TaskStatus.failed,
+                finished_at=db_now(),
+                lease_expires_at=None,
+                error_code=error.code,
+                error_message=error.message[:MAX_MESSAGE],
+            ).execution_options(synchronize_session=False)
+        )
+        failed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        deliveries = webhooks.record(session, task_id, "task.failed") if failed else []
+    if failed:
+        announce(task_id, deliveries)
+    return failed
+
+
+def release(sessions: sessionmaker[Session], claim: Claim, *, counted: bool = True) -> None:
+    """Give the claim back (status queued) so a retry can take it at once.
+
+    ``counted=False`` also gives the attempt back: a backing service failed, which
+    says nothing about the image, so it must not spend the poison-image budget. The
+    next claim then takes the same attempt number again; that is safe because this
+    claim has ended (only its own holder releases it, and it stops working on it).
+    """
+    values: dict[str, object] = {
+        "status": TaskStatus.queued,
+        "lease_expires_at": None,
+        "enqueued_at": utcnow(),
+    }
+    if not counted:
+        values["attempts"] = Task.attempts - 1
+    with sessions.begin() as session:
+        session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id)
+            .where(Task.status == TaskStatus.processing)
+            .where(Task.attempts == claim.attempt)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    events.notify(claim.task_id)
+
+
+# --- the reconciler's transitions ----------------------------------------------------
+
+
+@dataclass
+class Recovered:
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+
+
+def recover(
+    sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None
+) -> Recovered:
+    """Find tasks the broker lost and hand them back; fail those out of attempts.
+
+    - queued, never enqueued or enqueued longer ago than the grace period → again;
+    - processing with an expired lease (database clock) → queued again, or failed
+      after max_attempts.
+    The caller publishes the requeued ids after this commits.
+    """
+    now = now or utcnow()
+    grace = now - timedelta(seconds=settings.queued_grace_seconds)
+    report = Recovered()
+    deliveries: list[uuid.UUID] = []
+    lost = live() & or_(
+        (Task.status == TaskStatus.queued)
+        & or_(Task.enqueued_at.is_(None), Task.enqueued_at < grace)
+        & (Task.created_at < grace),
+        (Task.status == TaskStatus.processing) & (Task.lease_expires_at < db_now()),
+    )
+    with sessions.begin() as session:
+        for task_id, status, attempts in session.execute(
+            select(Task.id, Task.status, Task.attempts).where(lost)
+        ).all():
+            failing = attempts >= settings.max_attempts
+            if failing:
+                report.failed.append(task_id)
+                error = _out_of_attempts(status, settings.max_attempts)
+                values: dict[str, object] = {
+                    "status": TaskStatus.failed,
+                    "finished_at": db_now(),
+                    "error_code": error.code,
+                    "error_message": error.message,
+                }
+            else:
+                report.requeued.append(task_id)
+                values = {"status": TaskStatus.queued, "enqueued_at": now}
+            # Re-check the condition in the update: a worker may have moved on since.
+            changed = session.execute(
+                update(Task)
+                .where(Task.id == task_id, lost)
+                .values(lease_expires_at=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+            if failing and changed.rowcount == 1:  # type: ignore[attr-defined]
+                deliveries += webhooks.record(session, task_id, "task.failed")
+    for task_id in report.requeued + report.failed:
+        events.notify(task_id)
+    webhooks.dispatch(deliveries)
+    return report
+
+
+def _out_of_attempts(status: TaskStatus, max_attempts: int) -> ImagepipeError:
+    if status == TaskStatus.processing:
+        return ProcessingTimeout(
+            f"The task did not finish in {max_attempts} attempts "
+            "(the worker was killed or hit the time limit each time)."
+        )
+    return InternalError(f"The task failed {max_attempts} times with transient errors.")
+
+
+def expire_uploads(
+    sessions: sessionmaker[Session], now: datetime, limit: int = EXPIRE_BATCH
+) -> list[str]:
+    """Fail direct uploads still awaiting their bytes past their expiry (one batch,
+    oldest first); returns the original keys the caller deletes after the commit.
+
+    A failure like any other: ``task.failed`` deliveries in the same transaction,
+    followers and the broker told after the commit."""
+    expired = (Task.status == TaskStatus.awaiting_upload) & (Task.upload_expires_at < now) & live()
+    error = UploadExpired()
+    keys_to_delete: list[str] = []
+    failed: list[uuid.UUID] = []
+    deliveries: list[uuid.UUID] = []
+    with sessions.begin() as session:
+        rows = session.execute(
+            select(Task.id, Task.original_key)
+            .where(expired)
+            .order_by(Task.upload_expires_at)
+            .limit(limit)
+        ).all()
+        for task_id, key in rows:
+            # Re-checked in the update: a completion may have won meanwhile.
+            done = session.execute(
+                update(Task)
+                .where(Task.id == task_id, expired)
+                .values(
+                    status=TaskStatus.failed,
+                    finished_at=now,
+                    error_code=error.code,
+                    error_message=error.message,
+                    upload_token_sha256=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount:  # type: ignore[attr-defined]
+                keys_to_delete.append(key)
+                failed.append(task_id)
+                deliveries += webhooks.record(session, task_id, "task.failed")
+    for task_id in failed:
+        events.notify(task_id)
+    webhooks.dispatch(deliveries)
+    return keys_to_delete

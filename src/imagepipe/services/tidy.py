@@ -1,0 +1,59 @@
+"""Removing objects nothing will reference: the storage side of the task lifecycle.
+
+Every function here runs after the commit that made the objects unreferenced (or
+never referenced), so a row never points at a removed object. Tidying is best
+effort: a failure is logged, never raised into the work that finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from imagepipe.errors import MAYBE_TRANSIENT
+from imagepipe.storage import Storage, keys
+
+log = logging.getLogger(__name__)
+
+# A storage temp file untouched for this long was left by a process that died: an
+# upload being received or a write in progress touches its file all the time.
+STALE_TEMP_SECONDS = 3600.0
+
+
+def quietly(action: Callable[..., object], *args: object) -> bool:
+    """Run one removal; False (logged) if the storage failed."""
+    try:
+        action(*args)
+    except MAYBE_TRANSIENT as error:
+        log.warning("could not remove stale objects: %r", error)
+        return False
+    return True
+
+
+def task_objects(storage: Storage, task_id: uuid.UUID) -> None:
+    """Everything a task owns: its original and every attempt's previews."""
+    storage.delete(keys.original(task_id))
+    storage.delete_prefix(keys.variants_prefix(task_id))
+
+
+def one_attempt(storage: Storage, task_id: uuid.UUID, attempt: int) -> None:
+    """What one superseded claim wrote, beside (never over) the winner's objects."""
+    storage.delete_prefix(keys.attempt_prefix(task_id, attempt))
+
+
+def variants(storage: Storage, task_id: uuid.UUID) -> None:
+    """Every preview of a task that was deleted while it was rendered."""
+    storage.delete_prefix(keys.variants_prefix(task_id))
+
+
+def stale_temp_files(storage: Storage) -> int:
+    """Temp files of processes that died mid-upload or mid-write."""
+    try:
+        swept = storage.sweep_temp(STALE_TEMP_SECONDS)
+    except MAYBE_TRANSIENT as error:
+        log.warning("could not sweep storage temp files: %r", error)
+        return 0
+    if swept:
+        log.warning("removed %d abandoned storage temp files", swept)
+    return swept

@@ -1,0 +1,59 @@
+"""The reconciler: the periodic pass that repairs what crashes and lost messages left.
+
+One run: hand lost tasks back (``lifecycle.recover``), expire abandoned direct
+uploads, finish interrupted deletes, sweep storage temp files, then publish what it
+requeued. Every step works in bounded batches; the next run takes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.models import utcnow
+from imagepipe.queue import TaskQueue
+from imagepipe.services import lifecycle, tidy
+from imagepipe.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
+) -> dict[str, int]:
+    now = utcnow()
+    recovered = lifecycle.recover(sessions, settings, now)
+    expired = lifecycle.expire_uploads(sessions, now)
+    tidy.stale_temp_files(storage)
+    for key in expired:
+        # After the commit: the row says failed before the partial object goes.
+        tidy.quietly(storage.delete, key)
+    if expired:
+        log.warning("expired %d direct uploads", len(expired))
+    purged = finish_deletes(sessions, storage)
+    for task_id in recovered.requeued:
+        queue.enqueue(task_id)
+    if recovered.requeued or recovered.failed:
+        log.warning(
+            "reconciled: %d requeued, %d failed", len(recovered.requeued), len(recovered.failed)
+        )
+    return {
+        "requeued": len(recovered.requeued),
+        "failed": len(recovered.failed),
+        "expired": len(expired),
+        "purged": purged,
+    }
+
+
+def finish_deletes(sessions: sessionmaker[Session], storage: Storage) -> int:
+    """Deletes interrupted between the tombstone and the row: files, then the row."""
+    purged = 0
+    for task_id in lifecycle.tombstones(sessions):
+        if not tidy.quietly(tidy.task_objects, storage, task_id):
+            break  # the storage is failing: the next run tries again
+        with sessions.begin() as session:
+            lifecycle.purge(session, task_id)
+        purged += 1
+    return purged

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -162,6 +163,40 @@ def test_a_stalled_upload_body_is_408_and_leaves_nothing(
         assert json.loads(answer)["error"]["code"] == "upload_timeout"
         assert headers["connection"] == "close"
         closed_by_server(sock)
+    assert_nothing_left(api, settings)
+
+
+def test_a_stalled_direct_upload_put_is_408_and_can_be_sent_again(
+    server: tuple[ApiProcess, Settings],
+) -> None:
+    """The file:// upload URL of a direct upload is bounded the same way; the task
+    stays awaiting_upload, so the client may PUT again."""
+    api, settings = server
+    data = photo(300, 200)
+    with api.client() as client:
+        created = client.post(
+            "/uploads",
+            json={"filename": "a.jpg", "size_bytes": len(data), "content_type": "image/jpeg"},
+        ).json()
+    target = urlsplit(created["upload"]["url"])
+    head = (
+        f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", api.port)) as sock:
+        sock.sendall(head + data[:100])
+        status, _, answer = read_response(sock, timeout=NEVER)
+    assert status == 408, answer
+    assert json.loads(answer)["error"]["code"] == "upload_timeout"
+    wait_until(lambda: stored_files(settings) == [], within=10, what="no file left behind")
+    with api.client() as client:
+        task = client.get(f"/tasks/{created['task_id']}").json()
+        assert task["status"] == "awaiting_upload"
+        again = client.put(
+            f"{target.path}?{target.query}", content=data, headers={"Content-Type": "image/jpeg"}
+        )
+        assert again.status_code == 204, again.text
+        client.delete(f"/tasks/{created['task_id']}")
     assert_nothing_left(api, settings)
 
 

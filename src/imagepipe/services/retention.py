@@ -1,9 +1,11 @@
 """Retention: originals removed after ``IMAGEPIPE_KEEP_ORIGINALS``, finished tasks after
 ``IMAGEPIPE_TASK_RETENTION``. Run by ``imagepipe purge`` and periodically by beat.
 
-Files go first, the row (or its ``original_removed_at`` mark) after: a crash or a
-storage error in between leaves a row that still matches, so the next run does the
-rest (removing a missing object is not an error). Work is done in small batches,
+A task is removed the way ``DELETE /tasks/{id}`` removes it (``services.lifecycle``):
+tombstone, files, row — a crash or a storage error in between leaves a tombstone the
+reconciler finishes. An original goes before its ``original_removed_at`` mark: cut
+short in between, the row still matches and the next run does the rest (removing a
+missing object is not an error). Work is done in small batches,
 oldest first, each its own short transaction.
 """
 
@@ -15,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
 
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, utcnow
-from imagepipe.services import events
-from imagepipe.storage import Storage, keys
+from imagepipe.db.models import Task, TaskStatus, live, utcnow
+from imagepipe.services import events, lifecycle, tidy
+from imagepipe.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,13 @@ def _finished_at() -> ColumnElement[datetime]:
 
 
 def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
-    return Task.status.in_(FINISHED) & (_finished_at() < cutoff)
+    return live() & Task.status.in_(FINISHED) & (_finished_at() < cutoff)
 
 
 def _originals_due(cutoff: datetime) -> ColumnElement[bool]:
     return (
-        (Task.status == TaskStatus.succeeded)
+        live()
+        & (Task.status == TaskStatus.succeeded)
         & Task.original_removed_at.is_(None)
         & (_finished_at() < cutoff)
     )
@@ -115,15 +118,21 @@ def _remove_tasks(
     batch_size: int,
     report: PurgeReport,
 ) -> int:
-    def remove(task_id: uuid.UUID, key: str) -> None:
-        # The same objects DELETE /tasks/{id} removes, before the row goes.
-        storage.delete(key)
-        storage.delete_prefix(keys.variants_prefix(task_id))
+    def remove(task_id: uuid.UUID, key: str) -> bool:
+        # The path DELETE /tasks/{id} takes: tombstone, files, row (lifecycle).
         with sessions() as session:
             # Still finished and still old: a task re-queued meanwhile stays.
-            session.execute(delete(Task).where(Task.id == task_id, where))
+            if session.scalar(select(Task.id).where(Task.id == task_id, where)) is None:
+                return False
+            lifecycle.mark_deleted(session, task_id)
             session.commit()
         events.notify(task_id)  # followers of the task stop now
+        # A storage error here leaves the tombstone, which the reconciler finishes.
+        tidy.task_objects(storage, task_id)
+        with sessions() as session:
+            lifecycle.purge(session, task_id)
+            session.commit()
+        return True
 
     return _each(sessions, where, batch_size, report, remove)
 
@@ -136,7 +145,7 @@ def _remove_originals(
     batch_size: int,
     report: PurgeReport,
 ) -> int:
-    def remove(task_id: uuid.UUID, key: str) -> None:
+    def remove(task_id: uuid.UUID, key: str) -> bool:
         storage.delete(key)
         with sessions() as session:
             session.execute(
@@ -145,6 +154,7 @@ def _remove_originals(
                 .values(original_removed_at=now)
             )
             session.commit()
+        return True
 
     return _each(sessions, where, batch_size, report, remove)
 
@@ -154,7 +164,7 @@ def _each(
     where: ColumnElement[bool],
     batch_size: int,
     report: PurgeReport,
-    remove: Callable[[uuid.UUID, str], None],
+    remove: Callable[[uuid.UUID, str], bool],
 ) -> int:
     """``remove`` every matching task, a batch at a time, until none match; the first
     storage or database error ends the run (each removal no longer matches once done,
@@ -163,10 +173,9 @@ def _each(
     while batch := _batch(sessions, where, batch_size):
         for task_id, key in batch:
             try:
-                remove(task_id, key)
+                removed += remove(task_id, key)
             except (OSError, SQLAlchemyError) as error:
                 log.warning("retention stopped; the next run resumes: %s", error)
                 report.interrupted = True
                 return removed
-            removed += 1
     return removed

@@ -284,7 +284,7 @@ async def test_reconciler_expires_abandoned_uploads(
     # The reconciler's Celery task body, with this test's settings.
     from imagepipe.worker import tasks
 
-    monkeypatch.setattr(tasks, "Settings", lambda: settings)
+    monkeypatch.setattr(tasks, "app_settings", settings)
     tasks.runtime.cache_clear()
     try:
         assert tasks.reconcile() == {"requeued": 0, "failed": 0, "expired": 1, "purged": 0}

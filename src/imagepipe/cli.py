@@ -67,9 +67,13 @@ def worker(concurrency: int | None, beat: bool) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="imagepipe-metrics-")
     atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from imagepipe.queue import MAINTENANCE_QUEUE, RENDER_QUEUE
     from imagepipe.worker.app import celery_app, settings
 
-    argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork"]
+    # Renders and the periodic passes (their own queue, so a long render queue never
+    # holds the reconciler back).
+    queues = f"{RENDER_QUEUE},{MAINTENANCE_QUEUE}"
+    argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork", "--queues", queues]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
@@ -153,6 +157,38 @@ def purge(dry_run: bool) -> None:
     click.echo(f"{verb} {report.tasks_removed} tasks and {report.originals_removed} originals")
     if report.interrupted:
         raise click.ClickException("stopped by a storage or database error; run it again")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only list the tasks that would be queued.")
+def requeue(dry_run: bool) -> None:
+    """Queue again the tasks that failed because storage or the database failed."""
+    from imagepipe.db.engine import make_sync_engine, sync_session_factory
+    from imagepipe.queue import CeleryQueue
+    from imagepipe.services import lifecycle
+    from imagepipe.worker.app import celery_app, settings
+
+    engine = make_sync_engine(settings.resolved_database_url)
+    sessions = sync_session_factory(engine)
+    queue = CeleryQueue(celery_app)
+    queued = 0
+    try:
+        if dry_run:
+            for task_id in lifecycle.requeueable(sessions):
+                click.echo(str(task_id))
+                queued += 1
+        else:
+            # Batch by batch: a task moved to queued no longer matches, so this ends.
+            while batch := lifecycle.requeue(sessions):
+                for task_id in batch:
+                    # A lost publish is not lost work: the reconciler publishes
+                    # queued rows after the grace period.
+                    queue.enqueue(task_id)
+                queued += len(batch)
+    finally:
+        queue.close()
+        engine.dispose()
+    click.echo(f"{'would queue' if dry_run else 'queued'} {queued} tasks")
 
 
 @main.command()

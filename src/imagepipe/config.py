@@ -126,8 +126,17 @@ class Settings(BaseSettings):
     # (Celery's worker_max_memory_per_child); 0 turns it off. Every input under the
     # pixel cap peaks below 250 MB, so more means fragmentation or a leak.
     worker_max_memory_per_child_mb: int = Field(default=400, ge=0)
+    # Uploads (POST /upload, POST /uploads) are refused with 503 queue_full while more
+    # tasks than this wait in the render queue; its length is read (one Redis LLEN) at
+    # most once per queue_depth_cache_seconds per API process.
+    max_queue_depth: int = Field(default=10000, ge=1)
+    queue_depth_cache_seconds: float = Field(default=1.0, ge=0)
     # How often a task may be started before it is failed for good (poison images).
+    # Claims given back because storage or the database failed do not count.
     max_attempts: int = Field(default=3, ge=1)
+    # Retries (with backoff 2, 4, 8… s, at most 60 s) of a task whose storage or
+    # database failed; then it fails with service_unavailable (`imagepipe requeue`).
+    transient_retries: int = Field(default=5, ge=0)
     # Reconciler: re-enqueue queued tasks older than this, and processing tasks whose
     # lease (hard limit + margin) has expired.
     queued_grace_seconds: float = Field(default=30, gt=0)

@@ -21,6 +21,14 @@ SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 # Retention: originals and finished tasks past their settings (services.retention).
 PURGE = "imagepipe.purge"
 
+# Where renders wait (Celery's default queue): its length is the queue depth that
+# back-pressure and the reconciler look at.
+RENDER_QUEUE = "celery"
+# The periodic passes (reconciler, webhook sweep, retention) have their own queue: a
+# long render queue never delays them, and they never add to its length.
+MAINTENANCE_QUEUE = "imagepipe.maintenance"
+MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE)
+
 
 class TaskQueue(Protocol):
     def enqueue(self, task_id: uuid.UUID) -> None:

@@ -108,8 +108,9 @@ StackFactory = Callable[..., Stack]
 @dataclass(frozen=True)
 class Row:
     status: TaskStatus
-    attempts: int
+    attempts: int  # claims: the fencing token
     error_code: str | None
+    counted: int  # claims that spent the poison-image budget (not given back as transient)
 
 
 class Records:
@@ -137,8 +138,18 @@ class Records:
 
     def tasks(self) -> dict[uuid.UUID, Row]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(Task.id, Task.status, Task.attempts, Task.error_code))
-            return {r.id: Row(TaskStatus(r.status), r.attempts, r.error_code) for r in rows}
+            rows = connection.execute(
+                select(
+                    Task.id,
+                    Task.status,
+                    Task.attempts,
+                    Task.error_code,
+                    (Task.attempts - Task.transient_releases).label("counted"),
+                )
+            )
+            return {
+                r.id: Row(TaskStatus(r.status), r.attempts, r.error_code, r.counted) for r in rows
+            }
 
     def count(self, status: TaskStatus) -> int:
         with self.engine.connect() as connection:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,24 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.clock import db_now, db_now_plus
-from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
+from imagepipe.errors import InvalidImage, UploadExpired
 from imagepipe.services import lifecycle
 from imagepipe.services.holder import current_holder, holder_is_dead
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
-
-
-@pytest.fixture
-def engine(any_db_settings: Settings) -> Iterator[Engine]:
-    engine = make_sync_engine(any_db_settings.resolved_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return sync_session_factory(engine)
 
 
 def add_task(sessions: sessionmaker[Session], **values: object) -> uuid.UUID:
@@ -171,3 +158,46 @@ def test_leases_are_set_and_judged_by_the_database_clock(
         )
     taken = lifecycle.claim(sessions, task_id, any_db_settings)
     assert taken is not None and taken.attempt == 2
+
+
+def test_transient_releases_do_not_spend_the_budget(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    """With one attempt allowed, a claim given back because storage or the database
+    failed leaves the task claimable; one given back for any other cause does not.
+    The fencing token still grows with every claim."""
+    settings = any_db_settings.model_copy(update={"max_attempts": 1})
+    task_id = add_task(sessions)
+    for attempt in (1, 2, 3):
+        held = lifecycle.claim(sessions, task_id, settings)
+        assert held is not None and held.attempt == attempt
+        lifecycle.release(sessions, held, transient=True)
+    held = lifecycle.claim(sessions, task_id, settings)
+    assert held is not None and held.attempt == 4
+    lifecycle.release(sessions, held, transient=False)
+    assert lifecycle.claim(sessions, task_id, settings) is None  # the one attempt is spent
+    with sessions() as session:
+        task = session.get_one(Task, task_id)
+        assert (task.status, task.attempts, task.transient_releases) == (TaskStatus.queued, 4, 3)
+
+
+def test_requeue_takes_only_tasks_failed_by_transient_causes(
+    sessions: sessionmaker[Session], any_db_settings: Settings
+) -> None:
+    transient = add_task(sessions, enqueued_at=utcnow())
+    bad_image = add_task(sessions, enqueued_at=utcnow())
+    refused_upload = add_task(sessions, status=TaskStatus.awaiting_upload)
+    assert lifecycle.fail(sessions, transient, lifecycle.gave_up())
+    assert lifecycle.fail(sessions, bad_image, InvalidImage())
+    with sessions.begin() as session:
+        assert lifecycle.refuse_upload(session, refused_upload, UploadExpired()) == []
+    assert lifecycle.requeueable(sessions) == [transient]
+    assert lifecycle.requeue(sessions) == [transient]
+    assert lifecycle.requeue(sessions) == []  # moved: no longer matches
+    with sessions() as session:
+        task = session.get_one(Task, transient)
+        assert (task.status, task.error_code, task.error_message, task.finished_at) == (
+            TaskStatus.queued, None, None, None,
+        )  # fmt: skip
+        assert session.get_one(Task, bad_image).status == TaskStatus.failed
+    assert lifecycle.claim(sessions, transient, any_db_settings) is not None

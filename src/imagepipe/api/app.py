@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from imagepipe import __version__, logs
 from imagepipe.api import errors
 from imagepipe.api.admission import UploadGate
+from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 storage=storage,
                 queue=queue,
                 uploads=UploadGate(settings, storage),
+                queue_depth=QueueDepthGate(settings, queue),
                 listener=listener,
                 metrics=registry,
             )

@@ -42,6 +42,12 @@ async def get_upload_gate(request: Request) -> UploadGate:
     return app_state(request.app).services.uploads
 
 
+async def refuse_when_queue_full(request: Request) -> None:
+    """A route dependency of the routes that create tasks: 503 ``queue_full`` before a
+    byte of the body is read."""
+    await app_state(request.app).services.queue_depth.check()
+
+
 async def get_queue(request: Request) -> TaskQueue:
     return app_state(request.app).services.queue
 

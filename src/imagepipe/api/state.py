@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from imagepipe.api.admission import UploadGate
+from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.readiness import Readiness
 from imagepipe.config import Settings
 from imagepipe.queue import CeleryQueue
@@ -29,6 +30,7 @@ class Services:
     storage: Storage
     queue: CeleryQueue
     uploads: UploadGate
+    queue_depth: QueueDepthGate
     listener: events.Listener
     metrics: CollectorRegistry
 

@@ -77,6 +77,10 @@ class Task(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     # Times a worker has claimed the task: caps poison images that kill workers.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Of those claims, the ones the worker gave back because a backing service failed
+    # (storage, database): they say nothing about the image, so the poison-image budget
+    # is attempts - transient_releases. ``attempts`` stays the fencing token.
+    transient_releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Last time the task was handed to the broker (upload or reconciler).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

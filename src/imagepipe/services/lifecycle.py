@@ -11,7 +11,9 @@ The rules every transition keeps:
 
 - Each UPDATE names the state it moves from in its WHERE clause: a compare-and-swap,
   so of two processes racing, one moves the row and the other sees rowcount 0.
-- A claim bumps ``attempts``; that number is the claim's fencing token. Finishing,
+- A claim bumps ``attempts``; that number is the claim's fencing token and only ever
+  grows. The poison-image budget counts only claims that ended without the worker
+  giving them back for a transient cause: ``attempts - transient_releases``. Finishing,
   failing or releasing a claimed task requires ``attempts`` to still be that number,
   so a worker whose lease was taken back cannot overwrite a newer result.
 - A claim stays ONE ``UPDATE … RETURNING`` in the usual case (a queued task).
@@ -40,9 +42,11 @@ from imagepipe.config import Settings
 from imagepipe.db.clock import db_now, db_now_plus
 from imagepipe.db.models import Task, TaskStatus, Variant, live, utcnow
 from imagepipe.errors import (
+    CODES,
     ImagepipeError,
     InternalError,
     ProcessingTimeout,
+    ServiceUnavailable,
     UploadExpired,
 )
 from imagepipe.imaging import ImageInfo
@@ -233,7 +237,7 @@ def _take(
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
-        .where(Task.attempts < settings.max_attempts)
+        .where(_spent() < settings.max_attempts)
         .where(claimable)
         .values(
             status=TaskStatus.processing,
@@ -315,21 +319,26 @@ def fail(
     return failed
 
 
-def release(sessions: sessionmaker[Session], claim: Claim, *, counted: bool = True) -> None:
+def _spent() -> ColumnElement[int]:
+    """Claims that count towards ``max_attempts``: lease expiries, kills, and releases
+    for causes that are not transient."""
+    return Task.attempts - Task.transient_releases
+
+
+def release(sessions: sessionmaker[Session], claim: Claim, *, transient: bool) -> None:
     """Give the claim back (status queued) so a retry can take it at once.
 
-    ``counted=False`` also gives the attempt back: a backing service failed, which
-    says nothing about the image, so it must not spend the poison-image budget. The
-    next claim then takes the same attempt number again; that is safe because this
-    claim has ended (only its own holder releases it, and it stops working on it).
+    ``transient``: a backing service failed (``errors.is_transient``), which says
+    nothing about the image, so the claim does not spend the poison-image budget.
+    The attempt number is not reused: the next claim takes a new fencing token.
     """
     values: dict[str, object] = {
         "status": TaskStatus.queued,
         "lease_expires_at": None,
         "enqueued_at": utcnow(),
     }
-    if not counted:
-        values["attempts"] = Task.attempts - 1
+    if transient:
+        values["transient_releases"] = Task.transient_releases + 1
     with sessions.begin() as session:
         session.execute(
             update(Task)
@@ -352,30 +361,48 @@ class Recovered:
 
 
 def recover(
-    sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    republish_queued: bool = True,
+    limit: int = RECOVER_BATCH,
 ) -> Recovered:
     """Find tasks the broker lost and hand them back; fail those out of attempts.
 
-    - queued, never enqueued or enqueued longer ago than the grace period → again;
+    - queued, never enqueued or enqueued longer ago than the grace period → again
+      (only with ``republish_queued``: while the render queue is long, such a row is
+      most likely still waiting in it, and publishing it again would only add a
+      duplicate per run — the storm that grows with the backlog);
     - processing with an expired lease (database clock) → queued again, or failed
-      after max_attempts.
-    The caller publishes the requeued ids after this commits.
+      once its counted attempts are used up.
+
+    One batch of at most ``limit`` rows, oldest first; on PostgreSQL the rows are
+    locked with SKIP LOCKED, so two reconcilers (or a slow one) never wait on each
+    other or take the same rows. The caller publishes the requeued ids after the
+    commit.
     """
     now = now or utcnow()
     grace = now - timedelta(seconds=settings.queued_grace_seconds)
     report = Recovered()
     deliveries: list[uuid.UUID] = []
-    lost = live() & or_(
+    lease_expired = (Task.status == TaskStatus.processing) & (Task.lease_expires_at < db_now())
+    lost_in_queue = (
         (Task.status == TaskStatus.queued)
         & or_(Task.enqueued_at.is_(None), Task.enqueued_at < grace)
-        & (Task.created_at < grace),
-        (Task.status == TaskStatus.processing) & (Task.lease_expires_at < db_now()),
+        & (Task.created_at < grace)
     )
+    lost = live() & (or_(lease_expired, lost_in_queue) if republish_queued else lease_expired)
     with sessions.begin() as session:
-        for task_id, status, attempts in session.execute(
-            select(Task.id, Task.status, Task.attempts).where(lost)
-        ).all():
-            failing = attempts >= settings.max_attempts
+        rows = session.execute(
+            select(Task.id, Task.status, _spent())
+            .where(lost)
+            .order_by(Task.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for task_id, status, spent in rows:
+            failing = spent >= settings.max_attempts
             if failing:
                 report.failed.append(task_id)
                 error = _out_of_attempts(status, settings.max_attempts)
@@ -409,7 +436,65 @@ def _out_of_attempts(status: TaskStatus, max_attempts: int) -> ImagepipeError:
             f"The task did not finish in {max_attempts} attempts "
             "(the worker was killed or hit the time limit each time)."
         )
-    return InternalError(f"The task failed {max_attempts} times with transient errors.")
+    return InternalError(f"The task failed {max_attempts} times.")
+
+
+def gave_up() -> ServiceUnavailable:
+    """What a task that failed for transient causes only says (``imagepipe requeue``
+    queues such tasks again)."""
+    return ServiceUnavailable("A backing service (storage or database) failed on every try.")
+
+
+# Codes of failures that a later try may not repeat: a task failed with one of them
+# can be queued again as it is.
+REQUEUEABLE = tuple(code for code, spec in CODES.items() if spec.retryable)
+
+
+def _failed_transiently() -> ColumnElement[bool]:
+    # enqueued_at: it was queued once (a refused direct upload never was).
+    return (
+        (Task.status == TaskStatus.failed)
+        & Task.error_code.in_(REQUEUEABLE)
+        & Task.enqueued_at.is_not(None)
+        & live()
+    )
+
+
+def requeueable(sessions: sessionmaker[Session]) -> list[uuid.UUID]:
+    """Tasks failed by transient causes, oldest first (``imagepipe requeue --dry-run``)."""
+    with sessions() as session:
+        return list(
+            session.scalars(select(Task.id).where(_failed_transiently()).order_by(Task.finished_at))
+        )
+
+
+def requeue(sessions: sessionmaker[Session], limit: int = RECOVER_BATCH) -> list[uuid.UUID]:
+    """failed (transient cause) → queued, one batch, oldest first. Counted attempts
+    stay as they were: the budget still stops a poison image. The caller publishes
+    the ids after the commit."""
+    moved: list[uuid.UUID] = []
+    with sessions.begin() as session:
+        ids = session.scalars(
+            select(Task.id).where(_failed_transiently()).order_by(Task.finished_at).limit(limit)
+        ).all()
+        for task_id in ids:
+            done = session.execute(
+                update(Task)
+                .where(Task.id == task_id, _failed_transiently())
+                .values(
+                    status=TaskStatus.queued,
+                    enqueued_at=utcnow(),
+                    finished_at=None,
+                    error_code=None,
+                    error_message=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                moved.append(task_id)
+    for task_id in moved:
+        events.notify(task_id)
+    return moved
 
 
 def expire_uploads(

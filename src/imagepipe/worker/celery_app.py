@@ -14,7 +14,14 @@ from __future__ import annotations
 from celery import Celery
 
 from imagepipe.config import Settings
-from imagepipe.queue import PURGE, RECONCILE, SWEEP_WEBHOOKS
+from imagepipe.queue import (
+    MAINTENANCE_QUEUE,
+    MAINTENANCE_TASKS,
+    PURGE,
+    RECONCILE,
+    RENDER_QUEUE,
+    SWEEP_WEBHOOKS,
+)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -55,6 +62,8 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
+        task_default_queue=RENDER_QUEUE,
+        task_routes={name: {"queue": MAINTENANCE_QUEUE} for name in MAINTENANCE_TASKS},
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval_seconds},
             # Webhook deliveries whose publish was lost or whose retry is due.

@@ -28,7 +28,7 @@ from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
-from imagepipe.storage import ObjectNotFound, Storage, StorageUnavailable
+from imagepipe.storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def process(
         if is_transient(error):
             # Reading the original failed (storage, database): the caller retries —
             # but not while we hold the lease.
-            _release_quietly(sessions, current, counted=not _uncounted(error))
+            _release_quietly(sessions, current, transient=True)
             raise
         # A bug in rendering repeats on every attempt: fail now, not after three.
         log.exception("render failed", extra={"task_id": str(task_id)})
@@ -132,7 +132,7 @@ def process(
         lifecycle.fail(sessions, task_id, InternalError(message), attempt=current.attempt)
         return Outcome.failed
     except BaseException:
-        _release_quietly(sessions, current)
+        _release_quietly(sessions, current, transient=False)
         raise
     try:
         started = time.perf_counter()
@@ -141,15 +141,9 @@ def process(
     except SoftTimeLimitExceeded:
         return _timed_out(sessions, current, settings)
     except BaseException as error:
-        _release_quietly(sessions, current, counted=not _uncounted(error))
+        _release_quietly(sessions, current, transient=is_transient(error))
         raise
     return Outcome.succeeded if finished else Outcome.skipped
-
-
-def _uncounted(error: BaseException) -> bool:
-    """An unreachable storage service says nothing about the image: that claim must
-    not spend the poison-image budget."""
-    return isinstance(error, StorageUnavailable)
 
 
 def _timed_out(sessions: sessionmaker[Session], current: Claim, settings: Settings) -> Outcome:
@@ -163,10 +157,8 @@ def _timed_out(sessions: sessionmaker[Session], current: Claim, settings: Settin
     return Outcome.failed
 
 
-def _release_quietly(
-    sessions: sessionmaker[Session], current: Claim, *, counted: bool = True
-) -> None:
+def _release_quietly(sessions: sessionmaker[Session], current: Claim, *, transient: bool) -> None:
     try:
-        lifecycle.release(sessions, current, counted=counted)
+        lifecycle.release(sessions, current, transient=transient)
     except Exception:  # the database may be what failed; the lease then expires
         log.warning("could not release claim", extra={"task_id": str(current.task_id)})

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import utcnow
+from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.queue import TaskQueue
 from imagepipe.services import lifecycle, tidy
 from imagepipe.storage import Storage
@@ -24,7 +25,12 @@ def run(
     sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> dict[str, int]:
     now = utcnow()
-    recovered = lifecycle.recover(sessions, settings, now)
+    # Queued rows past the grace period are republished only while the render queue
+    # is short: in a long one they are waiting, not lost (and an unknown depth, the
+    # broker down, publishes nothing anyway).
+    depth = _depth(queue)
+    republish = depth is not None and depth < lifecycle.RECOVER_BATCH
+    recovered = lifecycle.recover(sessions, settings, now, republish_queued=republish)
     expired = lifecycle.expire_uploads(sessions, now)
     tidy.stale_temp_files(storage)
     for key in expired:
@@ -45,6 +51,16 @@ def run(
         "expired": len(expired),
         "purged": purged,
     }
+
+
+def _depth(queue: TaskQueue) -> int | None:
+    try:
+        return queue.depth()
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
+        log.warning("render queue depth unknown: %r", error)
+        return None
 
 
 def finish_deletes(sessions: sessionmaker[Session], storage: Storage) -> int:

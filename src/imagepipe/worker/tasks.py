@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.errors import MAYBE_TRANSIENT, InternalError, is_transient
+from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, REFRESH_TASK, CeleryQueue
 from imagepipe.services import events, lifecycle, webhooks
@@ -71,7 +71,8 @@ def _dispose(**_: object) -> None:
         runtime.cache_clear()
 
 
-@celery_app.task(name=PROCESS_TASK, bind=True, max_retries=MAX_RETRIES)
+# Retries are counted by hand (IMAGEPIPE_TRANSIENT_RETRIES): no Celery cap.
+@celery_app.task(name=PROCESS_TASK, bind=True, max_retries=None)
 def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     rt = runtime()
     try:
@@ -92,13 +93,12 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
             raise
         # Checked here: given ``exc``, Celery's retry() re-raises that exception once
         # the retries are used up, never MaxRetriesExceededError.
-        if self.request.retries >= MAX_RETRIES:
+        if self.request.retries >= rt.settings.transient_retries:
             # Only a task nobody holds: its claim was given back when the error struck.
             # One another worker claimed meanwhile is that worker's to finish. The
             # detail is logged; the task stores the fixed message.
             log.error("giving up after transient errors: %r", error, extra={"task_id": task_id})
-            gave_up = InternalError("The task failed repeatedly with transient errors.")
-            lifecycle.fail(rt.sessions, parsed, gave_up, only_queued=True)
+            lifecycle.fail(rt.sessions, parsed, lifecycle.gave_up(), only_queued=True)
             TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
             return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)

@@ -25,7 +25,7 @@ from typing import Annotated, BinaryIO
 
 import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +37,7 @@ from imagepipe.api.deps import (
     StorageDep,
     TaskDep,
     UploadGateDep,
+    refuse_when_queue_full,
 )
 from imagepipe.api.errors import unavailable_as_503
 from imagepipe.api.idempotent import replay_response, reservation_for
@@ -154,10 +155,12 @@ def _parse(body: bytes, max_bytes: int) -> _Request:
             413: "size_bytes over the byte limit (`file_too_large`)",
             422: "a missing or malformed field (`invalid_request`), "
             "the Idempotency-Key used with another body (`idempotency_key_reused`)",
-            503: "database or storage unreachable (`service_unavailable`)",
+            503: "database or storage unreachable (`service_unavailable`), render queue "
+            "over IMAGEPIPE_MAX_QUEUE_DEPTH (`queue_full`); with Retry-After",
         }
     ),
     summary="Start a direct upload: the bytes go to storage, not through the API",
+    dependencies=[Depends(refuse_when_queue_full)],
 )
 async def create_upload(
     request: Request, settings: SettingsDep, session: SessionDep, storage: StorageDep

@@ -15,11 +15,18 @@ from typing import BinaryIO
 
 import anyio
 from anyio import to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.admission import UploadGate
-from imagepipe.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, UploadGateDep
+from imagepipe.api.deps import (
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    UploadGateDep,
+    refuse_when_queue_full,
+)
 from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import receive_file
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
@@ -62,7 +69,8 @@ _ERRORS: dict[int | str, dict[str, object]] = {
         408: "the body stalled or took too long (`upload_timeout`)",
         422: "too many pixels (`image_too_large`) or unreadable header (`invalid_image`)",
         503: "database or broker unreachable (`service_unavailable`), too many uploads at "
-        "once (`too_many_uploads`), low on disk (`insufficient_storage`); with Retry-After",
+        "once (`too_many_uploads`), low on disk (`insufficient_storage`), render queue "
+        "over IMAGEPIPE_MAX_QUEUE_DEPTH (`queue_full`); with Retry-After",
     }.items()
 }
 
@@ -74,6 +82,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     responses=_ERRORS,
     openapi_extra=_UPLOAD_BODY,
     summary="Upload an image; previews are made in the background",
+    dependencies=[Depends(refuse_when_queue_full)],
 )
 async def upload(
     request: Request,

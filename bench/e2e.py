@@ -19,8 +19,9 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,36 @@ def storage_env(backend: str, root: Path) -> Iterator[dict[str, str]]:
         yield server.client_env()
 
 
+@dataclass(frozen=True)
+class Stack:
+    backend: str
+    env: dict[str, str]  # of the API and of any worker started for it
+    api_url: str
+    root: Path  # a temp directory for logs
+
+
+def stacks(prefix: str, backends: Iterable[str], *, api_cpu: int | None = None) -> Iterator[Stack]:
+    """Redis and PostgreSQL (as in compose: the production path), then for each storage
+    backend in turn its environment and a running API; each is stopped once the next
+    is asked for."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        redis_server() as redis,
+        postgres_database() as database,
+    ):
+        root = Path(tmp)
+        for backend in backends:
+            with storage_env(backend, root) as extra:
+                env = env_for(root / f"data-{backend}", redis.url, database, **extra)
+                with api_server(env, root / f"api-{backend}.log", cpu=api_cpu) as url:
+                    yield Stack(backend, env, url, root)
+
+
+def save(name: str, results: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of the rounds (never the best) per backend, metric and worker count, and
     the 2-vs-1 ratio of those medians."""
@@ -157,31 +188,22 @@ def run(
         "rounds": rounds,
         "runs": [],
     }
-    with (
-        tempfile.TemporaryDirectory(prefix="imagepipe-e2e-") as tmp,
-        redis_server() as redis,
-        postgres_database() as database,  # PostgreSQL, as in compose: the production path
-    ):
-        root = Path(tmp)
-        for backend in backends:
-            with storage_env(backend, root) as extra:
-                env = env_for(root / f"data-{backend}", redis.url, database, **extra)
-                with api_server(env, root / f"api-{backend}.log") as url:
-                    for round_ in range(rounds):
-                        for workers in (1, 2):  # alternate: drift hits both
-                            log = root / f"worker-{backend}-{workers}.log"
-                            seconds = drain(url, env, images, workers, log)
-                            with worker(env, workers, log):
-                                e2e_seconds = asyncio.run(end_to_end(url, images))
-                            row = {
-                                "backend": backend,
-                                "round": round_,
-                                "workers": workers,
-                                "drain_images_per_s": count / seconds,
-                                "e2e_images_per_s": count / e2e_seconds,
-                            }
-                            results["runs"].append(row)
-                            print(json.dumps(row), flush=True)
+    for stack in stacks("imagepipe-e2e-", backends):
+        for round_ in range(rounds):
+            for workers in (1, 2):  # alternate: drift hits both
+                log = stack.root / f"worker-{stack.backend}-{workers}.log"
+                seconds = drain(stack.api_url, stack.env, images, workers, log)
+                with worker(stack.env, workers, log):
+                    e2e_seconds = asyncio.run(end_to_end(stack.api_url, images))
+                row = {
+                    "backend": stack.backend,
+                    "round": round_,
+                    "workers": workers,
+                    "drain_images_per_s": count / seconds,
+                    "e2e_images_per_s": count / e2e_seconds,
+                }
+                results["runs"].append(row)
+                print(json.dumps(row), flush=True)
     results["summary"] = summarise(results["runs"])
     return results
 
@@ -216,8 +238,7 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     args = parser.parse_args()
     results = run(args.quick, args.rounds, tuple(args.backends.split(",")))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "e2e.json").write_text(json.dumps(results, indent=2))
+    save("e2e", results)
     print(markdown(results))
 
 

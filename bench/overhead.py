@@ -18,19 +18,13 @@ import io
 import json
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.e2e import BACKENDS, drain, photo_jpeg, storage_env
-from bench.pipeline import _CPU, RESULTS
+from bench.e2e import BACKENDS, drain, photo_jpeg, save, stacks
+from bench.pipeline import _CPU
 from bench.servers import (
-    api_server,
-    env_for,
     pin_descendants,
-    postgres_database,
-    redis_server,
 )
 from imagepipe.config import Settings
 from imagepipe.imaging import render_previews
@@ -61,36 +55,27 @@ def run(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
         "runs": [],
     }
     api_cpu = 1 - _CPU if _CPU in (0, 1) else None
-    with (
-        tempfile.TemporaryDirectory(prefix="imagepipe-overhead-") as tmp,
-        redis_server() as redis,
-        postgres_database() as database,
-    ):
-        root = Path(tmp)
-        for backend in BACKENDS:
-            with storage_env(backend, root) as extra:
-                env = env_for(root / f"data-{backend}", redis.url, database, **extra)
-                with api_server(env, root / f"api-{backend}.log", cpu=api_cpu) as url:
-                    for round_ in range(rounds):
-                        pipeline = pipeline_ms(images)
-                        log = root / f"worker-{backend}.log"
-                        if api_cpu is not None:
-                            # The worker's core is its own: servers and this process
-                            # (which polls the API) on the other one while it drains.
-                            pin_descendants(api_cpu)
-                            os.sched_setaffinity(0, {api_cpu})
-                        seconds = drain(url, env, images, 1, log, cpu=_CPU)
-                        os.sched_setaffinity(0, {_CPU})
-                        per_task = 1000 * seconds / count
-                        row = {
-                            "backend": backend,
-                            "round": round_,
-                            "per_task_ms": per_task,
-                            "pipeline_ms": pipeline,
-                            "overhead_ms": per_task - pipeline,
-                        }
-                        results["runs"].append(row)
-                        print(json.dumps(row), flush=True)
+    for stack in stacks("imagepipe-overhead-", BACKENDS, api_cpu=api_cpu):
+        for round_ in range(rounds):
+            pipeline = pipeline_ms(images)
+            log = stack.root / f"worker-{stack.backend}.log"
+            if api_cpu is not None:
+                # The worker's core is its own: servers and this process (which polls
+                # the API) on the other one while it drains.
+                pin_descendants(api_cpu)
+                os.sched_setaffinity(0, {api_cpu})
+            seconds = drain(stack.api_url, stack.env, images, 1, log, cpu=_CPU)
+            os.sched_setaffinity(0, {_CPU})
+            per_task = 1000 * seconds / count
+            row = {
+                "backend": stack.backend,
+                "round": round_,
+                "per_task_ms": per_task,
+                "pipeline_ms": pipeline,
+                "overhead_ms": per_task - pipeline,
+            }
+            results["runs"].append(row)
+            print(json.dumps(row), flush=True)
     results["summary"] = {}
     for backend in BACKENDS:
         runs = [r for r in results["runs"] if r["backend"] == backend]
@@ -125,8 +110,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results = run(args.quick, args.rounds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead.json").write_text(json.dumps(results, indent=2))
+    save("overhead", results)
     print(markdown(results))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 from PIL import Image
@@ -32,3 +33,16 @@ def multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"imagepipe-te
 
 
 MULTIPART_TYPE = "multipart/form-data; boundary=imagepipe-test"
+
+
+def original_of(data: bytes, filename: str, width: int, height: int) -> dict[str, object]:
+    """The task JSON's ``original`` for a one-frame JPEG upload of ``data``."""
+    return {
+        "filename": filename,
+        "format": "JPEG",
+        "width": width,
+        "height": height,
+        "frames": 1,
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,7 +25,7 @@ from imagepipe.services import events, lifecycle, webhooks
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 from tests.harness.app import make_settings, open_client, run_inline
-from tests.images import photo
+from tests.images import original_of, photo
 from tests.observe import queue_length, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -88,15 +87,7 @@ async def test_whole_flow_then_render(
 
     status = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
-    assert status["original"] == {
-        "filename": "cat.jpg",
-        "format": "JPEG",
-        "width": 800,
-        "height": 600,
-        "frames": 1,
-        "size_bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    assert status["original"] == original_of(data, "cat.jpg", 800, 600)
     # Completing twice: the same answer, no second message.
     again = await any_db_client.post(f"/tasks/{task_id}/complete")
     assert (again.status_code, again.json()) == (202, accepted)

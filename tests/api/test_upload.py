@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from imagepipe.config import Settings
 from tests.harness.app import make_settings, open_client
-from tests.images import MULTIPART_TYPE, multipart, photo
+from tests.images import MULTIPART_TYPE, multipart, original_of, photo
 from tests.imaging.images import animated_gif
 from tests.observe import queue_length, stored_files
 
@@ -38,15 +37,7 @@ async def test_upload_answers_202_and_enqueues(
     status = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
     assert status["variants"] == {} and status["error"] is None
-    assert status["original"] == {
-        "filename": "cat.jpg",
-        "format": "JPEG",
-        "width": 800,
-        "height": 600,
-        "frames": 1,
-        "size_bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    assert status["original"] == original_of(data, "cat.jpg", 800, 600)
     assert status["created_at"].endswith("Z")
     assert stored_files(any_db_settings) == [f"originals/{task_id}"]
 

@@ -3,7 +3,6 @@ never sees the bytes, a real worker renders the task."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,50 +11,14 @@ import pytest
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.storage import open_storage
-from tests.harness.app import make_settings, open_client
-from tests.harness.processes import WorkerProcess, settings_env
+from tests.harness import s3
+from tests.harness.app import open_client
+from tests.harness.processes import WorkerProcess
 from tests.harness.seaweedfs import SeaweedFS
 from tests.harness.wait import wait_finished
 from tests.images import photo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture
-def s3_settings(
-    tmp_path: Path, sqlite_url: str, redis_url: str, s3_env: dict[str, str]
-) -> Settings:
-    return make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        storage_url=s3_env["IMAGEPIPE_STORAGE_URL"],
-        s3_endpoint_url=s3_env["IMAGEPIPE_S3_ENDPOINT_URL"],
-    )
-
-
-@pytest.fixture
-async def s3_client(s3_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(s3_settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def s3_worker(s3_settings: Settings) -> Iterator[WorkerProcess]:
-    env = settings_env(s3_settings)
-    env["IMAGEPIPE_DATA_DIR"] = str(s3_settings.data_dir.parent / "worker-data")
-    process = WorkerProcess(env)
-    process.start()
-    yield process
-    process.stop()
-
-
-def stored(settings: Settings) -> list[str]:
-    storage = open_storage(settings)
-    try:
-        return sorted(info.key for info in storage.list(""))
-    finally:
-        storage.close()
 
 
 async def create(client: httpx.AsyncClient, size: int) -> dict[str, object]:
@@ -93,7 +56,7 @@ async def test_direct_upload_rendered_by_a_real_worker(
     status = await wait_finished(s3_client, task_id, logs=s3_worker.output)
     assert status["status"] == "succeeded", status
     assert status["original"]["size_bytes"] == len(data)
-    assert f"originals/{task_id}" in stored(s3_settings)
+    assert f"originals/{task_id}" in s3.object_keys(s3_settings)
     assert not (s3_settings.data_dir / "storage").exists()
 
 
@@ -106,7 +69,7 @@ async def test_presigned_put_pins_the_length(
     assert put(body, data).status_code >= 400
     response = await s3_client.post(f"{body['complete_url']}")
     assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_incomplete")
-    assert stored(s3_settings) == []
+    assert s3.object_keys(s3_settings) == []
 
 
 async def test_non_image_on_s3_is_refused_and_removed(
@@ -120,7 +83,7 @@ async def test_non_image_on_s3_is_refused_and_removed(
         415,
         "unsupported_media_type",
     )
-    assert stored(s3_settings) == []
+    assert s3.object_keys(s3_settings) == []
 
 
 async def test_shorter_object_on_s3_is_incomplete(
@@ -146,13 +109,8 @@ async def test_presigned_urls_name_the_public_endpoint(
     # The services reach the server as 127.0.0.1, clients by another name (as compose's
     # containers reach seaweedfs:8333 and the host localhost:8333).
     public = f"http://localhost:{seaweed.port}"
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        storage_url=s3_env["IMAGEPIPE_STORAGE_URL"],
-        s3_endpoint_url=seaweed.endpoint_url,
-        s3_public_endpoint_url=public,
+    settings = s3.s3_settings(
+        tmp_path, sqlite_url, redis_url, s3_env, s3_public_endpoint_url=public
     )
     data = photo(300, 200)
     async with open_client(create_app(settings)) as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.storage import open_storage
-from tests.harness.app import make_settings, open_client
-from tests.harness.processes import WorkerProcess, settings_env
+from tests.harness import s3
+from tests.harness.processes import WorkerProcess
 from tests.harness.wait import wait_finished
 from tests.images import photo
 
@@ -29,31 +27,7 @@ def s3_settings(
     request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str, redis_url: str,
     s3_env: dict[str, str],
 ) -> Settings:  # fmt: skip
-    return make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        storage_url=s3_env["IMAGEPIPE_STORAGE_URL"],
-        s3_endpoint_url=s3_env["IMAGEPIPE_S3_ENDPOINT_URL"],
-        variant_delivery=request.param,
-    )
-
-
-@pytest.fixture
-async def s3_client(s3_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(s3_settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def s3_worker(s3_settings: Settings) -> Iterator[WorkerProcess]:
-    # The worker's data directory is not the API's: nothing local is shared.
-    env = settings_env(s3_settings)
-    env["IMAGEPIPE_DATA_DIR"] = str(s3_settings.data_dir.parent / "worker-data")
-    process = WorkerProcess(env)
-    process.start()
-    yield process
-    process.stop()
+    return s3.s3_settings(tmp_path, sqlite_url, redis_url, s3_env, variant_delivery=request.param)
 
 
 async def test_upload_previews_download_delete_on_s3(

@@ -23,6 +23,7 @@ from imagepipe.config import Settings
 from imagepipe.db.models import TaskStatus
 from imagepipe.storage import Storage, StorageUnavailable, keys, open_storage
 from tests.harness.redis import RedisServer
+from tests.harness.s3 import object_keys
 from tests.harness.seaweedfs import SeaweedFS, seaweedfs
 from tests.harness.wait import wait_until
 from tests.images import photo
@@ -71,14 +72,6 @@ def s3_stack(
         s3_endpoint_url=env["IMAGEPIPE_S3_ENDPOINT_URL"],
         **S3_LIMITS,
     )
-
-
-def object_keys(settings: Settings) -> list[str]:
-    storage = open_storage(settings)
-    try:
-        return sorted(info.key for info in storage.list(""))
-    finally:
-        storage.close()
 
 
 def test_s3_down_during_upload_leaves_nothing(

@@ -9,6 +9,7 @@
   const DONE = new Set(["succeeded", "failed"]);
   const STATUS_LABELS = {
     uploading: "Uploading",
+    awaiting_upload: "Awaiting upload",
     queued: "Queued",
     processing: "Processing",
     succeeded: "Done",
@@ -18,6 +19,8 @@
 
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // Headers a page may not set itself; the browser sends the right ones for the body.
+  const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
 
   // --- tiny DOM helper: text always goes through textContent, never innerHTML ---
   function h(tag, attrs = {}, ...children) {
@@ -87,6 +90,33 @@
     if (!response.ok) throw errorFrom(response.status, body);
     return body;
   }
+
+  async function postJson(path, body) {
+    const headers = { Accept: "application/json", ...authHeaders() };
+    if (body !== null) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method: "POST",
+        headers,
+        body: body === null ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      throw new ApiError(0, "network_error", "Could not reach the service.");
+    }
+    const answer = await response.json().catch(() => null);
+    if (!response.ok) throw errorFrom(response.status, answer);
+    return answer;
+  }
+
+  function deleteTask(taskId) {
+    fetch(`/tasks/${taskId}`, { method: "DELETE", headers: authHeaders() }).catch(() => {});
+  }
+
+  // Direct uploads (POST /uploads): tried first; once the service or this browser
+  // turns out not to manage them, every later file goes through POST /upload.
+  const directUploads = { available: null };
+  const FALL_BACK = Symbol("fall back to POST /upload");
 
   // The `status` events of a text/event-stream answer, parsed as they arrive.
   async function* followTask(path) {
@@ -199,15 +229,16 @@
       announce(`${this.file.name}: ${error.message} (${error.code})`);
     }
 
-    send() {
-      return new Promise((resolve) => {
+    // One request whose body is this file, with upload progress. Resolves to
+    // {status, response}; rejects (status 0) when nothing reached the other end.
+    transfer(method, url, headers, body) {
+      return new Promise((resolve, reject) => {
         const xhr = new XMLHttpRequest();
-        const form = new FormData();
-        form.append("file", this.file, this.file.name);
-        xhr.open("POST", "/upload");
+        xhr.open(method, url);
         xhr.responseType = "json";
-        xhr.setRequestHeader("Accept", "application/json");
-        for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+        for (const [name, value] of Object.entries(headers)) {
+          if (!FORBIDDEN_HEADERS.has(name.toLowerCase())) xhr.setRequestHeader(name, value);
+        }
         xhr.upload.addEventListener("progress", (event) => {
           if (!event.lengthComputable) return;
           this.progress.value = Math.round((event.loaded / event.total) * 100);
@@ -218,27 +249,85 @@
           this.progress.value = 100;
           this.detail.textContent = "Sent; waiting for the service…";
         });
-        xhr.addEventListener("load", () => {
-          if (xhr.status === 202 && xhr.response && xhr.response.task_id) {
-            resolve(xhr.response);
-          } else {
-            this.showError(errorFrom(xhr.status, xhr.response));
-            resolve(null);
-          }
-        });
-        xhr.addEventListener("error", () => {
-          this.showError(new ApiError(0, "network_error", "The upload did not reach the service."));
-          resolve(null);
-        });
-        xhr.send(form);
+        xhr.addEventListener("load", () => resolve({ status: xhr.status, response: xhr.response }));
+        xhr.addEventListener("error", () => reject(new ApiError(0, "network_error", "The upload did not reach the service.")));
+        xhr.send(body);
       });
     }
 
+    // POST /upload: the bytes go through the API.
+    async sendProxied() {
+      const form = new FormData();
+      form.append("file", this.file, this.file.name);
+      let answer;
+      try {
+        answer = await this.transfer("POST", "/upload", { Accept: "application/json", ...authHeaders() }, form);
+      } catch (error) {
+        this.showError(error);
+        return null;
+      }
+      if (answer.status === 202 && answer.response && answer.response.task_id) return answer.response;
+      this.showError(errorFrom(answer.status, answer.response));
+      return null;
+    }
+
+    // POST /uploads, PUT the bytes where it says (S3 itself, or the API's own upload
+    // URL), POST complete_url. FALL_BACK when this service or this browser cannot.
+    async sendDirect() {
+      let created;
+      try {
+        created = await postJson("/uploads", {
+          filename: this.file.name,
+          size_bytes: this.file.size,
+          content_type: this.file.type || "application/octet-stream",
+        });
+      } catch (error) {
+        if (error.status === 404 || error.status === 405) {
+          directUploads.available = false; // a service without direct uploads
+          return FALL_BACK;
+        }
+        this.showError(error);
+        return null;
+      }
+      this.adopt(created.task_id);
+      const target = created.upload;
+      let answer;
+      try {
+        // No API key: the URL carries its own credential, and S3 would refuse a second.
+        answer = await this.transfer(target.method, target.url, target.headers || {}, this.file);
+      } catch {
+        // The upload URL is out of this browser's reach (an S3 host it cannot resolve,
+        // no CORS): through the API instead, from now on. The abandoned task goes.
+        directUploads.available = false;
+        deleteTask(created.task_id);
+        this.adopt(null);
+        return FALL_BACK;
+      }
+      if (answer.status < 200 || answer.status >= 300) {
+        this.showError(errorFrom(answer.status, answer.response));
+        return null;
+      }
+      try {
+        const accepted = await postJson(created.complete_url, null);
+        directUploads.available = true;
+        return accepted;
+      } catch (error) {
+        this.showError(error);
+        return null;
+      }
+    }
+
+    adopt(taskId) {
+      this.taskId = taskId;
+      if (taskId) this.node.dataset.taskId = taskId;
+      else delete this.node.dataset.taskId;
+    }
+
     async run() {
-      const accepted = await this.send();
+      let accepted = directUploads.available === false ? FALL_BACK : await this.sendDirect();
+      if (accepted === FALL_BACK) accepted = await this.sendProxied();
       if (!accepted) return;
-      this.taskId = accepted.task_id;
-      this.node.dataset.taskId = accepted.task_id;
+      this.adopt(accepted.task_id);
       this.progress.hidden = true;
       this.setStatus("queued", `Task ${accepted.task_id}`);
       recent.reload();
@@ -364,7 +453,10 @@
     }
     const original = task.original;
     const created = new Date(task.created_at);
-    const facts = `${original.format} ${original.width} × ${original.height}, ${formatBytes(original.size_bytes)}`;
+    // Until its bytes arrive, a direct upload knows only the size it announced.
+    const facts = original.format
+      ? `${original.format} ${original.width} × ${original.height}, ${formatBytes(original.size_bytes)}`
+      : `${formatBytes(original.size_bytes)} announced`;
     return h(
       "li",
       { class: "task", "data-task-id": task.task_id, "data-status": task.status },

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Page, Request, expect
 
@@ -148,3 +149,6 @@ def test_page_uploads_straight_to_s3(page: Page, s3_stack: tuple[ApiProcess, Sea
     assert puts[0][1].endswith(f"/originals/{task_id}")
     assert ("POST", api_host, "/upload") not in requests
     assert ("POST", api_host, f"/tasks/{task_id}/complete") in requests
+    # The page's Content-Security-Policy lets it reach the bucket, and only that.
+    csp = httpx.get(api.url + "/").headers["content-security-policy"]
+    assert f"connect-src 'self' http://{s3_host};" in csp

@@ -18,7 +18,7 @@ from imagepipe.api import errors
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
-from imagepipe.api.middleware import ObservedMiddleware
+from imagepipe.api.middleware import ObservedMiddleware, storage_origins
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
 from imagepipe.api.routes import direct, health, metrics, tasks, upload
 from imagepipe.api.routes import events as event_routes
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(ObservedMiddleware)
+    app.add_middleware(ObservedMiddleware, storage_origins=storage_origins(settings))
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     app.include_router(upload.router, tags=["tasks"], dependencies=protected)

@@ -70,6 +70,8 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "internal_error": ErrorSpec(500, False, "Internal error."),
     "original_missing": ErrorSpec(500, False, "The original image is missing from storage."),
     "processing_timeout": ErrorSpec(500, False, "Rendering took longer than the time limit."),
+    # A preview failed the output gate (imaging/qa.py): the same render fails again.
+    "quality_check_failed": ErrorSpec(500, False, "A preview failed the output quality checks."),
     # A backing service did not answer: the same request later may well succeed.
     "service_unavailable": ErrorSpec(
         503, True, "A backing service is unavailable; try again shortly."
@@ -266,6 +268,20 @@ class ProcessingTimeout(ImagepipeError):
     """A task's error only: the render ran out of time (or killed its worker)."""
 
     code = "processing_timeout"
+
+
+class QualityCheckFailed(ImagepipeError):
+    """A task's error only: a preview failed the output gate (imaging/qa.py), so the
+    task fails and nothing is served. A broken conversion fails again on every
+    attempt: never retried. The message names the variants and checks (ours, not an
+    exception's text)."""
+
+    code = "quality_check_failed"
+
+    def __init__(self, failures: dict[str, list[str]]) -> None:
+        self.failures = failures  # variant name -> the checks it failed
+        detail = "; ".join(f"{name}: {', '.join(checks)}" for name, checks in failures.items())
+        super().__init__(f"A preview failed the output quality checks ({detail}).")
 
 
 # --- transient -----------------------------------------------------------------------

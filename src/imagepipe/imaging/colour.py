@@ -127,6 +127,14 @@ def to_srgb(
     return image
 
 
+def profile_applies(icc_profile: bytes | None, mode: str) -> bool:
+    """Whether ``to_srgb`` transforms pixels of ``mode`` with this profile (a usable,
+    non-sRGB profile of the pixels' colour space)."""
+    if not icc_profile or len(icc_profile) > MAX_ICC_BYTES or mode not in _PROFILE_SPACE:
+        return False
+    return _transform(icc_profile, mode) is not None
+
+
 def _apply_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
     """Transform with the embedded profile; None when the profile cannot be used."""
     transform = _transform(icc_profile, image.mode)

@@ -9,7 +9,8 @@ from typing import BinaryIO
 from PIL import ExifTags, Image
 
 from imagepipe.errors import InvalidImage
-from imagepipe.imaging import colour, geometry, resample
+from imagepipe.imaging import colour, facts, geometry, resample
+from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.geometry import Size
 from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
 
@@ -26,6 +27,7 @@ class Decoded:
     deep_scale: tuple[float, float] | None = None
     format: str = ""  # the source's format, as the probe names it
     frames: int = 1  # frames or pages of the source (only the first is decoded)
+    facts: SourceFacts | None = None  # for the task's report
 
     @property
     def display_size(self) -> Size:
@@ -59,6 +61,14 @@ def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decode
             icc_profile = image.info.get("icc_profile") or None
             deep_scale = colour.deep_scale(image) if colour.is_deep(image.mode) else None
             working = image if deep_scale else colour.normalise(image)
+            source_facts = facts.read(
+                image,
+                format=source_format,
+                frames=source_frames,
+                orientation=orientation,
+                icc_profile=icc_profile if isinstance(icc_profile, bytes) else None,
+                has_alpha=working.mode in colour.ALPHA_MODES,
+            )
         except BAD_BYTES_ERRORS as exc:
             # Pillow reports bad bytes as OSError ("image file is truncated", "broken
             # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for
@@ -73,6 +83,7 @@ def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decode
         deep_scale=deep_scale,
         format=source_format,
         frames=source_frames,
+        facts=source_facts,
     )
 
 

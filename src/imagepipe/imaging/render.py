@@ -11,12 +11,16 @@ Pipeline (``render_previews``)::
                 (formats.py), no metadata
     animate     animated GIF/WebP only: an animated WebP per variant (animation.py),
                 one frame at a time; the base format keeps the still first frame
+    qa          each preview against a sample of the source taken before any colour
+                work (qa.py); a failure raises QualityCheckFailed
+    placeholder BlurHash, ThumbHash and dominant colour of the smallest preview, while
+                it is in memory (placeholders.py)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,8 @@ from typing import BinaryIO, Literal
 
 from PIL import Image
 
-from imagepipe.imaging import animation, colour, geometry, resample
+from imagepipe.errors import QualityCheckFailed
+from imagepipe.imaging import animation, colour, facts, geometry, placeholders, qa, resample
 from imagepipe.imaging.decode import Decoded, decode
 from imagepipe.imaging.encode import choose_format, encode
 from imagepipe.imaging.formats import FORMATS, FormatName
@@ -99,8 +104,13 @@ class Preview:
 @dataclass
 class RenderResult:
     previews: list[Preview]
-    # Seconds spent per stage: "decode", "resize", "encode".
+    # Seconds spent per stage: "decode", "resize", "encode", "qa", "placeholder".
     timings: dict[str, float] = field(default_factory=dict)
+    # What the task's report says (services/report.py); None when not rendered here.
+    source: facts.SourceFacts | None = None
+    applied: tuple[str, ...] = ()
+    qa_checks: tuple[str, ...] = ()  # the checks every preview passed
+    placeholder: placeholders.Placeholder | None = None
 
 
 def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderResult:
@@ -110,15 +120,27 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
     decoded, truncated), ImageTooLarge or UnsupportedMediaType (both re-checked here).
     """
     boxes = boxes_largest_first(options.boxes)
+    box_of = dict(boxes)
     timings = _Timings()
     with timings.stage("decode"):
         decoded = decode(source, largest_box=boxes[0][1], limits=options.limits)
     previews: dict[str, Preview] = {}
     base: FormatName | None = None
     animated = animation.is_animated(decoded.format, decoded.frames)
-    for name, image in cascade(decoded, boxes, timings=timings):
+    applied = _applied(decoded, boxes[-1][1], animated)
+    references: list[qa.Reference] = []
+    failures: dict[str, list[str]] = {}
+    smallest: Image.Image | None = None
+    observe = _keep_reference(decoded, references)
+    for name, image in cascade(decoded, boxes, timings=timings, observe=observe):
         if base is None:  # decided once, so all variants share a format
             base = choose_format(options.output_format, has_alpha=image.mode in colour.ALPHA_MODES)
+        with timings.stage("qa"):
+            chosen = base if options.output_format == "auto" else None
+            failed = qa.check(image, box_of[name], chosen, references[0])
+        if failed:
+            failures[name] = failed
+        smallest = image
         renditions = []
         with timings.stage("encode"):
             for fmt in options.formats(base):
@@ -150,15 +172,63 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
             content_type=first.content_type,
             renditions=tuple(renditions),
         )
-    return RenderResult(previews=[previews[name] for name in options.boxes], timings=timings.totals)
+    if failures:
+        raise QualityCheckFailed(failures)
+    assert smallest is not None  # at least one box
+    with timings.stage("placeholder"):
+        placeholder = placeholders.compute(smallest)
+    return RenderResult(
+        previews=[previews[name] for name in options.boxes],
+        timings=timings.totals,
+        source=decoded.facts,
+        applied=applied,
+        qa_checks=qa.CHECKS,
+        placeholder=placeholder,
+    )
+
+
+def _applied(decoded: Decoded, smallest_box: int, animated: bool) -> tuple[str, ...]:
+    """Read before the cascade consumes ``decoded.image``."""
+    display = decoded.display_size
+    return facts.transforms_applied(
+        working_mode=decoded.image.mode,
+        icc_profile=decoded.icc_profile,
+        orientation=decoded.orientation,
+        undo_cmyk_inversion=decoded.undo_cmyk_inversion,
+        deep=decoded.deep_scale is not None,
+        resized=geometry.fit(display, smallest_box) != display,
+        frames=decoded.frames,
+        animated=animated,
+    )
+
+
+def _keep_reference(
+    decoded: Decoded, references: list[qa.Reference]
+) -> Callable[[Image.Image], None]:
+    def observe(image: Image.Image) -> None:
+        references.append(
+            qa.reference(
+                image,
+                display_size=decoded.display_size,
+                orientation=decoded.orientation,
+                undo_cmyk_inversion=decoded.undo_cmyk_inversion,
+            )
+        )
+
+    return observe
 
 
 def cascade(
-    decoded: Decoded, boxes: list[tuple[str, int]], *, timings: _Timings | None = None
+    decoded: Decoded,
+    boxes: list[tuple[str, int]],
+    *,
+    timings: _Timings | None = None,
+    observe: Callable[[Image.Image], None] | None = None,
 ) -> Iterator[tuple[str, Image.Image]]:
     """Yield (name, sRGB upright image) per box, largest first, each from the previous.
 
     Consumes ``decoded.image``: it is closed (its memory released) after the first step.
+    ``observe`` sees the first shrink before any colour work (the QA reference).
     """
     timings = timings or _Timings()
     display_size = decoded.display_size
@@ -167,7 +237,7 @@ def cascade(
         with timings.stage("resize"):
             target = geometry.fit(display_size, box)
             if work is None:
-                image = _first_step(decoded, target)
+                image = _first_step(decoded, target, observe)
                 # Alpha stays premultiplied between steps: one conversion per step
                 # instead of two, and no precision lost at low alpha along the way.
                 mode = resample.PREMULTIPLIED.get(image.mode)
@@ -179,7 +249,11 @@ def cascade(
         yield name, image
 
 
-def _first_step(decoded: Decoded, target: geometry.Size) -> Image.Image:
+def _first_step(
+    decoded: Decoded,
+    target: geometry.Size,
+    observe: Callable[[Image.Image], None] | None = None,
+) -> Image.Image:
     """Full-size working image -> largest preview, sRGB and upright."""
     source = decoded.image
     image = resample.first_shrink(source, geometry.stored(target, decoded.orientation))
@@ -188,6 +262,8 @@ def _first_step(decoded: Decoded, target: geometry.Size) -> Image.Image:
     source.close()  # the full-size buffer is the bulk of peak memory: free it now
     if decoded.deep_scale is not None:
         image = colour.narrow(image, decoded.deep_scale)  # deep grey: 8 bits once small
+    if observe is not None:
+        observe(image)
     # Colour and orientation commute with resampling, so both run on the small image.
     image = colour.to_srgb(
         image,

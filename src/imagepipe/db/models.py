@@ -6,8 +6,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     DateTime,
@@ -92,7 +94,8 @@ class Task(Base):
     original_height: Mapped[int] = mapped_column(Integer)
     original_frames: Mapped[int] = mapped_column(Integer, default=1)
     original_size_bytes: Mapped[int] = mapped_column(BigInteger)
-    original_sha256: Mapped[str] = mapped_column(String(64))
+    # Indexed: an upload whose bytes and render spec match a succeeded task reuses it.
+    original_sha256: Mapped[str] = mapped_column(String(64), index=True)
     # When retention removed the original (IMAGEPIPE_KEEP_ORIGINALS); NULL while kept.
     original_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -114,6 +117,13 @@ class Task(Base):
     owner_scope: Mapped[str | None] = mapped_column(String(64))
     # Where this task's own webhook deliveries go (the upload's callback_url field).
     callback_url: Mapped[str | None] = mapped_column(String(2048))
+
+    # Written when the task succeeds (services/report.py); null before, and for tasks
+    # finished by a release that did not make them.
+    placeholder: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Digest of the render options the variants were made with (RenderOptions.spec).
+    render_spec: Mapped[str | None] = mapped_column(String(64))
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="task",

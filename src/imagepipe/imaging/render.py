@@ -19,6 +19,8 @@ Pipeline (``render_previews``)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -60,6 +62,22 @@ class RenderOptions:
             max_frames=self.max_frames,
             max_decoded_bytes=self.max_decoded_bytes,
         )
+
+    @property
+    def render_spec(self) -> str:
+        """Digest of everything that decides a task's variants: each variant's spec in
+        every format (box, quality, encoder options, pipeline version) and which formats
+        are made. Equal originals with equal render specs give equal variants (what
+        duplicate detection relies on)."""
+        decided_by = {
+            "specs": [
+                self.spec(name, fmt).as_json() for name in sorted(self.boxes) for fmt in FORMATS
+            ],
+            "output_format": self.output_format,
+            "extra_formats": list(self.extra_formats),
+            "max_animation_frames": self.max_animation_frames,
+        }
+        return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
 
     def quality(self, name: FormatName) -> int:
         """The configured quality of a format (PNG has none: ignored)."""
@@ -111,6 +129,7 @@ class RenderResult:
     applied: tuple[str, ...] = ()
     qa_checks: tuple[str, ...] = ()  # the checks every preview passed
     placeholder: placeholders.Placeholder | None = None
+    render_spec: str | None = None  # RenderOptions.render_spec of the options used
 
 
 def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderResult:
@@ -184,6 +203,7 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
         applied=applied,
         qa_checks=qa.CHECKS,
         placeholder=placeholder,
+        render_spec=options.render_spec,
     )
 
 

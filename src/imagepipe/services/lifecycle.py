@@ -32,8 +32,10 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -259,17 +261,29 @@ class Finished(enum.StrEnum):
     gone = "gone"
 
 
-def finish(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> Finished:
+def finish(
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    variants: list[Variant],
+    described: Mapping[str, Any] | None = None,
+) -> Finished:
     """Record the previews (already written) and mark the task succeeded, in one
     commit, fenced by the claim. Returns a ``Finished`` value; on anything but
-    ``succeeded`` the caller removes what this claim wrote."""
+    ``succeeded`` the caller removes what this claim wrote. ``described``: the task
+    columns that say what was made (report, placeholder, render spec), in the same
+    commit."""
     with sessions.begin() as session:
         done = session.execute(
             update(Task)
             .where(Task.id == claim.task_id, live())
             .where(Task.status == TaskStatus.processing)
             .where(Task.attempts == claim.attempt)
-            .values(status=TaskStatus.succeeded, finished_at=db_now(), lease_expires_at=None)
+            .values(
+                status=TaskStatus.succeeded,
+                finished_at=db_now(),
+                lease_expires_at=None,
+                **(described or {}),
+            )
             .execution_options(synchronize_session=False)
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]

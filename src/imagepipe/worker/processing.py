@@ -22,12 +22,14 @@ from imagepipe.errors import (
     InvalidImage,
     OriginalMissing,
     ProcessingTimeout,
+    QualityCheckFailed,
     is_transient,
 )
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import lifecycle, renditions, tidy
+from imagepipe.services import dedup, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
+from imagepipe.services.report import build as build_report
 from imagepipe.storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,12 @@ def render(claim: Claim, storage: Storage, settings: Settings) -> RenderResult:
 
 
 def store_and_finish(
-    sessions: sessionmaker[Session], storage: Storage, claim: Claim, result: RenderResult
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    claim: Claim,
+    result: RenderResult,
+    *,
+    deduplicated_from: uuid.UUID | None = None,
 ) -> bool:
     """Write the previews, then record them and mark the task succeeded in one commit.
 
@@ -74,8 +81,15 @@ def store_and_finish(
     beside the winner's objects, never over them. Returns False if this claim was
     superseded (its result is dropped, and so are its objects).
     """
+    started = time.perf_counter()
     rows = renditions.write(storage, claim.task_id, claim.attempt, result.previews)
-    finished = lifecycle.finish(sessions, claim, rows)
+    stored = time.perf_counter() - started
+    described = {
+        "report": build_report(result, store_seconds=stored, deduplicated_from=deduplicated_from),
+        "placeholder": result.placeholder.as_dict() if result.placeholder else None,
+        "render_spec": result.render_spec,
+    }
+    finished = lifecycle.finish(sessions, claim, rows, described)
     if finished == Finished.gone:
         # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written
         # belong to nothing; nobody else will ever remove them.
@@ -104,12 +118,14 @@ def process(
     if current is None:
         return Outcome.skipped
     try:
-        result = render(current, storage, settings)
+        # The same bytes already rendered with the same spec: copy, do not render.
+        reused = dedup.reuse(sessions, storage, task_id, render_options(settings))
+        result = reused.result if reused else render(current, storage, settings)
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
     except SoftTimeLimitExceeded:
         return _timed_out(sessions, current, settings)
-    except (InvalidImage, ImageTooLarge) as error:
+    except (InvalidImage, ImageTooLarge, QualityCheckFailed) as error:
         log.info(
             "image refused: %s (%r)", error.code, error.__cause__, extra={"task_id": str(task_id)}
         )
@@ -136,7 +152,13 @@ def process(
         raise
     try:
         started = time.perf_counter()
-        finished = store_and_finish(sessions, storage, current, result)
+        finished = store_and_finish(
+            sessions,
+            storage,
+            current,
+            result,
+            deduplicated_from=reused.source_task if reused else None,
+        )
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
     except SoftTimeLimitExceeded:
         return _timed_out(sessions, current, settings)

@@ -8,10 +8,10 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imagepipe.api.schemas import task_out
 from imagepipe.db.models import DeliveryState, Task, WebhookDelivery
 from imagepipe.queue import DELIVER_WEBHOOK, SWEEP_WEBHOOKS
 from imagepipe.services import webhooks
+from imagepipe.services.representation import task_out
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.tasks import runtime
 

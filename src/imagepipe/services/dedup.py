@@ -1,0 +1,111 @@
+"""Content dedup: an upload whose bytes (sha256) and render spec match a task that
+already succeeded is not rendered again; its variants are copies of that task's.
+
+Copies, not shared objects: every task's objects live under its own key prefix and a
+DELETE (or retention) removes that prefix, so a copy keeps "deleting one task never
+breaks the other" true without reference counts that every delete path would have to
+keep right. Previews are small (a few percent of the original), so the copy costs
+little storage; what it saves is the decode, resize and encode (see `make bench`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.db.models import Task, TaskStatus, Variant, live
+from imagepipe.imaging import Preview, RenderOptions, RenderResult
+from imagepipe.imaging.facts import SourceFacts
+from imagepipe.imaging.placeholders import Placeholder
+from imagepipe.imaging.render import Rendition
+from imagepipe.services import renditions
+from imagepipe.storage import ObjectNotFound, Storage
+
+
+@dataclass(frozen=True)
+class Reused:
+    result: RenderResult  # the earlier task's previews, read back, and its report's facts
+    source_task: uuid.UUID
+
+
+def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
+    """The earliest succeeded task with this task's bytes and the same spec."""
+    digest = select(Task.original_sha256).where(Task.id == task_id).scalar_subquery()
+    return session.scalars(
+        select(Task)
+        .where(
+            Task.original_sha256 == digest,
+            Task.render_spec == render_spec,
+            Task.status == TaskStatus.succeeded,
+            Task.id != task_id,
+            live(),  # a task being deleted is no source
+        )
+        .order_by(Task.finished_at)
+        .limit(1)
+    ).first()
+
+
+def reuse(
+    sessions: sessionmaker[Session], storage: Storage, task_id: uuid.UUID, options: RenderOptions
+) -> Reused | None:
+    """The previews of an earlier identical task (every stored format), ready to be
+    stored as this task's; None when there is none (or it went away meanwhile): render."""
+    started = time.perf_counter()
+    with sessions() as session:
+        source = find(session, task_id, options.render_spec)
+        if source is None or not source.report or not source.variants:
+            return None
+        source_id, described, placeholder = source.id, source.report, source.placeholder
+        variants = [
+            (v.name, v.width, v.height, renditions.stored(v), _frames(v)) for v in source.variants
+        ]
+    previews = []
+    for name, width, height, stored, frames in variants:
+        if name not in options.boxes:
+            return None  # made under other boxes: not the same spec after all
+        try:
+            made = tuple(
+                Rendition(
+                    r.format,
+                    _read(storage, r.storage_key),
+                    r.content_type,
+                    options.spec(name, r.format),
+                    frames.get(r.storage_key, 1),
+                )
+                for r in stored
+            )
+        except ObjectNotFound:  # deleted while we looked: render instead
+            return None
+        base = made[0]
+        previews.append(
+            Preview(name, base.data, width, height, base.format, base.content_type, made)
+        )
+    facts = described.get("source")
+    result = RenderResult(
+        previews=previews,
+        timings={"copy": time.perf_counter() - started},
+        source=SourceFacts(**facts, metadata=tuple(described.get("removed_metadata", [])))
+        if facts
+        else None,
+        applied=tuple(described.get("applied", [])),
+        qa_checks=tuple(described.get("qa", {}).get("checks", [])),
+        placeholder=Placeholder(**placeholder) if placeholder else None,
+        render_spec=options.render_spec,
+    )
+    return Reused(result=result, source_task=source_id)
+
+
+def _frames(variant: Variant) -> dict[str, int]:
+    return {row.storage_key: row.frames for row in variant.renditions}
+
+
+def _read(storage: Storage, key: str) -> bytes:
+    reader = storage.open(key)
+    try:
+        return reader.read()
+    finally:
+        reader.close()

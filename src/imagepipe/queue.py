@@ -20,6 +20,7 @@ DELIVER_WEBHOOK = "imagepipe.deliver_webhook"
 SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 # Retention: originals and finished tasks past their settings (services.retention).
 PURGE = "imagepipe.purge"
+PURGE_IDEMPOTENCY_KEYS = "imagepipe.purge_idempotency_keys"
 
 # Where renders wait (Celery's default queue): its length is the queue depth that
 # back-pressure and the reconciler look at.
@@ -27,7 +28,7 @@ RENDER_QUEUE = "celery"
 # The periodic passes (reconciler, webhook sweep, retention) have their own queue: a
 # long render queue never delays them, and they never add to its length.
 MAINTENANCE_QUEUE = "imagepipe.maintenance"
-MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE)
+MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS)
 
 
 class TaskQueue(Protocol):

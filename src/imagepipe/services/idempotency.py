@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import and_, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.db.models import IdempotencyKey, utcnow
 from imagepipe.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidRequest
@@ -166,3 +167,18 @@ class Reservation:
             )
             await session.commit()
         self.held = False
+
+
+def purge_expired(sessions: sessionmaker[Session], now: datetime | None = None) -> int:
+    """Delete keys past their expiry (beat, worker/housekeeping.py); returns how many.
+
+    An expired key is already ignored by ``reserve``: this only keeps the table from
+    growing. One statement on the ``expires_at`` index; run every reconcile interval,
+    each run finds about one interval's worth of keys."""
+    with sessions.begin() as session:
+        result = session.execute(
+            delete(IdempotencyKey)
+            .where(IdempotencyKey.expires_at <= (now or utcnow()))
+            .execution_options(synchronize_session=False)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from imagepipe.queue import (
     MAINTENANCE_QUEUE,
     MAINTENANCE_TASKS,
     PURGE,
+    PURGE_IDEMPOTENCY_KEYS,
     RECONCILE,
     RENDER_QUEUE,
     SWEEP_WEBHOOKS,
@@ -33,6 +34,7 @@ def create_celery(settings: Settings) -> Celery:
             "imagepipe.worker.observe",
             "imagepipe.worker.webhooks",
             "imagepipe.worker.retention",
+            "imagepipe.worker.housekeeping",
         ],
     )
     timeout = settings.broker_timeout_seconds
@@ -73,6 +75,11 @@ def create_celery(settings: Settings) -> Celery:
             },
             # Cheap when neither retention setting is set: it returns at once.
             "purge": {"task": PURGE, "schedule": settings.retention_interval_seconds},
+            # Idempotency keys past their 24 h.
+            "purge-idempotency-keys": {
+                "task": PURGE_IDEMPOTENCY_KEYS,
+                "schedule": settings.reconcile_interval_seconds,
+            },
         },
     )
     return app

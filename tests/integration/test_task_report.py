@@ -27,13 +27,16 @@ async def upload(client: httpx.AsyncClient, name: str, data: bytes) -> str:
 
 
 async def variant_bytes(client: httpx.AsyncClient, status: dict[str, object]) -> dict[str, bytes]:
+    """Every stored format of every variant, by variant name and content type."""
     variants = status["variants"]
     assert isinstance(variants, dict)
     out = {}
     for name, variant in variants.items():
-        response = await client.get(variant["url"])
-        assert response.status_code == 200
-        out[name] = response.content
+        for content_type, rendition in variant["formats"].items():
+            response = await client.get(rendition["url"])
+            assert response.status_code == 200
+            assert response.headers["content-type"] == content_type
+            out[f"{name} {content_type}"] = response.content
     return out
 
 
@@ -91,6 +94,7 @@ async def test_same_bytes_are_not_rendered_twice(
     first_bytes = await variant_bytes(any_db_client, first)
     second_bytes = await variant_bytes(any_db_client, second)
     assert first_bytes == second_bytes
+    assert {"small image/webp", "small image/jpeg"} <= set(second_bytes)  # every format
     assert all(f"/tasks/{second_id}/" in v["url"] for v in second["variants"].values())
 
     # Deleting either one never breaks the other.
@@ -114,5 +118,5 @@ async def test_other_bytes_are_rendered(client: httpx.AsyncClient, worker: Worke
     assert other["report"]["deduplicated_from"] is None
     assert "decode" in other["report"]["timings_ms"]
     uuid.UUID(first["task_id"])
-    with Image.open(io.BytesIO((await variant_bytes(client, other))["small"])) as image:
+    with Image.open(io.BytesIO((await variant_bytes(client, other))["small image/jpeg"])) as image:
         assert image.size == (150, 113)

@@ -20,7 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
 # Order matters: the CPU-bound pipeline runs first, on a quiet machine.
-SUITES = ["pipeline", "quality", "formats", "memory", "upload", "e2e", "overhead", "cost"]
+SUITES = [
+    "pipeline",
+    "quality",
+    "formats",
+    "memory",
+    "upload",
+    "e2e",
+    "overhead",
+    "cost",
+    "dedup",
+]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
     "pipeline": "1. Preview pipeline (one core)",
@@ -31,6 +41,7 @@ TITLES = {
     "e2e": "4. End to end: upload → succeeded, local files and S3",
     "overhead": "7. Overhead per task beyond the imaging (one worker, one core)",
     "cost": "8. Cost per task, counted",
+    "dedup": "9. Content dedup: what a duplicate upload costs",
 }
 
 

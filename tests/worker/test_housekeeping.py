@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
@@ -17,18 +16,6 @@ from imagepipe.services import idempotency
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.processes import WorkerProcess
 from tests.harness.wait import wait_until
-
-
-@pytest.fixture
-def engine(any_db_settings: Settings) -> Iterator[Engine]:
-    engine = make_sync_engine(any_db_settings.resolved_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return sync_session_factory(engine)
 
 
 def add_keys(sessions: sessionmaker[Session], **ages_hours: float) -> None:

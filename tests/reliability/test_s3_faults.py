@@ -90,7 +90,12 @@ def test_s3_down_during_upload_leaves_nothing(
         assert ready.json()["checks"]["storage"].startswith("failed")
 
         private_seaweed.start()
-        assert client.get("/readyz").status_code == 200
+        # Readiness answers from a check cached for a second: wait for a fresh one.
+        wait_until(
+            lambda: client.get("/readyz").status_code == 200,
+            within=30,
+            what="/readyz after S3 came back",
+        )
         after = upload(client, photo(800, 600))
 
     # Only the accepted uploads exist: rows, objects, and no temp file anywhere.

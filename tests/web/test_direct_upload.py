@@ -15,7 +15,7 @@ from tests.harness import s3
 from tests.harness.processes import ApiProcess, DevServer, live_api
 from tests.harness.seaweedfs import SeaweedFS
 from tests.images import photo
-from tests.web.test_page import expect_previews, payload, upload_item
+from tests.web.browser import expect_previews, payload, upload_item
 
 
 def record_requests(page: Page) -> list[tuple[str, str, str]]:

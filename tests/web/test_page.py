@@ -7,13 +7,11 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.harness.processes import TEST_API_KEY, DevServer
 from tests.images import photo
-from tests.web.browser import Watch
-
-PROCESSING = 60_000  # ms: upload, queue, three previews
+from tests.web.browser import Watch, expect_previews, payload, upload_item
 
 # Sizes chosen so every preview's size is exact: box 150/600/1200, never upscaled.
 ONE = (
@@ -26,35 +24,6 @@ TWO = (
     photo(1200, 600, "PNG"),
     {"small": (150, 75), "medium": (600, 300), "large": (1200, 600)},
 )
-
-
-def payload(name: str, data: bytes, mime: str = "image/jpeg") -> dict[str, object]:
-    return {"name": name, "mimeType": mime, "buffer": data}
-
-
-def upload_item(page: Page, name: str) -> Locator:
-    return page.locator("#uploads li.upload").filter(has=page.locator(".name", has_text=name))
-
-
-def expect_previews(page: Page, name: str, sizes: dict[str, tuple[int, int]]) -> Locator:
-    item = upload_item(page, name)
-    expect(item).to_have_attribute("data-status", "succeeded", timeout=PROCESSING)
-    expect(item.locator("figure.preview")).to_have_count(3)
-    for variant, (width, height) in sizes.items():
-        figure = item.locator(f'figure.preview[data-variant="{variant}"]')
-        expect(figure.locator(".dims")).to_have_text(f"{width} \N{MULTIPLICATION SIGN} {height} px")
-        # The picture itself arrived and has the size the caption claims.
-        figure.locator("img").evaluate(
-            "(img, width) => new Promise((ok, fail) => {"
-            "  const check = () => img.naturalWidth === width ? ok() :"
-            "    fail(new Error(`naturalWidth ${img.naturalWidth}, expected ${width}`));"
-            "  img.addEventListener('error', () => fail(new Error(`${img.src} did not load`)));"
-            "  setTimeout(() => fail(new Error(`${img.src} still loading`)), 20000);"
-            "  img.complete && img.naturalWidth ? check() : img.addEventListener('load', check);"
-            "})",
-            width,
-        )
-    return item
 
 
 def test_two_images_get_three_previews_each(

@@ -186,6 +186,50 @@
     return Object.entries(task.variants || {});
   }
 
+  // --- placeholder and report ------------------------------------------------
+  // Until a preview's bytes arrive, its frame shows the task's dominant colour and
+  // its ThumbHash (a blurred miniature, decoded by thumbhash.js); the picture covers
+  // them once it has loaded.
+  function paintPlaceholder(frame, img, placeholder) {
+    if (!placeholder) return;
+    frame.classList.add("placeholder");
+    frame.dataset.dominantColor = placeholder.dominant_color;
+    frame.style.backgroundColor = placeholder.dominant_color;
+    try {
+      const bytes = Uint8Array.from(atob(placeholder.thumbhash), (c) => c.charCodeAt(0));
+      frame.style.backgroundImage = `url("${window.ThumbHash.thumbHashToDataURL(bytes)}")`;
+    } catch {
+      // The colour alone is placeholder enough.
+    }
+    img.addEventListener("load", () => frame.classList.add("loaded"), { once: true });
+  }
+
+  // What was done to the image: GET /tasks/{id} "report", as a definition list.
+  function reportNode(report) {
+    const source = report.source || {};
+    const facts = [
+      ["Source", [source.format, source.mode, source.bit_depth && `${source.bit_depth}-bit`,
+                  source.frames > 1 && `${source.frames} frames`,
+                  source.has_alpha && "transparency"].filter(Boolean).join(", ")],
+      ["Orientation", source.orientation > 1 ? `EXIF ${source.orientation}` : "upright"],
+      ["Colour profile", source.icc_profile || "none"],
+      ["Applied", (report.applied || []).join(", ") || "nothing"],
+      ["Metadata removed", (report.removed_metadata || []).join(", ") || "none"],
+      ["Checks", `${report.qa && report.qa.passed ? "passed" : "failed"}: ` +
+                 ((report.qa && report.qa.checks) || []).join(", ")],
+      ["Timings", Object.entries(report.timings_ms || {})
+        .map(([stage, ms]) => `${stage} ${ms} ms`).join(", ")],
+    ];
+    if (report.deduplicated_from) {
+      facts.push(["Same image as", `task ${report.deduplicated_from} (previews copied)`]);
+    }
+    const list = h("dl", {});
+    for (const [term, value] of facts) {
+      list.append(h("dt", { text: term }), h("dd", { text: value }));
+    }
+    return h("details", { class: "report" }, h("summary", { text: "What was done" }), list);
+  }
+
   // --- one upload ------------------------------------------------------------
   class Upload {
     constructor(file) {
@@ -377,6 +421,7 @@
           decoding: "async",
         });
         const link = h("a", { class: "preview-link", target: "_blank", rel: "noopener" }, img);
+        paintPlaceholder(link, img, task.placeholder);
         showImage(img, link, variant.url);
         return h(
           "figure",
@@ -394,6 +439,7 @@
         );
       });
       this.previews.replaceChildren(...figures);
+      if (task.report) this.previews.after(reportNode(task.report));
     }
   }
 

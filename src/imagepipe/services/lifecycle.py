@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -294,6 +294,56 @@ def finish(
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(claim.task_id, deliveries)
     return Finished.succeeded
+
+
+# --- re-rendering a succeeded task (backfill) ----------------------------------------
+
+
+def take_for_rerender(
+    sessions: sessionmaker[Session], task_id: uuid.UUID, is_stale: Callable[[Task], bool]
+) -> Claim | None:
+    """A fencing token on a succeeded task that ``is_stale`` says is out of date, or
+    None (gone, not succeeded, already up to date, or another re-render just took it).
+    The task stays ``succeeded``: bumping ``attempts`` (which a finished task no longer
+    spends) is the token, as a claim's is."""
+    with sessions.begin() as session:
+        task = session.get(Task, task_id)
+        if task is None or task.deleted_at is not None or task.status != TaskStatus.succeeded:
+            return None
+        if not is_stale(task):
+            return None  # a second backfill, or a duplicate message: done already
+        taken = session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .where(Task.status == TaskStatus.succeeded)
+            .where(Task.attempts == task.attempts)
+            .values(attempts=Task.attempts + 1)
+            .returning(Task.attempts, Task.original_key)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+    if taken is None:
+        return None
+    return Claim(task_id=task_id, attempt=taken.attempts, original_key=taken.original_key)
+
+
+def swap_variants(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> bool:
+    """Replace a succeeded task's variants with a re-render's, in one commit, only while
+    the re-render's token is still the latest. False: deleted meanwhile, or a newer
+    re-render took over (the caller removes what it wrote)."""
+    with sessions.begin() as session:
+        still_ours = session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id, live())
+            .where(Task.status == TaskStatus.succeeded)
+            .where(Task.attempts == claim.attempt)
+            .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
+            .execution_options(synchronize_session=False)
+        )
+        if still_ours.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        session.add_all(variants)
+    return True
 
 
 def fail(

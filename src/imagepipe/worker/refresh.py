@@ -13,12 +13,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, Variant, live
-from imagepipe.services import backfill, renditions
+from imagepipe.services import backfill, lifecycle, renditions
 from imagepipe.storage import Storage, keys
 from imagepipe.worker import processing
 
@@ -39,19 +37,7 @@ def refresh(
     except BaseException:
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
         raise
-    with sessions.begin() as session:
-        still_ours = session.execute(
-            update(Task)
-            .where(Task.id == task_id, live())
-            .where(Task.status == TaskStatus.succeeded)
-            .where(Task.attempts == claim.attempt)
-            .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
-            .execution_options(synchronize_session=False)
-        )
-        swapped = still_ours.rowcount == 1  # type: ignore[attr-defined]
-        if swapped:
-            session.execute(delete(Variant).where(Variant.task_id == task_id))
-            session.add_all(rows)
+    swapped = lifecycle.swap_variants(sessions, claim, rows)
     if not swapped:
         # Deleted meanwhile, or another re-render took a newer token: ours go.
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
@@ -64,26 +50,7 @@ def refresh(
 def _take(
     sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings
 ) -> processing.Claim | None:
-    """A fencing token on a succeeded, out-of-date task; None if there is nothing to do
-    (gone, not succeeded, already up to date, or another re-render just took it)."""
     options = processing.render_options(settings)
-    with sessions.begin() as session:
-        task = session.get(Task, task_id)
-        if task is None or task.deleted_at is not None or task.status != TaskStatus.succeeded:
-            return None
-        if not backfill.is_stale(task, options):
-            return None  # a second backfill, or a duplicate message: done already
-        taken = session.execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .where(Task.status == TaskStatus.succeeded)
-            .where(Task.attempts == task.attempts)
-            .values(attempts=Task.attempts + 1)
-            .returning(Task.attempts, Task.original_key)
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
-    if taken is None:
-        return None
-    return processing.Claim(
-        task_id=task_id, attempt=taken.attempts, original_key=taken.original_key
+    return lifecycle.take_for_rerender(
+        sessions, task_id, lambda task: backfill.is_stale(task, options)
     )

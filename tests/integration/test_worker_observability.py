@@ -37,8 +37,9 @@ async def test_worker_metrics_and_logs(
     # Loopback unless told otherwise (compose and Kubernetes set 0.0.0.0).
     assert listening_addresses(port) == {"127.0.0.1"}
     ids = []
-    for _ in range(3):
-        response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
+    # Three different images: an identical upload would be deduplicated, not rendered.
+    for width in (1600, 1601, 1602):
+        response = await client.post("/upload", files={"file": ("a.jpg", photo(width, 1200))})
         ids.append(response.json()["task_id"])
     for task_id in ids:
         assert (await wait_finished(client, task_id, logs=worker.output))["status"] == "succeeded"

@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.e2e import drain, photo_jpeg
-from bench.pipeline import RESULTS
+from bench.e2e import drain, photo_jpeg, save
 from bench.servers import api_server, env_for, postgres_database, redis_server
 
 
@@ -88,8 +87,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results = run(args.quick, args.rounds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dedup.json").write_text(json.dumps(results, indent=2))
+    save("dedup", results)
     print(markdown(results))
 
 

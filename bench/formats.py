@@ -28,7 +28,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -205,18 +205,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| image | variant | size | " + " | ".join(CANDIDATES) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in CANDIDATES) + " |",
     ]
-    rows = results["encoders"]
-    for kind in ("photo", "graphic"):
-        for variant in BOXES:
-            cells = [rows[f"{kind}/{variant}/{name}"] for name in CANDIDATES]
-            size = "x".join(map(str, cells[0]["size"]))
-            lines.append(
-                f"| {kind} | {variant} | {size} | "
-                + " | ".join(
-                    f"{c['ms']} ms, {c['bytes'] / 1024:.1f} KB, {c['ssim']}" for c in cells
-                )
-                + " |"
-            )
+    lines += table_rows(results["encoders"], CANDIDATES)
     lines += ["", *served_markdown(results["served"]), ""]
     for job in results["whole_jobs"]:
         lines.append(
@@ -246,9 +235,15 @@ def served_markdown(rows: dict[str, Any]) -> list[str]:
         "| image | variant | size | " + " | ".join(SERVED) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in SERVED) + " |",
     ]
+    return lines + table_rows(rows, SERVED)
+
+
+def table_rows(rows: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """One markdown row per image and size; a cell per column: ms, KB, SSIM."""
+    lines = []
     for kind in ("photo", "graphic"):
         for variant in BOXES:
-            cells = [rows[f"{kind}/{variant}/{fmt}"] for fmt in SERVED]
+            cells = [rows[f"{kind}/{variant}/{name}"] for name in columns]
             size = "x".join(map(str, cells[0]["size"]))
             lines.append(
                 f"| {kind} | {variant} | {size} | "

@@ -205,6 +205,32 @@ def test_timings_cover_every_stage(tmp_path: Path) -> None:
     assert all(seconds >= 0 for seconds in timings.values())
 
 
+def test_each_rendition_is_handed_out_as_soon_as_it_is_encoded(tmp_path: Path) -> None:
+    path = images.save(images.photo((2000, 1500)), tmp_path / "a.jpg")
+    seen: list[tuple[str, str, bytes]] = []
+    result = render_previews(
+        path,
+        RenderOptions(boxes=BOXES, extra_formats=("WEBP",)),
+        lambda name, rendition: seen.append((name, rendition.format, rendition.data)),
+    )
+    # Largest first (the order they are made in), every format of each, the bytes the
+    # result holds.
+    made = [
+        (p.name, r.format, r.data)
+        for p in sorted(result.previews, key=lambda p: -p.width)
+        for r in p.renditions
+    ]
+    assert seen == made
+    assert [(name, fmt) for name, fmt, _ in seen] == [
+        ("large", "JPEG"),
+        ("large", "WEBP"),
+        ("medium", "JPEG"),
+        ("medium", "WEBP"),
+        ("small", "JPEG"),
+        ("small", "WEBP"),
+    ]
+
+
 def test_mpo_renders_its_first_image(tmp_path: Path) -> None:
     path = tmp_path / "phone.jpg"
     Image.new("RGB", (400, 300), images.RED).save(

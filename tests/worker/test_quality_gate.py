@@ -3,12 +3,15 @@ worker's processing service called in-process with a deliberately broken convers
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from PIL import Image, ImageChops
 
 from imagepipe.config import Settings
 from imagepipe.imaging import colour, render
+from imagepipe.storage import keys, open_storage
 from imagepipe.worker import processing
 from tests.harness.app import run_inline
 from tests.images import photo
@@ -36,6 +39,10 @@ async def test_inverted_previews_fail_the_task(
     assert "not_inverted" in status["error"]["message"]
     assert status["variants"] == {} and status["placeholder"] is None
     assert (await client.get(f"/tasks/{task_id}/variants/small")).status_code == 404
+    # Renditions are stored as they are encoded, before the gate has judged them all:
+    # the failed task's are removed again.
+    storage = open_storage(settings)
+    assert list(storage.list(keys.variants_prefix(uuid.UUID(task_id)))) == []
 
 
 async def test_the_same_upload_passes_with_the_real_conversion(

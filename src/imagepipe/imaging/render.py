@@ -132,11 +132,18 @@ class RenderResult:
     render_spec: str | None = None  # RenderOptions.render_spec of the options used
 
 
-def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderResult:
+def render_previews(
+    source: Path | BinaryIO,
+    options: RenderOptions,
+    on_rendition: Callable[[str, Rendition], None] | None = None,
+) -> RenderResult:
     """Decode ``source`` once and return one Preview per box.
 
     Previews come in the order of ``options.boxes``. Raises InvalidImage (cannot be
     decoded, truncated), ImageTooLarge or UnsupportedMediaType (both re-checked here).
+    ``on_rendition(variant name, rendition)`` is called as each rendition is encoded,
+    before the render is over (and before its quality check has passed): a caller can
+    start storing it while the next one is encoded.
     """
     boxes = boxes_largest_first(options.boxes)
     box_of = dict(boxes)
@@ -168,6 +175,8 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
                 data = encode(image, fmt, quality=options.quality(fmt))
                 spec = options.spec(name, fmt)
                 renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type, spec))
+                if on_rendition is not None:
+                    on_rendition(name, renditions[-1])
         if animated:
             with timings.stage("animate"):
                 data, frames = animation.animated_webp(
@@ -181,6 +190,8 @@ def render_previews(source: Path | BinaryIO, options: RenderOptions) -> RenderRe
                 )
             spec = options.spec(name, "WEBP")
             renditions.append(Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames))
+            if on_rendition is not None:
+                on_rendition(name, renditions[-1])
         first = renditions[0]
         previews[name] = Preview(
             name=name,

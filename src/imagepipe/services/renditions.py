@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from imagepipe.db.models import Rendition, Variant
 from imagepipe.imaging import Preview
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, FORMATS, FormatName, named
-from imagepipe.services.tidy import quietly
+from imagepipe.imaging.render import Rendition as Encoded
+from imagepipe.services.tidy import one_attempt, quietly
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
+
+# Writes in flight at once per task: a task has a handful of renditions, and S3 takes
+# many requests side by side.
+PARALLEL_WRITES = 4
 
 
 @dataclass(frozen=True)
@@ -75,44 +82,120 @@ def stored(variant: Variant) -> list[Stored]:
     ]
 
 
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _writers() -> ThreadPoolExecutor:
+    """The process's write threads, started on first use and kept: starting threads
+    for every task costs more than the writes on a busy core. A forked child (a Celery
+    pool process) starts its own: its parent's threads do not exist in it."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="store"))
+    return _pool[1]
+
+
+class Writer:
+    """Stores one claim's renditions as they are made, a few at a time in threads.
+
+    Storing is mostly waiting (an fsync, an S3 round trip); started as each rendition
+    is encoded (``render_previews(..., on_rendition=writer.put)``) it overlaps the
+    encoding of the next one, and what is left to wait for after the render is the
+    last write, not the sum. Keys carry the claim's attempt, so these objects never
+    replace another claim's.
+
+    Used as a context manager: unless ``hand_over`` was called, leaving it removes what
+    it stored (the render failed, or the rows never reached the database), so a failed
+    task leaves no objects behind::
+
+        with Writer(storage, task_id, attempt) as writer:
+            result = render_previews(source, options, on_rendition=writer.put)
+            rows = writer.rows(result.previews)
+            ...record rows...
+            writer.hand_over()
+    """
+
+    def __init__(self, storage: Storage, task_id: uuid.UUID, attempt: int) -> None:
+        self._storage = storage
+        self._task_id = task_id
+        self._attempt = attempt
+        self._keys: dict[tuple[str, FormatName], str] = {}
+        self._writes: list[Future[None]] = []
+        self._handed_over = False
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        wait(self._writes)  # no write may land after the clean-up below
+        if self._writes and not self._handed_over:
+            quietly(one_attempt, self._storage, self._task_id, self._attempt)
+
+    def put(self, variant: str, rendition: Encoded) -> None:
+        """Start storing ``rendition`` of ``variant``; returns at once."""
+        extension = FORMATS[rendition.format].extension
+        key = keys.variant(self._task_id, self._attempt, variant, extension)
+        self._keys[(variant, rendition.format)] = key
+        self._writes.append(
+            _writers().submit(
+                self._storage.put_bytes, key, rendition.data, content_type=rendition.content_type
+            )
+        )
+
+    def rows(self, previews: Sequence[Preview]) -> list[Variant]:
+        """Store whatever of ``previews`` is not stored yet, wait for every write (the
+        first error is raised), and return the rows (not yet added to a session) that
+        describe them."""
+        for preview in previews:
+            for rendition in preview.renditions:
+                if (preview.name, rendition.format) not in self._keys:
+                    self.put(preview.name, rendition)
+        wait(self._writes)
+        for write in self._writes:
+            write.result()
+        return [self._variant(preview) for preview in previews]
+
+    def hand_over(self) -> None:
+        """The rows reached the database (or the caller tidies up itself): keep."""
+        self._handed_over = True
+
+    def _variant(self, preview: Preview) -> Variant:
+        rows = [
+            Rendition(
+                format=rendition.format,
+                content_type=rendition.content_type,
+                storage_key=self._keys[(preview.name, rendition.format)],
+                size_bytes=len(rendition.data),
+                sha256=hashlib.sha256(rendition.data).hexdigest(),
+                frames=rendition.frames,
+                spec=rendition.spec.as_json(),
+                spec_digest=rendition.spec.digest,
+            )
+            for rendition in preview.renditions
+        ]
+        base = rows[0]
+        return Variant(
+            task_id=self._task_id,
+            name=preview.name,
+            storage_key=base.storage_key,
+            width=preview.width,
+            height=preview.height,
+            size_bytes=base.size_bytes,
+            content_type=base.content_type,
+            sha256=base.sha256,
+            renditions=rows,
+        )
+
+
 def write(
     storage: Storage, task_id: uuid.UUID, attempt: int, previews: Sequence[Preview]
 ) -> list[Variant]:
     """Put every rendition of every preview under this claim's keys; return the rows
-    (not yet added to a session) that describe them."""
-    variants = []
-    for preview in previews:
-        rows = []
-        for rendition in preview.renditions:
-            key = keys.variant(task_id, attempt, preview.name, FORMATS[rendition.format].extension)
-            storage.put_bytes(key, rendition.data, content_type=rendition.content_type)
-            rows.append(
-                Rendition(
-                    format=rendition.format,
-                    content_type=rendition.content_type,
-                    storage_key=key,
-                    size_bytes=len(rendition.data),
-                    sha256=hashlib.sha256(rendition.data).hexdigest(),
-                    frames=rendition.frames,
-                    spec=rendition.spec.as_json(),
-                    spec_digest=rendition.spec.digest,
-                )
-            )
-        base = rows[0]
-        variants.append(
-            Variant(
-                task_id=task_id,
-                name=preview.name,
-                storage_key=base.storage_key,
-                width=preview.width,
-                height=preview.height,
-                size_bytes=base.size_bytes,
-                content_type=base.content_type,
-                sha256=base.sha256,
-                renditions=rows,
-            )
-        )
-    return variants
+    (not yet added to a session) that describe them. If a write fails, none stays."""
+    with Writer(storage, task_id, attempt) as writer:
+        variants = writer.rows(previews)
+        writer.hand_over()
+        return variants
 
 
 def remove_unreferenced(storage: Storage, task_id: uuid.UUID, variants: Sequence[Variant]) -> None:

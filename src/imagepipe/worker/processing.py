@@ -11,6 +11,7 @@ import enum
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,7 @@ from imagepipe.errors import (
     is_transient,
 )
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import dedup, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
@@ -59,11 +61,16 @@ def render_options(settings: Settings) -> RenderOptions:
     )
 
 
-def render(claim: Claim, storage: Storage, settings: Settings) -> RenderResult:
+def render(
+    claim: Claim,
+    storage: Storage,
+    settings: Settings,
+    on_rendition: Callable[[str, Encoded], None] | None = None,
+) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
     render. Raises ObjectNotFound if the original is gone, StorageError if unreadable."""
     with storage.open_seekable(claim.original_key) as source:
-        return render_previews(source, render_options(settings))
+        return render_previews(source, render_options(settings), on_rendition)
 
 
 def store_and_finish(
@@ -73,16 +80,25 @@ def store_and_finish(
     result: RenderResult,
     *,
     deduplicated_from: uuid.UUID | None = None,
+    writer: renditions.Writer | None = None,
 ) -> bool:
     """Write the previews, then record them and mark the task succeeded in one commit.
 
     Objects are written first (atomically, under keys that carry this claim's attempt),
     so a row never points at a missing object, and a claim that was taken over writes
     beside the winner's objects, never over them. Returns False if this claim was
-    superseded (its result is dropped, and so are its objects).
+    superseded (its result is dropped, and so are its objects). ``writer``: the one the
+    render already stored through (what it stored is waited for, the rest written);
+    without it every rendition is written here.
     """
     started = time.perf_counter()
-    rows = renditions.write(storage, claim.task_id, claim.attempt, result.previews)
+    if writer is None:
+        rows = renditions.write(storage, claim.task_id, claim.attempt, result.previews)
+    else:
+        rows = writer.rows(result.previews)
+        # From here the objects are the rows': a commit whose outcome we cannot know
+        # (the connection lost during COMMIT) may have recorded them.
+        writer.hand_over()
     stored = time.perf_counter() - started
     described = {
         "report": build_report(result, store_seconds=stored, deduplicated_from=deduplicated_from),
@@ -117,10 +133,23 @@ def process(
     current = lifecycle.claim(sessions, task_id, settings)
     if current is None:
         return Outcome.skipped
+    # Stores each rendition as it is encoded; removes them if the task does not finish.
+    with renditions.Writer(storage, task_id, current.attempt) as writer:
+        return _render_and_finish(sessions, storage, settings, current, writer)
+
+
+def _render_and_finish(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    settings: Settings,
+    current: Claim,
+    writer: renditions.Writer,
+) -> Outcome:
+    task_id = current.task_id
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
         reused = dedup.reuse(sessions, storage, task_id, render_options(settings))
-        result = reused.result if reused else render(current, storage, settings)
+        result = reused.result if reused else render(current, storage, settings, writer.put)
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
     except SoftTimeLimitExceeded:
@@ -158,6 +187,7 @@ def process(
             current,
             result,
             deduplicated_from=reused.source_task if reused else None,
+            writer=writer,
         )
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
     except SoftTimeLimitExceeded:

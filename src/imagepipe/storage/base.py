@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
 COPY_CHUNK = 1024 * 1024
+# Originals up to this size are downloaded into memory rather than a temp file.
+IN_MEMORY_DOWNLOAD = 16 * 1024 * 1024
 
 
 class StorageError(OSError):
@@ -113,7 +115,9 @@ class Storage(ABC):
     def _downloaded(self, key: str) -> Iterator[BinaryIO]:
         reader = self.open(key)
         try:
-            with tempfile.TemporaryFile() as local:
+            # In memory up to a camera photo's size (no file written, then read back);
+            # a larger original spills to an anonymous temp file.
+            with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_DOWNLOAD) as local:
                 shutil.copyfileobj(reader, local, COPY_CHUNK)
                 local.seek(0)
                 reader.close()

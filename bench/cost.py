@@ -2,9 +2,10 @@
 requests and bytes, API CPU time per upload — on local files and on S3.
 
 A real API, a real worker (one process), a private Redis, PostgreSQL and SeaweedFS.
-The worker runs and is warm; N uploads go through the proxied path (`POST /upload`)
-and the bench waits for every task by asking PostgreSQL directly (asking the API would
-add its own statements). What is counted, and where:
+The worker runs and is warm; N uploads go through the proxied path (`POST /upload`) or
+the direct one (`POST /uploads`, PUT, complete); the bench waits for every task by
+asking PostgreSQL directly (asking the API would add its own statements). What is
+counted, and where:
 
 - statements: every SQL statement the API and the worker execute, counted by a
   SQLAlchemy `before_cursor_execute` listener that `bench/count_hook/sitecustomize.py`
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -35,7 +37,7 @@ import httpx
 import psycopg
 import redis
 
-from bench.e2e import BACKENDS, photo_jpeg, storage_env, upload_all
+from bench.e2e import BACKENDS, distinct_photos, storage_env, upload_all
 from bench.pipeline import RESULTS
 from bench.servers import API_PIDS, api_server, env_for, postgres_database, redis_server, worker
 
@@ -106,29 +108,54 @@ def wait_succeeded(dsn: str, ids: list[str], within: float = 300) -> None:
             time.sleep(0.1)
 
 
-async def upload(url: str, images: list[bytes], concurrency: int = 4) -> list[str]:
+async def direct_upload(client: httpx.AsyncClient, index: int, data: bytes) -> str:
+    """POST /uploads, PUT the bytes where it says (S3 itself, or the API's own PUT on
+    local files), POST the completion."""
+    asked = {"filename": f"{index}.jpg", "size_bytes": len(data), "content_type": "image/jpeg"}
+    created = (await client.post("/uploads", json=asked)).raise_for_status().json()
+    target = created["upload"]
+    put = await client.request(
+        target["method"], target["url"], headers=target["headers"], content=data
+    )
+    put.raise_for_status()
+    (await client.post(created["complete_url"])).raise_for_status()
+    return str(created["task_id"])
+
+
+async def upload(url: str, images: list[bytes], path: str, concurrency: int = 4) -> list[str]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         ids: list[str] = []
         for i in range(0, len(images), concurrency):
-            ids += await upload_all(client, images[i : i + concurrency])
+            batch = images[i : i + concurrency]
+            if path == "direct":
+                ids += await asyncio.gather(
+                    *(direct_upload(client, i + j, data) for j, data in enumerate(batch))
+                )
+            else:
+                ids += await upload_all(client, batch)
         return ids
 
 
 def measure(
-    backend: str, root: Path, redis_url: str, database: str, images: list[bytes]
+    backend: str, path: str, root: Path, redis_url: str, database: str, count: int
 ) -> dict[str, Any]:
     dsn = database.replace("postgresql+asyncpg://", "postgresql://")
-    counts = root / f"counts-{backend}"
+    name = f"{backend}-{path}"
+    counts = root / f"counts-{name}"
     counts.mkdir()
     broker = redis.Redis.from_url(redis_url)
-    with storage_env(backend, root) as extra:
-        env = env_for(root / f"data-{backend}", redis_url, database, **extra)
+    # Bytes of their own: an upload seen before would be a copy, not a render.
+    photos = distinct_photos(count + 2, f"cost {name}")
+    warm_up, images = photos[:2], photos[2:]
+    (root / name).mkdir()
+    with storage_env(backend, root / name) as extra:
+        env = env_for(root / f"data-{name}", redis_url, database, **extra)
         with (
-            api_server(counted(env, counts, "api"), root / f"api-{backend}.log") as url,
-            worker(counted(env, counts, "worker"), 1, root / f"worker-{backend}.log"),
+            api_server(counted(env, counts, "api"), root / f"api-{name}.log") as url,
+            worker(counted(env, counts, "worker"), 1, root / f"worker-{name}.log"),
         ):
             # Warm: connections opened, modules imported, the worker's runtime built.
-            wait_succeeded(dsn, asyncio.run(upload(url, images[:2])))
+            wait_succeeded(dsn, asyncio.run(upload(url, warm_up, path)))
             broker.config_resetstat()
             quiet = 3.0
             time.sleep(quiet)
@@ -141,7 +168,7 @@ def measure(
             cpu = cpu_seconds(pid)
             broker.config_resetstat()
             started = time.monotonic()
-            ids = asyncio.run(upload(url, images))
+            ids = asyncio.run(upload(url, images, path))
             api_cpu = cpu_seconds(pid) - cpu
             wait_succeeded(dsn, ids)
             elapsed = time.monotonic() - started
@@ -156,6 +183,8 @@ def measure(
     per = {k: v / n for k, v in spent.items()}
     return {
         "backend": backend,
+        "path": path,
+        "mean_upload_bytes": sum(map(len, images)) / n,
         "tasks": n,
         "api_cpu_ms_per_upload": 1000 * api_cpu / n,
         "statements": {k.removesuffix(" db"): v for k, v in per.items() if k.endswith(" db")},
@@ -171,24 +200,22 @@ def measure(
     }
 
 
+PATHS = ("proxied", "direct")
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     count = 10 if quick else 20
-    images = [photo_jpeg((4000, 3000), seed=100 + i % 4) for i in range(count)]
-    results: dict[str, Any] = {
-        "image_size": "4000x3000 JPEG",
-        "mean_upload_bytes": sum(map(len, images)) / count,
-        "path": "proxied (POST /upload)",
-        "rows": [],
-    }
+    results: dict[str, Any] = {"image_size": "4000x3000 JPEG", "rows": []}
     with (
         tempfile.TemporaryDirectory(prefix="imagepipe-cost-") as tmp,
         redis_server() as broker,
         postgres_database() as database,
     ):
         for backend in BACKENDS:
-            row = measure(backend, Path(tmp), broker.url, database, images)
-            results["rows"].append(row)
-            print(json.dumps(row), flush=True)
+            for path in PATHS:
+                row = measure(backend, path, Path(tmp), broker.url, database, count)
+                results["rows"].append(row)
+                print(json.dumps(row), flush=True)
     return results
 
 
@@ -197,17 +224,22 @@ def _mb(value: float) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    rows = {r["backend"]: r for r in results["rows"]}
-    order = [b for b in BACKENDS if b in rows]
+    rows = {f"{r['backend']}, {r['path']}": r for r in results["rows"]}
+    order = list(rows)
+    first = rows[order[0]]
+    mean_bytes = statistics.mean(r["mean_upload_bytes"] for r in rows.values())
 
     def line(label: str, cell: Any) -> str:
         return f"| {label} | " + " | ".join(cell(rows[b]) for b in order) + " |"
 
     return "\n".join(
         [
-            f"Per task, {results['path']}, {results['image_size']} of "
-            f"{_mb(results['mean_upload_bytes'])} on average, PostgreSQL; counted over "
-            f"{rows[order[0]]['tasks']} tasks after a warm-up.",
+            f"Per task, {results['image_size']}s of {_mb(mean_bytes)} on average, "
+            "PostgreSQL, counted over "
+            f"{first['tasks']} tasks after a warm-up. *Proxied*: `POST /upload`. *Direct*: "
+            "`POST /uploads`, the PUT (to S3 itself, or to the API's own PUT on local "
+            "files), `POST /tasks/{id}/complete`; the client's PUT to S3 is not an API "
+            "request and is not in the S3 rows.",
             "",
             "| per task | " + " | ".join(order) + " |",
             "| --- | " + " | ".join("---:" for _ in order) + " |",
@@ -216,13 +248,6 @@ def markdown(results: dict[str, Any]) -> str:
             line(
                 "PostgreSQL transactions (commits), API / worker",
                 lambda r: "{api:.1f} / {worker:.1f}".format(**r["transactions"]),
-            ),
-            line(
-                "SQL statements by kind",
-                lambda r: ", ".join(
-                    f"{k.split()[0]} {k.split()[-1]} {v:g}"
-                    for k, v in sorted(r["statements_by_kind"].items())
-                ),
             ),
             line("Redis commands (idle polling excluded)", lambda r: f"{r['redis_commands']:.1f}"),
             line(
@@ -233,15 +258,29 @@ def markdown(results: dict[str, Any]) -> str:
                 "S3 bytes sent, API / worker",
                 lambda r: f"{_mb(r['s3_bytes_out']['api'])} / {_mb(r['s3_bytes_out']['worker'])}",
             ),
-            line("S3 bytes received, worker", lambda r: _mb(r["s3_bytes_in"]["worker"])),
+            line(
+                "S3 bytes received, API / worker",
+                lambda r: f"{_mb(r['s3_bytes_in']['api'])} / {_mb(r['s3_bytes_in']['worker'])}",
+            ),
             line("API CPU per upload", lambda r: f"{r['api_cpu_ms_per_upload']:.1f} ms"),
+            "",
+            "SQL statements per task by kind: "
+            + "; ".join(
+                f"{b}: "
+                + ", ".join(
+                    f"{k.split()[0]} {k.split()[-1]} {v:g}"
+                    for k, v in sorted(rows[b]["statements_by_kind"].items())
+                )
+                for b in order
+            )
+            + ".",
             "",
             "Redis commands per task, by command ("
             + "; ".join(
                 f"{b}: " + ", ".join(f"{k} {v:g}" for k, v in rows[b]["redis_by_command"].items())
                 for b in order
             )
-            + f"); an idle worker adds {rows[order[0]]['redis_idle_per_s']:.1f} commands/s.",
+            + f"); an idle worker adds {first['redis_idle_per_s']:.1f} commands/s.",
         ]
     )
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.e2e import drain, photo_jpeg, save
+from bench.e2e import drain_tasks, photo_jpeg, save
 from bench.servers import api_server, env_for, postgres_database, redis_server
 
 
@@ -43,8 +43,8 @@ def run(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
                 distinct = [photo_jpeg((4000, 3000), seed=seed + i) for i in range(count)]
                 identical = [photo_jpeg((4000, 3000), seed=seed + 500)] * count
                 log = root / "worker.log"
-                distinct_ms = 1000 * drain(url, env, distinct, 1, log) / count
-                identical_ms = 1000 * drain(url, env, identical, 1, log) / count
+                distinct_ms = 1000 * drain_tasks(url, env, distinct, 1, log)[0] / count
+                identical_ms = 1000 * drain_tasks(url, env, identical, 1, log)[0] / count
                 copy_ms = (identical_ms * count - distinct_ms) / (count - 1)
                 row = {
                     "round": round_,

@@ -87,7 +87,8 @@ async def test_whole_flow_then_render(
 
     status = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
-    assert status["original"] == original_of(data, "cat.jpg", 800, 600)
+    # The API read the header only; the digest is taken by the worker, which reads it all.
+    assert status["original"] == {**original_of(data, "cat.jpg", 800, 600), "sha256": ""}
     # Completing twice: the same answer, no second message.
     again = await any_db_client.post(f"/tasks/{task_id}/complete")
     assert (again.status_code, again.json()) == (202, accepted)
@@ -98,6 +99,12 @@ async def test_whole_flow_then_render(
     assert run_inline(any_db_settings, str(task_id)) == processing.Outcome.succeeded
     done = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert done["status"] == "succeeded" and set(done["variants"]) == {"small", "medium", "large"}
+    assert done["original"] == original_of(data, "cat.jpg", 800, 600)
+    # Recorded, the digest finds the same bytes uploaded again: a copy, not a render.
+    again_id = (await any_db_client.post("/upload", files={"file": ("b.jpg", data)})).json()
+    assert run_inline(any_db_settings, again_id["task_id"]) == processing.Outcome.succeeded
+    copy = (await any_db_client.get(f"/tasks/{again_id['task_id']}")).json()
+    assert copy["report"]["deduplicated_from"] == str(task_id)
 
 
 @pytest.mark.parametrize(

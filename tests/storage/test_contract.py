@@ -3,6 +3,7 @@ the same way. A backend that passes this suite can carry originals and variants.
 
 from __future__ import annotations
 
+import io
 import threading
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 
 from imagepipe.storage import ObjectNotFound, Storage
 from imagepipe.storage.base import COPY_CHUNK
+from imagepipe.storage.ranged import RANGE_BYTES, open_ranged
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +95,37 @@ def test_byte_ranges(storage: Storage) -> None:
     assert storage.read_range("originals/d", 8, 100) == b"ij"  # short at the end
     assert storage.read_range("originals/d", 10, 5) == b""  # past the end
     assert storage.read_range("originals/d", 50, 5) == b""
+
+
+def test_a_ranged_view_reads_the_object_by_ranges(storage: Storage) -> None:
+    data = bytes(range(256)) * 4000  # 1 MB: several range blocks
+    storage.put_bytes("originals/ranged", data)
+    asked: list[tuple[int, int]] = []
+    real = storage.read_range
+
+    def counted(key: str, start: int, length: int) -> bytes:
+        asked.append((start, length))
+        return real(key, start, length)
+
+    storage.read_range = counted  # type: ignore[method-assign]
+    handle = open_ranged(storage, "originals/ranged", len(data))
+    assert handle.read(10) == data[:10]
+    assert asked == [(0, RANGE_BYTES)]  # a header costs one request, not the object
+    handle.seek(700_000)
+    assert handle.read(5) == data[700_000:700_005]
+    handle.seek(-3, io.SEEK_END)
+    assert handle.read() == data[-3:]
+    handle.seek(0)
+    assert handle.read() == data
+    assert handle.failure is None
+
+    # The object gone mid-read: the error surfaces, and the file remembers it (a
+    # decoder that calls the bytes damaged is then not to be believed).
+    storage.delete("originals/ranged")
+    handle = open_ranged(storage, "originals/ranged", len(data))
+    with pytest.raises(ObjectNotFound):
+        handle.read(10)
+    assert isinstance(handle.failure, ObjectNotFound)
 
 
 def test_list_and_prefix_delete(storage: Storage) -> None:

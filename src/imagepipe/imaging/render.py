@@ -130,6 +130,9 @@ class RenderResult:
     qa_checks: tuple[str, ...] = ()  # the checks every preview passed
     placeholder: placeholders.Placeholder | None = None
     render_spec: str | None = None  # RenderOptions.render_spec of the options used
+    # The source's sha256 where the caller took it while reading the source (a direct
+    # upload's: the API never reads it whole, the worker does); None otherwise.
+    source_sha256: str | None = None
 
 
 def render_previews(

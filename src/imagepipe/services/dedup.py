@@ -35,10 +35,12 @@ class Reused:
 def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
     """The earliest succeeded task with this task's bytes and the same spec."""
     digest = select(Task.original_sha256).where(Task.id == task_id).scalar_subquery()
+    # A direct upload's digest is empty until a worker has read it: it matches nothing.
     return session.scalars(
         select(Task)
         .where(
             Task.original_sha256 == digest,
+            Task.original_sha256 != "",
             Task.render_spec == render_spec,
             Task.status == TaskStatus.succeeded,
             Task.id != task_id,

@@ -73,6 +73,8 @@ class Claim:
     task_id: uuid.UUID
     attempt: int
     original_key: str
+    # Empty for a direct upload until a worker has read the original and recorded it.
+    original_sha256: str = ""
 
 
 # --- creating (API) ---------------------------------------------------------------
@@ -93,11 +95,10 @@ def create(session: Session, task: Task, *, awaiting_upload: bool = False) -> No
     session.add(task)
 
 
-def complete_upload(
-    session: Session, task_id: uuid.UUID, image: ImageInfo, size: int, sha256: str
-) -> bool:
+def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size: int) -> bool:
     """A direct upload's bytes are in and checked: awaiting_upload → queued. False if
-    another completion (or the expiry) moved the task first."""
+    another completion (or the expiry) moved the task first. Its sha256 stays empty
+    until the worker, which reads the whole object, records it with the result."""
     moved = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload, live())
@@ -109,7 +110,6 @@ def complete_upload(
             original_height=image.height,
             original_frames=image.frames,
             original_size_bytes=size,
-            original_sha256=sha256,
             upload_token_sha256=None,
             upload_expires_at=None,
         )
@@ -228,14 +228,14 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
             if row is None:
                 return None
     events.notify(task_id)
-    return Claim(task_id=task_id, attempt=row.attempts, original_key=row.original_key)
+    return Claim(task_id, row.attempts, row.original_key, row.original_sha256)
 
 
 def _take(
     session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
-) -> Row[int, str] | None:
-    """The claiming update under ``claimable``; the new attempt and the original's key,
-    or None if it matched nothing."""
+) -> Row[int, str, str] | None:
+    """The claiming update under ``claimable``; the new attempt, the original's key and
+    its digest, or None if it matched nothing."""
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
@@ -248,7 +248,7 @@ def _take(
             lease_expires_at=db_now_plus(settings.lease_seconds),
             claimed_by=current_holder(),
         )
-        .returning(Task.attempts, Task.original_key)
+        .returning(Task.attempts, Task.original_key, Task.original_sha256)
         .execution_options(synchronize_session=False)
     ).one_or_none()
 
@@ -318,12 +318,12 @@ def take_for_rerender(
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == task.attempts)
             .values(attempts=Task.attempts + 1)
-            .returning(Task.attempts, Task.original_key)
+            .returning(Task.attempts, Task.original_key, Task.original_sha256)
             .execution_options(synchronize_session=False)
         ).one_or_none()
     if taken is None:
         return None
-    return Claim(task_id=task_id, attempt=taken.attempts, original_key=taken.original_key)
+    return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256)
 
 
 def swap_variants(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> bool:

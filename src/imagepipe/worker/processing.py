@@ -8,10 +8,12 @@ This module only decides which transition a render's outcome calls for.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +37,8 @@ from imagepipe.services.report import build as build_report
 from imagepipe.storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
+
+HASH_CHUNK = 1024 * 1024
 
 __all__ = ["Claim", "Outcome", "process", "render", "render_options", "store_and_finish"]
 
@@ -68,9 +72,21 @@ def render(
     on_rendition: Callable[[str, Encoded], None] | None = None,
 ) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
-    render. Raises ObjectNotFound if the original is gone, StorageError if unreadable."""
+    render. Raises ObjectNotFound if the original is gone, StorageError if unreadable.
+    An original whose digest is not known yet (a direct upload) is hashed on the way."""
     with storage.open_seekable(claim.original_key) as source:
-        return render_previews(source, render_options(settings), on_rendition)
+        digest = None if claim.original_sha256 else _sha256(source)
+        result = render_previews(source, render_options(settings), on_rendition)
+    result.source_sha256 = digest
+    return result
+
+
+def _sha256(source: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := source.read(HASH_CHUNK):
+        digest.update(chunk)
+    source.seek(0)
+    return digest.hexdigest()
 
 
 def store_and_finish(
@@ -105,6 +121,8 @@ def store_and_finish(
         "placeholder": result.placeholder.as_dict() if result.placeholder else None,
         "render_spec": result.render_spec,
     }
+    if result.source_sha256:  # a direct upload's digest, first known now
+        described["original_sha256"] = result.source_sha256
     finished = lifecycle.finish(sessions, claim, rows, described)
     if finished == Finished.gone:
         # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written

@@ -5,7 +5,9 @@ upload bytes never reach the API. On ``file://`` storage the URL is the API's ow
 ``PUT /tasks/{id}/original?token=…``, so the flow is the same everywhere.
 
 Completing checks the stored object as ``POST /upload`` checks a body (size, then the
-header probe); a refused object is deleted and the task failed.
+header probe, read by byte ranges: the API never downloads the object); a refused
+object is deleted and the task failed. The original's sha256 is taken by the worker,
+which reads the whole object anyway.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import anyio
 from anyio import to_thread
@@ -62,6 +62,7 @@ from imagepipe.imaging import ImageInfo
 from imagepipe.services import lifecycle
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
+from imagepipe.storage.ranged import open_ranged
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -69,7 +70,6 @@ router = APIRouter()
 # mounted without the API-key dependency.
 token_router = APIRouter()
 
-HASH_CHUNK = 1024 * 1024
 MAX_CONTENT_TYPE = 100
 
 
@@ -379,47 +379,29 @@ async def _complete(
         raise UploadIncomplete(
             f"The stored original has {info.size} of the {declared} bytes declared."
         )
-    seekable = _seekable(storage, key)
+    # The header only, read by ranges (probe_header runs in a thread): the upload's
+    # bytes stay off the API. Its sha256 is taken by the worker, which reads it all.
+    handle = open_ranged(storage, key, info.size)
     try:
-        # Entered and left in a thread: on S3 entering downloads the object.
-        handle, sha256 = await to_thread.run_sync(seekable.__enter__)
-        try:
-            image = await probe_header(settings, handle)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await to_thread.run_sync(seekable.__exit__, None, None, None)
+        image = await probe_header(settings, handle)
     except ImagepipeError as error:
+        if handle.failure is not None:  # the storage failed mid-probe, not the image
+            log.warning("storage unavailable on completion: %r", handle.failure)
+            raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
         await _refuse(session, storage, task, error)
         raise  # unreachable: _refuse raises
     except StorageError as error:
         log.warning("storage unavailable on completion: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-    await _queue(session, task, image, info.size, sha256)
+    await _queue(session, task, image, info.size)
     log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
 
 
-@contextmanager
-def _seekable(storage: Storage, key: str) -> Iterator[tuple[BinaryIO, str]]:
-    """The stored original as a seekable file, with its sha256 (one read of it).
-
-    Blocking, but short on a local backend; on S3 the object (bounded by the byte
-    limit, already checked) is copied to a local temp file for the probe.
-    """
-    with storage.open_seekable(key) as handle:
-        digest = hashlib.sha256()
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-        handle.seek(0)
-        yield handle, digest.hexdigest()
-
-
-async def _queue(
-    session: AsyncSession, task: Task, image: ImageInfo, size: int, sha256: str
-) -> None:
+async def _queue(session: AsyncSession, task: Task, image: ImageInfo, size: int) -> None:
     """awaiting_upload → queued. Of two concurrent completions, one moves the row; the
     other finds it queued and answers the same."""
     with unavailable_as_503("database"):
-        await session.run_sync(lifecycle.complete_upload, task.id, image, size, sha256)
+        await session.run_sync(lifecycle.complete_upload, task.id, image, size)
         await session.commit()
 
 

@@ -12,7 +12,6 @@ import json
 import platform
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,7 @@ def report(results: dict[str, Any]) -> str:
     parts = [
         "# Benchmarks",
         "",
-        f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d} — "
+        f"Measured by `make bench` (each section says on which day) — "
         f"{platform.machine()}, {platform.python_version()}, 2 cores. Every ratio comes "
         "from one run on one machine, the compared methods interleaved; absolute numbers "
         "on this shared machine drift between runs, ratios much less.",
@@ -163,7 +162,8 @@ def report(results: dict[str, Any]) -> str:
         module = importlib.import_module(f"bench.{name}")
         # The imaging suites keep their rows under "results", beside run metadata.
         rows = data["results"] if name in {"pipeline", "quality", "memory"} else data
-        parts += [f"## {TITLES[name]}", "", module.markdown(rows), ""]
+        measured = f"Measured on {data['measured_on']}." if "measured_on" in data else ""
+        parts += [f"## {TITLES[name]}", "", measured, "", module.markdown(rows), ""]
     # Hand-written reading of the numbers (why a target is missed), kept beside the code.
     notes = ROOT / "bench" / "notes.md"
     if notes.exists():

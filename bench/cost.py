@@ -37,8 +37,7 @@ import httpx
 import psycopg
 import redis
 
-from bench.e2e import BACKENDS, distinct_photos, storage_env, upload_all
-from bench.pipeline import RESULTS
+from bench.e2e import BACKENDS, distinct_photos, save, storage_env, upload_all
 from bench.servers import API_PIDS, api_server, env_for, postgres_database, redis_server, worker
 
 HOOK = Path(__file__).parent / "count_hook"
@@ -289,8 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     results = run(parser.parse_args().quick)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cost.json").write_text(json.dumps(results, indent=2))
+    save("cost", results)
     print(markdown(results))
 
 

@@ -30,7 +30,7 @@ import httpx
 import psycopg
 from PIL import Image
 
-from bench.pipeline import RESULTS, photo_like
+from bench.pipeline import photo_like, save
 from bench.servers import api_server, env_for, postgres_database, redis_server, worker
 
 
@@ -185,11 +185,6 @@ def stacks(prefix: str, backends: Iterable[str], *, api_cpu: int | None = None) 
                 env = env_for(root / f"data-{backend}", redis.url, database, **extra)
                 with api_server(env, root / f"api-{backend}.log", cpu=api_cpu) as url:
                     yield Stack(backend, env, url, root)
-
-
-def save(name: str, results: dict[str, Any]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

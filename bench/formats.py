@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage.metrics import structural_similarity
 
-from bench.pipeline import RESULTS, photo_like, pyvips, sample_path
+from bench.pipeline import photo_like, pyvips, sample_path, save
 from imagepipe.imaging import RenderOptions, render_previews
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
@@ -264,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "served": served(args.reps),
         "whole_jobs": [whole_job(args.reps, ("WEBP",)), whole_job(args.reps, ("WEBP", "AVIF"))],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "formats.json").write_text(json.dumps(results, indent=2) + "\n")
+    save("formats", results)
     print(markdown(results))
     return 0
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image
 
-from bench.pipeline import BOXES, CORPUS, RESULTS, cache_dir
+from bench.pipeline import BOXES, CORPUS, cache_dir, save
 from imagepipe.imaging.colour import bytes_per_pixel
 
 BUDGET_MB = 250.0
@@ -206,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         results[name] = measure(name)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps({"results": results}, indent=2) + "\n")
+    save("memory", {"results": results})
     print(markdown(results))
     print("\nfull-size buffer = width x height x bytes per pixel of the decoded mode (one decode).")
     return 0 if all(r["within_budget"] for r in results.values()) else 1

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ BOXES = {"small": 150, "medium": 600, "large": 1200}
 # the extra formats is measured in bench/formats.py.
 OPTIONS = RenderOptions(boxes=BOXES, extra_formats=())
 RESULTS = Path(__file__).parent / "results"
+
+
+def save(name: str, results: dict[str, Any]) -> None:
+    """Write a suite's results, dated (docs/benchmarks.md says when each was run)."""
+    results = {**results, "measured_on": f"{datetime.now(UTC):%Y-%m-%d}"}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 R = Image.Resampling
 
 
@@ -354,9 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         reps = args.reps or (15 if "12mp" in name and "png" not in name else 7)
         print(f"{name}: {reps} repetitions ...", file=sys.stderr, flush=True)
         results[name] = measure(name, reps)
-    RESULTS.mkdir(exist_ok=True)
     report = {"environment": environment(), "boxes": BOXES, "results": results}
-    (RESULTS / "pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
+    save("pipeline", report)
     print(markdown(results))
     print(f"\nms = median process CPU time (wall clock in the JSON); stages are wall clock."
           f"\nvs X = X's time / imagepipe's time; / floor = imagepipe's time / decode floor."

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from bench.pipeline import BOXES, CORPUS, OPTIONS, RESULTS, pyvips, sample_path
+from bench.pipeline import BOXES, CORPUS, OPTIONS, pyvips, sample_path, save
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
 from imagepipe.imaging.render import boxes_largest_first, cascade, render_previews
@@ -172,14 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ...", file=sys.stderr, flush=True)
         results[name] = evaluate(name)
     minimum = min(row["ssim_pixels"] for rows in results.values() for row in rows.values())
-    RESULTS.mkdir(exist_ok=True)
     report = {
         "ssim": "scikit-image" if _skimage_ssim is not None else "numpy",
         "threshold": THRESHOLD,
         "min_ssim_pixels": minimum,
         "results": results,
     }
-    (RESULTS / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    save("quality", report)
     print(markdown(results))
     verdict = "PASS" if minimum >= THRESHOLD else "FAIL"
     print(f"\nminimum SSIM (pixels) = {minimum} -> {verdict} (threshold {THRESHOLD})")

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench.pipeline import RESULTS, photo_like
+from bench.pipeline import photo_like, save
 from bench.servers import api_server, bare_server, env_for, postgres_database, redis_server
 
 BOUNDARY = "benchboundary0123456789"
@@ -184,8 +184,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     results = run(args.quick)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "upload.json").write_text(json.dumps(results, indent=2))
+    save("upload", results)
     print(markdown(results))
 
 

@@ -13,6 +13,7 @@ REQUIRED=(
   "redis-server redis-server"
   "postgresql postgres_initdb"  # initdb + pg_ctl, in /usr/lib/postgresql/<version>/bin
   "chromium /usr/bin/chromium"  # driven by Playwright through executablePath, never downloaded
+  "docker-compose /usr/bin/docker-compose"  # `config` checks the compose files; no daemon
 )
 
 have() {

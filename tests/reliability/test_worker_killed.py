@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from imagepipe.db.models import TaskStatus
+from imagepipe.storage import LocalStorage
 from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
 from tests.images import photo
@@ -54,6 +55,7 @@ def test_whole_worker_killed_three_times_mid_render(
         worker.kill()
         mid_render.append(len(caught))
         stale |= caught
+    killed_at = time.time()
 
     started = time.monotonic()
     final = stack.start_worker(beat=True)
@@ -68,6 +70,13 @@ def test_whole_worker_killed_three_times_mid_render(
     rows = stack.records.tasks()
     statuses = [rows[i].status for i in ids]
     assert statuses == [TaskStatus.succeeded] * TASKS, stack.logs()
+    # Renditions are written while the render goes on: a worker killed in the middle
+    # of one leaves its temp file (never renamed into place, so never visible). Only
+    # the killed workers' writes may be there, and the reconciler's sweep of temp files
+    # (after an hour; at once here) removes them; then nothing else is amiss.
+    debris = stack.records.storage_files("tmp")
+    assert all(path.stat().st_mtime <= killed_at for path in debris), debris
+    assert LocalStorage(stack.records.root).sweep_temp(0) == len(debris)
     assert stack.records.problems(ids) == []
     assert len(stack.records.variant_rows()) == 3 * TASKS
     assert all(n >= 1 for n in mid_render), mid_render

@@ -148,8 +148,28 @@ class SeaweedFS(ServerProcess):
         ]
 
     def ready(self) -> bool:
-        """The bucket answers a signed request (the S3 port opens before the filer
-        behind it is ready)."""
+        """The bucket answers a signed request and the master can place a new object.
+
+        The S3 port opens before the filer behind it is ready. After a restart the
+        bucket answers seconds before the master has heard from its volume server
+        again, and until then every PUT hangs: a test that restarts the server means
+        "S3 is back" as "S3 takes writes again". The master's own assign call says
+        that without writing an object a test could see."""
+        return self._bucket_answers() and self._can_place_objects()
+
+    def _can_place_objects(self) -> bool:
+        import httpx
+
+        master = f"http://127.0.0.1:{self.ports['master.port']}"
+        try:
+            answer = httpx.get(
+                f"{master}/dir/assign", params={"collection": self.bucket}, timeout=2
+            )
+            return answer.status_code == 200 and "fid" in answer.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def _bucket_answers(self) -> bool:
         import boto3
         from botocore.config import Config
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -184,6 +185,24 @@ class Records:
     def storage_files(self, prefix: str) -> list[Path]:
         base = self.root / prefix
         return sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
+
+    def upload_temp_files(self) -> list[Path]:
+        """The API's temp files of uploads being received (``up-*``); the worker's
+        rendition writes (``w-*``) are there only while a render stores them."""
+        return [p for p in self.storage_files("tmp") if p.name.startswith("up-")]
+
+    def settled_problems(self, ids: list[uuid.UUID], within: float = 30.0) -> list[str]:
+        """``problems(ids)`` once the deployment has settled.
+
+        A task can finish while a claim that lost the race for it is still rendering:
+        its writes are in flight and its objects not yet removed (it learns that it
+        lost at its own finish, then tidies). That is no leftover, so wait for it; a
+        real leftover is still there after ``within`` seconds and is returned.
+        """
+        deadline = time.monotonic() + within
+        while (found := self.problems(ids)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return found
 
     def problems(self, ids: list[uuid.UUID]) -> list[str]:
         """Everything that breaks "one set of previews each, nothing half-written".

@@ -50,11 +50,13 @@ def check_refusals(refused: list[httpx.Response]) -> None:
 
 
 def check_nothing_left_behind(stack: Stack, accepted: list[uuid.UUID]) -> None:
-    """Rows and originals are exactly the accepted uploads; no temp file remains."""
+    """Rows and originals are exactly the accepted uploads; no upload's temp file
+    remains. (A worker's rendition writes come and go while it renders: the final
+    ``settled_problems`` check, once every task has ended, finds any it left.)"""
     assert set(stack.records.tasks()) == set(accepted)
     originals = {p.name for p in stack.records.storage_files("originals")}
     assert originals == {str(i) for i in accepted}
-    assert stack.records.storage_files("tmp") == []
+    assert stack.records.upload_temp_files() == []
 
 
 def test_broker_down_during_uploads(
@@ -110,7 +112,7 @@ def test_broker_down_during_uploads(
     )
     rows = stack.records.tasks()
     assert {rows[i].status for i in accepted} == {TaskStatus.succeeded}
-    assert stack.records.problems(accepted) == []
+    assert stack.records.settled_problems(accepted) == []
     report(
         "broker_down_uploads",
         f"3 clients uploading, Redis down 2.5 s: {len(outcomes.accepted)} x 202, "
@@ -149,7 +151,9 @@ def test_database_down_during_uploads(private_redis: RedisServer, make_stack: St
             assert "Traceback" not in status_while_down.text
         assert outcomes.accepted == [] and outcomes.other == []
         check_refusals(outcomes.refused)
-        assert stack.records.storage_files("tmp") == []
+        # The refused uploads left no temp file. The worker may be storing what it
+        # rendered before the outage at this very moment: its writes are not counted.
+        assert stack.records.upload_temp_files() == []
         originals = {p.name for p in stack.records.storage_files("originals")}
         assert originals == {str(i) for i in accepted}  # no orphan from the 503s
         time.sleep(1.0)
@@ -167,7 +171,7 @@ def test_database_down_during_uploads(private_redis: RedisServer, make_stack: St
         )
         rows = stack.records.tasks()
         assert {rows[i].status for i in accepted} == {TaskStatus.succeeded}, stack.logs()
-        assert stack.records.problems(accepted) == []
+        assert stack.records.settled_problems(accepted) == []
         assert worker.process is not None and worker.process.poll() is None
         stack.close()  # before its database goes away
         report(

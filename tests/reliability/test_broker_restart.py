@@ -43,7 +43,7 @@ def test_redis_restart_with_tasks_queued(
     )
     rows = stack.records.tasks()
     assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * 10, stack.logs()
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     report(
         "redis_restart_queued",
         f"10 tasks queued, Redis restarted empty: 10/10 succeeded, 0 duplicates, "
@@ -74,7 +74,7 @@ def test_redis_restart_under_a_running_worker(
     )
     rows = stack.records.tasks()
     assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * 12, stack.logs()
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     assert waiting >= 3, waiting  # the restart did catch tasks waiting in the queue
     # The same worker reconnected: no restart needed.
     assert worker.process is not None and worker.process.poll() is None

@@ -76,7 +76,7 @@ def test_same_task_published_three_times_to_a_real_worker(
     rows = stack.records.tasks()
     assert {rows[i].status for i in ids} == {TaskStatus.succeeded}
     assert {rows[i].attempts for i in ids} == {1}  # one claim each: no double render
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     output = worker.output()
     assert output.count("task succeeded") == len(ids)
     assert output.count("task skipped") == len(ids) * (COPIES - 1)
@@ -165,7 +165,7 @@ def test_concurrent_process_calls_give_one_result(service_settings: Settings) ->
         engine.dispose()
     records = Records(settings)
     try:
-        assert records.problems(ids) == []
+        assert records.settled_problems(ids) == []
         assert {r.attempts for r in records.tasks().values()} == {1}
     finally:
         records.close()
@@ -205,6 +205,6 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
     records = Records(settings)
     try:
         assert records.tasks()[task_id].status == TaskStatus.succeeded
-        assert records.problems([task_id]) == []
+        assert records.settled_problems([task_id]) == []
     finally:
         records.close()

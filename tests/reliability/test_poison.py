@@ -111,7 +111,7 @@ def test_bomb_that_gets_the_worker_oom_killed(
     assert rows[bomb].attempts == 3
     assert len(killer.killed) == 3  # once per attempt, never again after
     assert {rows[i].status for i in others} == {TaskStatus.succeeded}
-    assert stack.records.problems([bomb, *others]) == []
+    assert stack.records.settled_problems([bomb, *others]) == []
     assert worker.process is not None and worker.process.poll() is None
     report(
         "bomb_oom_killed",
@@ -170,7 +170,7 @@ def test_hung_render_is_ended_by_the_hard_time_limit(
     assert rows[stuck].error_code == "processing_timeout"
     assert rows[stuck].attempts == 2 and len(frozen) == 2
     assert {rows[i].status for i in others} == {TaskStatus.succeeded}
-    assert stack.records.problems([stuck, *others]) == []
+    assert stack.records.settled_problems([stuck, *others]) == []
     assert "TimeLimitExceeded" in worker.output() or "Hard time limit" in worker.output()
     report(
         "hung_render_hard_limit",
@@ -208,7 +208,7 @@ def test_slow_image_hits_the_soft_time_limit(
     assert status["error"]["code"] == "processing_timeout", status
     assert rows[slow].attempts == 1  # deterministic: no point in another try
     assert {rows[i].status for i in [warm, *others]} == {TaskStatus.succeeded}
-    assert stack.records.problems([slow, *others]) == []
+    assert stack.records.settled_problems([slow, *others]) == []
     report(
         "slow_image_soft_limit",
         "1.4 s decode, soft limit 0.5 s: failed processing_timeout after 1 attempt; "

@@ -110,7 +110,7 @@ def test_storage_write_failures_do_not_spend_attempts_and_requeue_recovers(
                 assert response.status_code == 200
                 assert len(response.content) == variant["size_bytes"]
 
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     output = "".join(w.output() for w in stack.workers)
     assert "transient error" in output
     assert str(root) not in final["error"]["message"]

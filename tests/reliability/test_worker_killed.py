@@ -77,7 +77,7 @@ def test_whole_worker_killed_three_times_mid_render(
     debris = stack.records.storage_files("tmp")
     assert all(path.stat().st_mtime <= killed_at for path in debris), debris
     assert LocalStorage(stack.records.root).sweep_temp(0) == len(debris)
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     assert len(stack.records.variant_rows()) == 3 * TASKS
     assert all(n >= 1 for n in mid_render), mid_render
     retried = sum(1 for i in ids if rows[i].attempts > 1)
@@ -124,7 +124,7 @@ def test_pool_child_killed_mid_render(
     )
     rows = stack.records.tasks()
     assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * len(ids), stack.logs()
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     output = worker.output()
     assert "WorkerLostError" in output or "signal 9" in output, output[-3000:]
     # The main process replaced the child and kept going.
@@ -168,7 +168,7 @@ def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
     )
     rows = stack.records.tasks()
     assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * len(ids), stack.logs()
-    assert stack.records.problems(ids) == []
+    assert stack.records.settled_problems(ids) == []
     taken_over = sum(1 for i in ids if rows[i].attempts == 2)
     assert taken_over >= 1
     report(

@@ -127,9 +127,15 @@ class Writer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        wait(self._writes)  # no write may land after the clean-up below
-        if self._writes and not self._handed_over:
-            quietly(one_attempt, self._storage, self._task_id, self._attempt)
+        try:
+            wait(self._writes)  # no write may land after the clean-up below
+        finally:
+            # The soft time limit can interrupt the wait above: wait again (each write
+            # is bounded by the storage's own timeouts) so that what this render
+            # abandons is removed by it now, not by the temp sweep an hour later.
+            wait(self._writes)
+            if self._writes and not self._handed_over:
+                quietly(one_attempt, self._storage, self._task_id, self._attempt)
 
     def put(self, variant: str, rendition: Encoded) -> None:
         """Start storing ``rendition`` of ``variant``; returns at once."""

@@ -8,6 +8,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagepipe.config import Settings
+from imagepipe.queue import RENDER_LISTS
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -19,10 +20,10 @@ def stored_files(settings: Settings) -> list[str]:
 
 
 def queue_length(redis_url: str) -> int:
-    """Messages waiting in Celery's default queue."""
+    """Renders waiting: every list of the render queue."""
     client = redis.Redis.from_url(redis_url)
     try:
-        return int(client.llen("celery"))
+        return sum(int(client.llen(name)) for name in RENDER_LISTS)
     finally:
         client.close()
 

@@ -22,24 +22,58 @@ SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 PURGE = "imagepipe.purge"
 PURGE_IDEMPOTENCY_KEYS = "imagepipe.purge_idempotency_keys"
 
-# Where renders wait (Celery's default queue): its length is the queue depth that
-# back-pressure and the reconciler look at.
-RENDER_QUEUE = "celery"
-# The periodic passes (reconciler, webhook sweep, retention) have their own queue: a
-# long render queue never delays them, and they never add to its length.
+# The queue layout. Four queues, so that no kind of work can delay a render:
+# - render: uploads' base renditions, in priority lists that give every owner a fair
+#   share of the workers (services.fairness);
+# - on_demand: renditions asked for by a request that is waiting for them;
+# - follow_up: work that follows a finished task (webhook deliveries, re-renders for
+#   backfill), served by a pool of its own;
+# - maintenance: the periodic passes (reconciler, webhook sweep, retention).
+RENDER_QUEUE = "imagepipe.render"
+ON_DEMAND_QUEUE = "imagepipe.on_demand"
+FOLLOW_UP_QUEUE = "imagepipe.follow_up"
 MAINTENANCE_QUEUE = "imagepipe.maintenance"
+# Where earlier releases published renders (Celery's default queue). Render workers
+# drain it too, so messages published before an upgrade are not stranded.
+LEGACY_RENDER_QUEUE = "celery"
+QUEUES = {
+    "render": RENDER_QUEUE,
+    "on_demand": ON_DEMAND_QUEUE,
+    "follow_up": FOLLOW_UP_QUEUE,
+    "maintenance": MAINTENANCE_QUEUE,
+}
+# What the render pool serves and what the follow-up pool serves.
+RENDER_POOL_QUEUES = (RENDER_QUEUE, ON_DEMAND_QUEUE, LEGACY_RENDER_QUEUE)
+FOLLOW_UP_POOL_QUEUES = (FOLLOW_UP_QUEUE, MAINTENANCE_QUEUE)
 MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS)
+FOLLOW_UP_TASKS = (DELIVER_WEBHOOK, REFRESH_TASK)
+
+# Redis has no priority queue: kombu keeps one list per priority level and pops them
+# in order, level 0 first. Ten levels, one per step.
+PRIORITY_LEVELS = 10
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's own, between a queue's name and its level
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists a queue with priority levels is made of, level 0 first."""
+    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{level}" for level in range(1, PRIORITY_LEVELS)]
+
+
+# Every list whose messages count as waiting renders: back-pressure and the reconciler
+# read this one depth.
+RENDER_LISTS = (*priority_lists(RENDER_QUEUE), LEGACY_RENDER_QUEUE)
 
 
 class TaskQueue(Protocol):
-    def enqueue(self, task_id: uuid.UUID) -> None:
-        """Publish one task; raise an exception if the broker did not take it."""
+    def enqueue(self, task_id: uuid.UUID, priority: int = 0) -> None:
+        """Publish one task at ``priority`` (0 first); raise an exception if the broker
+        did not take it."""
 
     def ping(self) -> None:
         """Raise if the broker does not answer."""
 
     def depth(self) -> int:
-        """How many tasks wait in the broker."""
+        """How many renders wait in the broker."""
 
 
 class CeleryQueue:
@@ -51,12 +85,13 @@ class CeleryQueue:
             str(app.conf.broker_url), socket_timeout=timeout, socket_connect_timeout=timeout
         )
 
-    def enqueue(self, task_id: uuid.UUID) -> None:
+    def enqueue(self, task_id: uuid.UUID, priority: int = 0) -> None:
         # A couple of quick retries re-open a pooled connection that went stale
         # after a Redis restart; the socket timeouts bound each attempt.
         self.app.send_task(
             PROCESS_TASK,
             args=[str(task_id)],
+            priority=priority,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )
@@ -73,8 +108,11 @@ class CeleryQueue:
         self._redis.ping()
 
     def depth(self) -> int:
-        """Messages waiting in the default queue (Celery's Redis list)."""
-        return int(self._redis.llen(self.app.conf.task_default_queue))
+        """Renders waiting: every list of the render queue, in one round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name in RENDER_LISTS:
+                pipe.llen(name)
+            return sum(int(length) for length in pipe.execute())
 
     def close(self) -> None:
         self._redis.close()

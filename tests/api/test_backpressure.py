@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 
 from imagepipe.api.app import create_app
-from imagepipe.queue import RENDER_QUEUE
+from imagepipe.queue import RENDER_LISTS, RENDER_QUEUE
 from tests.harness.app import make_settings, open_client
 from tests.images import photo
 from tests.observe import stored_files
@@ -69,4 +69,5 @@ async def test_queue_depth_is_read_once_per_cache_period(
         for _ in range(10):
             response = await client.post("/upload", files={"file": ("a.jpg", photo(32, 24))})
             assert response.status_code == 202
-        assert _llen_calls(broker) - before == 1
+        # One read: an LLEN per list of the render queue, in one round trip.
+        assert _llen_calls(broker) - before == len(RENDER_LISTS)

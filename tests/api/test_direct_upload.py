@@ -20,7 +20,7 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
-from imagepipe.queue import DELIVER_WEBHOOK
+from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE
 from imagepipe.services import events, lifecycle, webhooks
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
@@ -396,7 +396,7 @@ def published_deliveries(redis_url: str) -> list[str]:
     """The ids of the webhook deliveries waiting in the broker."""
     client = redis.Redis.from_url(redis_url)
     try:
-        messages = [json.loads(m) for m in client.lrange("celery", 0, -1)]
+        messages = [json.loads(m) for m in client.lrange(FOLLOW_UP_QUEUE, 0, -1)]
     finally:
         client.close()
     return [

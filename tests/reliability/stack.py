@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -152,6 +153,12 @@ class Records:
                 r.id: Row(TaskStatus(r.status), r.attempts, r.error_code, r.counted) for r in rows
             }
 
+    def times(self) -> dict[uuid.UUID, tuple[datetime, datetime | None]]:
+        """Each task's (created_at, started_at), by the database's clock."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(Task.id, Task.created_at, Task.started_at))
+            return {r.id: (r.created_at, r.started_at) for r in rows}
+
     def count(self, status: TaskStatus) -> int:
         with self.engine.connect() as connection:
             query = select(func.count()).select_from(Task).where(Task.status == status)
@@ -255,14 +262,22 @@ class Records:
 
 
 def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (Linux /proc)."""
+    """The render pool's processes of the worker ``pid``: its direct children (Linux
+    /proc), less the follow-up pool, which is a Celery worker of its own."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
-    return sorted(set(found))
+    return sorted(c for c in set(found) if not _is_follow_up_pool(c))
+
+
+def _is_follow_up_pool(pid: int) -> bool:
+    try:
+        return b"follow_up@" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def rss_bytes(pid: int) -> int:

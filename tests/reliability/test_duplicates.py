@@ -24,7 +24,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import InternalError
-from imagepipe.queue import CeleryQueue
+from imagepipe.queue import RENDER_LISTS, CeleryQueue
 from imagepipe.services import lifecycle
 from imagepipe.storage import LocalStorage, keys
 from imagepipe.worker import processing
@@ -50,7 +50,7 @@ def test_same_task_published_three_times_to_a_real_worker(
     # Re-publish each task back to back, so both pool children get copies of the same
     # task at the same moment.
     broker = redis.Redis.from_url(private_redis.url)
-    broker.delete("celery")
+    broker.delete(*RENDER_LISTS)
     broker.close()
     queue = CeleryQueue(create_celery(stack.settings))
     try:

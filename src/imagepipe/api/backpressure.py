@@ -3,9 +3,9 @@ tasks wait in the render queue than ``IMAGEPIPE_MAX_QUEUE_DEPTH``.
 
 Accepting work the workers cannot reach for a long time only moves the wait into
 Redis, whose memory is bounded (``maxmemory`` + ``noeviction``): past it, every
-publish fails. The depth is one Redis ``LLEN``, read at most once per
-``IMAGEPIPE_QUEUE_DEPTH_CACHE_SECONDS`` per API process, so a burst of uploads costs
-Redis one command, not one per request.
+publish fails. The depth (an ``LLEN`` of each list of the render queue, in one round
+trip) is read at most once per ``IMAGEPIPE_QUEUE_DEPTH_CACHE_SECONDS`` per API process,
+so a burst of uploads costs Redis one round trip, not one per request.
 """
 
 from __future__ import annotations

@@ -15,8 +15,12 @@ from celery import Celery
 
 from imagepipe.config import Settings
 from imagepipe.queue import (
+    FOLLOW_UP_QUEUE,
+    FOLLOW_UP_TASKS,
     MAINTENANCE_QUEUE,
     MAINTENANCE_TASKS,
+    PRIORITY_LEVELS,
+    PRIORITY_SEPARATOR,
     PURGE,
     PURGE_IDEMPOTENCY_KEYS,
     RECONCILE,
@@ -59,13 +63,19 @@ def create_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": timeout,
             "retry_on_timeout": True,
             "health_check_interval": 10,
+            # One Redis list per level (services.fairness), popped level 0 first.
+            "priority_steps": list(range(PRIORITY_LEVELS)),
+            "sep": PRIORITY_SEPARATOR,
         },
         broker_pool_limit=10,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
         task_default_queue=RENDER_QUEUE,
-        task_routes={name: {"queue": MAINTENANCE_QUEUE} for name in MAINTENANCE_TASKS},
+        task_routes={
+            **{name: {"queue": MAINTENANCE_QUEUE} for name in MAINTENANCE_TASKS},
+            **{name: {"queue": FOLLOW_UP_QUEUE} for name in FOLLOW_UP_TASKS},
+        },
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval_seconds},
             # Webhook deliveries whose publish was lost or whose retry is due.

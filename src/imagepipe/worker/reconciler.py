@@ -15,7 +15,7 @@ from imagepipe.config import Settings
 from imagepipe.db.models import utcnow
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.queue import TaskQueue
-from imagepipe.services import lifecycle, tidy
+from imagepipe.services import fairness, lifecycle, tidy
 from imagepipe.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,10 @@ def run(
     if expired:
         log.warning("expired %d direct uploads", len(expired))
     purged = finish_deletes(sessions, storage)
+    with sessions() as session:
+        levels = fairness.priorities(session, recovered.requeued)
     for task_id in recovered.requeued:
-        queue.enqueue(task_id)
+        queue.enqueue(task_id, levels[task_id])
     if recovered.requeued or recovered.failed:
         log.warning(
             "reconciled: %d requeued, %d failed", len(recovered.requeued), len(recovered.failed)

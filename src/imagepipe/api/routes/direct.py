@@ -59,7 +59,7 @@ from imagepipe.errors import (
     UploadIncomplete,
 )
 from imagepipe.imaging import ImageInfo
-from imagepipe.services import lifecycle
+from imagepipe.services import fairness, lifecycle
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
 from imagepipe.storage.ranged import open_ranged
@@ -338,7 +338,8 @@ async def complete_upload(
         # publish was lost, the reconciler publishes the queued row.
         return _accepted(task.id, response)
     try:
-        await to_thread.run_sync(queue.enqueue, task.id)
+        priority = await session.run_sync(fairness.priority, task.owner_scope, task.id)
+        await to_thread.run_sync(queue.enqueue, task.id, priority)
     except Exception as error:
         # The row is queued with enqueued_at set: the reconciler publishes it after
         # its grace period, and completing again answers 202.

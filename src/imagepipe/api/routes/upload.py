@@ -39,7 +39,7 @@ from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
-from imagepipe.services import lifecycle, tidy
+from imagepipe.services import fairness, lifecycle, tidy
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
 from imagepipe.storage import Storage, StorageError, keys
 
@@ -177,6 +177,7 @@ async def _accept(
     )
     try:
         await session.run_sync(lifecycle.create, task)
+        priority = await session.run_sync(fairness.priority, task.owner_scope, task_id)
         if reservation is not None:
             answer = UploadAccepted(
                 task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id)
@@ -196,7 +197,7 @@ async def _accept(
         raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
 
     try:
-        await to_thread.run_sync(queue.enqueue, task_id)
+        await to_thread.run_sync(queue.enqueue, task_id, priority)
     except Exception as error:
         # Policy: the client retries on 503, so leave nothing behind (see
         # docs/reliability.md). If even this cleanup fails, the row stays queued and

@@ -60,25 +60,52 @@ def api(host: str, port: int, workers: int, reload: bool) -> None:
 @main.command()
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: CPUs).")
 @click.option("--beat", is_flag=True, help="Also run the periodic reconciler in this worker.")
-def worker(concurrency: int | None, beat: bool) -> None:
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Serve only these (comma-separated: render, on_demand, follow_up, maintenance). "
+    "Default: all of them, follow_up and maintenance in a small pool of their own.",
+)
+@click.option("--hostname", "-n", default=None, help="Celery node name (default celery@%h).")
+def worker(concurrency: int | None, beat: bool, queues: str | None, hostname: str | None) -> None:
     """Run a Celery worker that makes the previews."""
+    from imagepipe.worker import pools
+
+    if parent := os.environ.pop(pools.PARENT_VARIABLE, None):
+        pools.become_follow_up_pool(int(parent))
+    try:
+        served = pools.queue_names(queues or "render,on_demand")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--queues") from None
     # Before prometheus_client is imported: children write their samples here and
-    # the main process serves the merged view (see imagepipe.worker.observe).
-    metrics_dir = tempfile.mkdtemp(prefix="imagepipe-metrics-")
-    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from imagepipe.queue import MAINTENANCE_QUEUE, RENDER_QUEUE
+    # the main process serves the merged view (see imagepipe.worker.observe). A
+    # follow-up pool started below writes into its parent's directory.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ or not parent:
+        metrics_dir = tempfile.mkdtemp(prefix="imagepipe-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from imagepipe.worker.app import celery_app, settings
 
-    # Renders and the periodic passes (their own queue, so a long render queue never
-    # holds the reconciler back).
-    queues = f"{RENDER_QUEUE},{MAINTENANCE_QUEUE}"
-    argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork", "--queues", queues]
+    argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork"]
+    argv += ["--queues", ",".join(served)]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
+    if hostname:
+        argv += ["--hostname", hostname]
     if beat:
         argv += ["--beat", "--schedule", str(_beat_schedule_path(settings))]
-    celery_app.worker_main(argv)
+    follow_up = (
+        None if queues else pools.FollowUpPool(dict(os.environ), log_level=settings.log_level)
+    )
+    if follow_up is not None:
+        follow_up.start()
+    try:
+        celery_app.worker_main(argv)
+    finally:
+        if follow_up is not None:
+            # Its running work (a webhook delivery, a re-render) finishes first.
+            follow_up.stop(settings.task_hard_time_limit + 10)
 
 
 @main.command()

@@ -75,7 +75,8 @@ class WorkerProcess(ManagedProcess):
         return [*argv, "--beat"] if self.beat else argv
 
     def ready(self) -> bool:
-        return " ready." in self.output()
+        # The render pool's node (celery@host), not the follow-up pool's it starts.
+        return any("celery@" in line and " ready." in line for line in self.output().splitlines())
 
 
 class BeatProcess(ManagedProcess):

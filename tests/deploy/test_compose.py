@@ -16,7 +16,7 @@ import yaml
 from tests.deploy.names import setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_ROLES = ("app", "celery_worker", "beat")
+APP_ROLES = ("app", "celery_worker", "follow_up_worker", "beat")
 SECRETS = ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
 
 

@@ -13,8 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from imagepipe.config import Settings
-from imagepipe.worker.celery_app import create_celery
+from imagepipe.queue import QUEUES, RENDER_LISTS
 from tests.deploy.names import setting_names
 
 KUSTOMIZE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
@@ -135,23 +134,32 @@ def test_the_validator_rejects_a_broken_manifest() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-def test_keda_scaled_object_scales_the_worker_on_the_celery_queue() -> None:
+def test_keda_scaled_object_scales_the_render_workers_on_the_render_queue() -> None:
     scaled = _one("ScaledObject", "imagepipe-worker")
     jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
     assert scaled["spec"]["scaleTargetRef"]["name"] == "imagepipe-worker"
     _one("Deployment", "imagepipe-worker")
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis"
-    # The list Celery really publishes to, asked of the application itself.
-    celery = create_celery(Settings(redis_url="redis://redis:6379/0"))
-    assert trigger["metadata"]["listName"] == celery.conf.task_default_queue
+    triggers = scaled["spec"]["triggers"]
+    assert {trigger["type"] for trigger in triggers} == {"redis"}
+    # Every list the render queue is made of, as the application names them.
+    assert [trigger["metadata"]["listName"] for trigger in triggers] == list(RENDER_LISTS)
     # Same server and database as the broker URL in the ConfigMap.
     broker = _one("ConfigMap", "imagepipe-config")["data"]["IMAGEPIPE_REDIS_URL"]
     host_port, database = broker.removeprefix("redis://").split("/")
-    assert trigger["metadata"]["address"] == host_port
-    assert trigger["metadata"]["databaseIndex"] == database
+    for trigger in triggers:
+        assert trigger["metadata"]["address"] == host_port
+        assert trigger["metadata"]["databaseIndex"] == database
     # KEDA owns the replica count.
     assert "replicas" not in _one("Deployment", "imagepipe-worker")["spec"]
+
+
+def test_render_and_follow_up_workers_serve_every_queue_apart() -> None:
+    served: list[str] = []
+    for name in ("imagepipe-worker", "imagepipe-follow-up-worker"):
+        (container,) = _pod_specs()[name]["containers"]
+        command = container["command"]
+        served += command[command.index("--queues") + 1].split(",")
+    assert sorted(served) == sorted(QUEUES)
 
 
 def test_keda_schema_catches_a_non_string_trigger_value() -> None:
@@ -166,7 +174,7 @@ def test_api_probes_health_and_readiness() -> None:
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["startupProbe"]["httpGet"]["path"] == "/healthz"
-    for name in ("imagepipe-worker", "imagepipe-beat"):
+    for name in ("imagepipe-worker", "imagepipe-follow-up-worker", "imagepipe-beat"):
         (container,) = _pod_specs()[name]["containers"]
         assert "imagepipe-healthcheck" in " ".join(container["livenessProbe"]["exec"]["command"])
 

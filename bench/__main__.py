@@ -29,6 +29,7 @@ SUITES = [
     "overhead",
     "cost",
     "dedup",
+    "placeholders",
 ]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
@@ -41,6 +42,7 @@ TITLES = {
     "overhead": "7. Overhead per task beyond the imaging (one worker, one core)",
     "cost": "8. Cost per task, counted",
     "dedup": "9. Content dedup: what a duplicate upload costs",
+    "placeholders": "10. Placeholders: BlurHash, ThumbHash and the dominant colour",
 }
 
 
@@ -119,6 +121,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                 kinds = job["renditions"].removesuffix(" x 3 variants")
                 rows.append((f"12 MP JPEG, {kinds} renditions >= 1.0x pyvips", f"{ratio:.2f}x",
                              ratio >= 1))  # fmt: skip
+    if placeholder := results.get("placeholders"):
+        ms = placeholder["median_ms"]["all three (compute)"]
+        rows.append(("placeholders <= 1 ms", f"{ms:.2f} ms", ms <= placeholder["target_ms"]))
     if memory := results.get("memory"):
         cells = memory["results"]
         peak = cells["jpeg-50mp"]["peak_mb"]

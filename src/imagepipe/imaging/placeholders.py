@@ -4,10 +4,12 @@ All three come from the smallest preview while it is still in memory (no second
 decode): it is already sRGB and upright, and both hashes keep only a few low
 frequencies, so a 150-pixel image carries everything they can hold.
 
-Libraries: ``blurhash`` (pure Python, encode and decode; ``blurhash-python`` reads
-pixels through ``Image.getdata``, deprecated in Pillow 13, and closes the image it is
-given) and ``thash`` (a maintained fork of ``thumbhash``: the original crashes on
-images with alpha; with numpy it encodes in under a millisecond).
+Libraries, measured on a 150-pixel preview: ``fast-blurhash`` (the Rust ``blurhash``
+crate: 0.04 ms for what the pure-Python ``blurhash`` package does in 3 ms, the same
+hash; ``blurhash-python``, also compiled, installs a module named ``blurhash`` too,
+reads pixels through ``Image.getdata``, deprecated in Pillow 13, and closes the image it
+is given) and ``thash`` (a maintained fork of ``thumbhash``: the original crashes on
+images with alpha; with numpy it encodes 48 pixels in a quarter of a millisecond).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-import blurhash
+import fast_blurhash
+import numpy as np
 import thash
 from PIL import Image
 
@@ -23,12 +26,14 @@ from PIL import Image
 # landscape images; the hash is 28 characters.
 BLURHASH_COMPONENTS = (4, 3)
 # BlurHash averages cosines over every pixel: 24 pixels on the long side give the
-# same picture as 150 (it keeps 4x3 frequencies) at 1/40 of the time in pure Python.
+# same picture as 150 (it keeps 4x3 frequencies).
 _BLURHASH_SIDE = 24
-# ThumbHash's encoder takes at most 100x100.
-_THUMBHASH_SIDE = 100
-# Dominant colour: the most common of a few colours of the opaque pixels.
-_COLOURS = 5
+# ThumbHash keeps at most 7 frequencies per axis: 48 pixels on the long side give
+# nearly the same hash as its maximum of 100, at a quarter of the time. The dominant
+# colour is taken from the same small copy.
+_THUMBHASH_SIDE = 48
+# Dominant colour: 256 >> 5 = 8 levels per channel; pixels at least half opaque.
+_LEVEL_SHIFT = 5
 _OPAQUE = 128
 
 
@@ -65,16 +70,8 @@ def _blurhash(rgba: Image.Image) -> str:
     flat = Image.new("RGB", small.size, "white")
     flat.paste(small, mask=small.getchannel("A"))
     width, height = flat.size
-    data = flat.tobytes()
-    rows = [
-        [
-            list(data[offset : offset + 3])
-            for offset in range(row * width * 3, (row + 1) * width * 3, 3)
-        ]
-        for row in range(height)
-    ]
     x, y = BLURHASH_COMPONENTS if width >= height else BLURHASH_COMPONENTS[::-1]
-    return str(blurhash.encode(rows, components_x=x, components_y=y))
+    return fast_blurhash.encode(flat.tobytes(), x, y, width, height)
 
 
 def _thumbhash(rgba: Image.Image) -> str:
@@ -83,22 +80,14 @@ def _thumbhash(rgba: Image.Image) -> str:
 
 
 def dominant_colour(image: Image.Image) -> str:
-    """The most common colour of the (mostly) opaque pixels, after reducing the image
-    to a few colours; all pixels when none is opaque."""
-    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-    alpha = rgba.getchannel("A").tobytes()
-    rgb = rgba.convert("RGB").tobytes()
-    opaque = b"".join(
-        rgb[index * 3 : index * 3 + 3] for index, value in enumerate(alpha) if value >= _OPAQUE
-    )
-    if opaque and len(opaque) < len(rgb):
-        pixels = Image.frombytes("RGB", (len(opaque) // 3, 1), opaque)
-    else:  # all opaque, or none: every pixel counts
-        pixels = Image.frombytes("RGB", rgba.size, rgb)
-    reduced = pixels.quantize(_COLOURS, method=Image.Quantize.MEDIANCUT)
-    counts = reduced.getcolors() or [(1, 0)]
-    _, index = max(counts, key=lambda item: item[0])
-    assert isinstance(index, int)  # a "P" image's colours are palette indexes
-    palette = reduced.getpalette() or [0, 0, 0]
-    red, green, blue = palette[index * 3 : index * 3 + 3]
+    """The most common colour of the (mostly) opaque pixels, all pixels when none is
+    opaque: colours fall into 8 levels per channel (512 bins), the fullest bin wins and
+    its pixels' mean is the colour. A histogram, not a palette search: microseconds."""
+    rgba = np.asarray(image if image.mode == "RGBA" else image.convert("RGBA"))
+    opaque = rgba[..., 3] >= _OPAQUE
+    rgb = (rgba[opaque] if opaque.any() else rgba.reshape(-1, 4))[:, :3]
+    levels = (rgb >> _LEVEL_SHIFT).astype(np.intp)
+    bins = (levels[:, 0] << 6) | (levels[:, 1] << 3) | levels[:, 2]
+    fullest = np.bincount(bins, minlength=512).argmax()
+    red, green, blue = np.rint(rgb[bins == fullest].mean(axis=0)).astype(int)
     return f"#{red:02x}{green:02x}{blue:02x}"

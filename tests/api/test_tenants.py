@@ -196,3 +196,14 @@ def test_tenants_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.api_keys == {"tenant-a": ("k1", "k2"), "b.2": ("k3",)}
     assert settings.keys_required
     assert Settings(**settings.model_dump()) == settings
+
+
+async def test_the_api_description_stays_public_with_keys(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    """/docs and /openapi.json describe the API, not a tenant's data: no key needed."""
+    settings = make_settings(tmp_path, sqlite_url, redis_url, api_keys=(OLD,))
+    async with open_client(create_app(settings)) as client:
+        assert (await client.get("/openapi.json")).status_code == 200
+        assert (await client.get("/docs")).status_code == 200
+        assert (await client.get("/tasks")).status_code == 401

@@ -79,6 +79,7 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         task_retention="90d",
         keep_originals="30d",
+        key_rate_limit="600/minute",
     )
     env = original.to_env()
     assert set(env) == {f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields}

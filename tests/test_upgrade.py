@@ -8,14 +8,17 @@ queued, and DELETE removes the old files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -24,6 +27,7 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
+from imagepipe.db.models import IdempotencyKey, Task, Webhook
 from imagepipe.services import backfill
 from imagepipe.storage import open_storage
 from imagepipe.worker import processing, refresh
@@ -205,3 +209,94 @@ async def test_backfill_brings_old_variants_to_every_format(
     # The old layout's files went with the rows that named them.
     root = old_settings.resolved_storage_root
     assert not list((root / "variants" / str(done)).glob("*.jpg"))
+
+
+# --- tenants: what keys owned before they were grouped --------------------------------
+
+KEY_ONE, KEY_TWO, KEY_NEW = "release-key-one-0123456789", "release-key-two-0123456789", "new-k3y"
+
+
+def _digest(key: str) -> str:
+    """The owner every earlier release stored for a request made with ``key``."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def write_keyed_release(settings: Settings) -> dict[str, uuid.UUID]:
+    """At revision 0012: a task, a webhook and an answered Idempotency-Key of each of two
+    keys, owned by the keys' digests as the release before tenants wrote them."""
+    upgrade(settings.resolved_database_url, "0012")
+    tables = {t.name: t for t in (Task.__table__, Webhook.__table__, IdempotencyKey.__table__)}
+    engine = make_sync_engine(settings.resolved_database_url)
+    ids: dict[str, uuid.UUID] = {}
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as connection:
+            for key in (KEY_ONE, KEY_TWO):
+                task_id = ids[key] = uuid.uuid4()
+                connection.execute(
+                    tables["tasks"].insert().values(
+                        id=task_id, status="queued", created_at=now, enqueued_at=now,
+                        attempts=0, transient_releases=0, filename="old.jpg",
+                        original_key=f"originals/{task_id}", original_format="JPEG",
+                        original_width=8, original_height=6, original_frames=1,
+                        original_size_bytes=1, original_sha256="0" * 64,
+                        owner_scope=_digest(key),
+                    )
+                )  # fmt: skip
+                connection.execute(
+                    tables["webhooks"].insert().values(
+                        id=uuid.uuid4(), scope=_digest(key), url="http://127.0.0.1:9/h",
+                        events="task.succeeded", secret="whsec_x", created_at=now,
+                    )
+                )  # fmt: skip
+                body = f'{{"task_id": "{task_id}", "status": "queued"}}'
+                connection.execute(
+                    tables["idempotency_keys"].insert().values(
+                        scope=_digest(key), key="order-1", fingerprint="f" * 64,
+                        task_id=task_id, response_status=202, response_body=body,
+                        created_at=now, expires_at=now + timedelta(hours=1),
+                    )
+                )  # fmt: skip
+    finally:
+        engine.dispose()
+    return ids
+
+
+async def test_keys_grouped_into_a_tenant_keep_what_they_owned(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """KEY_ONE moves into tenant "acme" beside a new key; KEY_TWO stays a list-form
+    key (its own tenant). Nothing is orphaned, nothing crosses tenants."""
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, redis_url=redis_url,
+        log_format="text",
+    )  # fmt: skip
+    ids = write_keyed_release(settings)
+    env = {
+        **settings_env(settings),
+        "IMAGEPIPE_API_KEYS": json.dumps({"acme": [KEY_ONE, KEY_NEW], "solo": [KEY_TWO]}),
+    }
+    migrate = [sys.executable, "-m", "imagepipe.cli", "migrate"]
+    run = functools.partial(subprocess.run, migrate, env=env, check=True, capture_output=True)
+    await anyio.to_thread.run_sync(run)
+    grouped = settings.model_copy(
+        update={"api_keys": {"acme": (KEY_ONE, KEY_NEW), "solo": (KEY_TWO,)}}
+    )
+    async with open_client(create_app(grouped)) as client:
+        for key in (KEY_ONE, KEY_NEW):
+            auth = {"Authorization": f"Bearer {key}"}
+            listing = (await client.get("/tasks", headers=auth)).json()["tasks"]
+            assert [t["task_id"] for t in listing] == [str(ids[KEY_ONE])]
+            assert len((await client.get("/webhooks", headers=auth)).json()["webhooks"]) == 1
+            replay = await client.post(
+                "/uploads",
+                json={"filename": "a.jpg", "size_bytes": 1, "content_type": "image/jpeg"},
+                headers={**auth, "Idempotency-Key": "order-1"},
+            )
+            # The key's first answer is the tenant's now (another body: reused).
+            assert replay.json()["error"]["code"] == "idempotency_key_reused", replay.text
+        solo = {"Authorization": f"Bearer {KEY_TWO}"}
+        listing = (await client.get("/tasks", headers=solo)).json()["tasks"]
+        assert [t["task_id"] for t in listing] == [str(ids[KEY_TWO])]
+        missing = await client.get(f"/tasks/{ids[KEY_ONE]}", headers=solo)
+        assert missing.status_code == 404

@@ -24,6 +24,23 @@ MiB = 1024 * 1024
 DEV_ONLY_SECRET = "dev-only-insecure-password"
 
 OutputFormat = FormatName | Literal["auto"]
+# API keys: a list (each key its own tenant) or tenant name -> that tenant's keys.
+KeySet = tuple[str, ...] | dict[str, tuple[str, ...]]
+# A tenant's name is its owner id in the database (at most 64 characters there).
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# JSON bodies (POST /uploads, webhooks…) are never larger than this; uploads stream.
+MAX_JSON_BODY_BYTES = 64 * 1024
+_RATE = re.compile(r"(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)")
+_RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """(requests, seconds) of "600/minute", "10/second", "1000/hour", "50/30s"."""
+    match = _RATE.fullmatch(text.strip().lower())
+    if match is None or int(match.group(1)) < 1 or match.group(2) == "0":
+        raise ValueError(f"not a rate: {text!r} (e.g. 600/minute, 10/second, 50/30s)")
+    unit = _RATE_UNIT_SECONDS[match.group(3)[0]]
+    return int(match.group(1)), int(match.group(2) or 1) * unit
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
@@ -148,13 +165,26 @@ class Settings(BaseSettings):
     broker_timeout_seconds: float = Field(default=3.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
 
-    # Security: empty means no API key is required. From the environment, either a
-    # JSON list or comma-separated; an empty value means none. With keys, a task
-    # belongs to the key that created it; admin keys see (and delete) every task.
-    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
-    admin_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # Security: empty means no API key is required. From the environment, a JSON list
+    # or comma-separated (each key its own tenant), or a JSON object naming tenants
+    # ({"tenant-a": ["key1", "key2"]}: several keys, one owner, so keys can rotate); an
+    # empty value means none. With keys, a task belongs to the tenant whose key created
+    # it; admin keys see (and delete) every task. services/tenancy.py reads these.
+    api_keys: Annotated[KeySet, NoDecode] = ()
+    admin_api_keys: Annotated[KeySet, NoDecode] = ()
     # Production refuses to start without keys unless this says so explicitly.
     allow_anonymous: bool = False
+    # Per-tenant limits (without keys: of the one scope every client shares). Tasks
+    # awaiting_upload, queued or processing: more uploads → 429 quota_exceeded.
+    key_max_active_tasks: int = Field(default=10_000, ge=1)
+    # Mutating requests per tenant, e.g. "600/minute" (GCRA in Redis, shared by every
+    # API process); unset: no rate limit. Past it: 429 rate_limited.
+    key_rate_limit: str | None = None
+    # POST /upload bodies one tenant sends at once (over every API process), beside
+    # max_concurrent_uploads per process: 429 too_many_concurrent_uploads.
+    key_max_concurrent_uploads: int = Field(default=8, ge=1)
+    # Open event streams and ?wait requests of one tenant: 429 too_many_followers.
+    key_max_followers: int = Field(default=500, ge=1)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Following a task (GET /tasks/{id}/events, ?wait=N): a Redis notification wakes
@@ -163,6 +193,9 @@ class Settings(BaseSettings):
     events_reread_seconds: float = Field(default=5.0, gt=0)
     # A comment line this often keeps proxies from closing a quiet event stream.
     events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # An event stream ends after this long (the client reconnects, EventSource does it
+    # by itself): a follower holds its slot and its re-reads for a bounded time.
+    events_max_stream_seconds: float = Field(default=600.0, gt=0)
 
     # Retention. Originals (which carry the EXIF/GPS the previews drop): "always",
     # "never" (removed once the task succeeds) or a duration after the task finished
@@ -228,18 +261,41 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         text = value.strip()
-        if text.startswith("["):
-            return tuple(json.loads(text))
+        if text.startswith(("[", "{")):
+            return json.loads(text)
         return tuple(item.strip() for item in text.split(",") if item.strip())
 
     @field_validator("api_keys", "admin_api_keys")
     @classmethod
-    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _keys_valid(cls, value: KeySet) -> KeySet:
+        keys = [k for ks in value.values() for k in ks] if isinstance(value, dict) else value
         # An unset variable pasted into the list ('[""]') must not make the empty
         # bearer token a valid key.
-        if any(not key.strip() for key in value):
+        if any(not key.strip() for key in keys):
             raise ValueError("API keys must not be empty or blank")
+        if isinstance(value, dict):
+            for name, tenant_keys in value.items():
+                # Not a 32-hex digest nor "anonymous": those are the owners of list-form
+                # keys and of a service without keys, and must never name a tenant.
+                if (
+                    not TENANT_NAME.fullmatch(name)
+                    or name == "anonymous"
+                    or re.fullmatch(r"[0-9a-f]{32}", name)
+                ):
+                    raise ValueError(f"tenant name {name!r}: 1-64 of A-Z a-z 0-9 . _ -")
+                if not tenant_keys:
+                    raise ValueError(f"tenant {name!r} has no key")
+        if len({key.strip() for key in keys}) != len(keys):
+            raise ValueError("an API key is listed twice")
         return value
+
+    @field_validator("key_rate_limit", mode="before")
+    @classmethod
+    def _rate_valid(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parse_rate(str(value))
+        return str(value).strip().lower()
 
     @field_validator("keep_originals")
     @classmethod
@@ -290,6 +346,11 @@ class Settings(BaseSettings):
     def keys_required(self) -> bool:
         """Whether requests need an API key (regular or admin)."""
         return bool(self.api_keys or self.admin_api_keys)
+
+    @property
+    def key_rate(self) -> tuple[int, int] | None:
+        """(requests, seconds) of ``key_rate_limit``; None when unset."""
+        return None if self.key_rate_limit is None else parse_rate(self.key_rate_limit)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -83,6 +83,13 @@ CODES: Final[dict[str, ErrorSpec]] = {
         503, True, "The server is low on disk space; try again later."
     ),
     "queue_full": ErrorSpec(503, True, "Too many tasks are waiting; try again shortly."),
+    # Per-tenant limits (services/tenancy.py), each answered before any body is read.
+    "request_too_large": ErrorSpec(413, False, "The request body is larger than 64 KiB."),
+    "request_timeout": ErrorSpec(408, True, "The request body was too slow to arrive."),
+    "quota_exceeded": ErrorSpec(429, True, "Too many unfinished tasks for this key."),
+    "rate_limited": ErrorSpec(429, True, "Too many requests for this key; slow down."),
+    "too_many_followers": ErrorSpec(429, True, "Too many open task followers for this key."),
+    "too_many_concurrent_uploads": ErrorSpec(429, True, "Too many uploads at once for this key."),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -256,6 +263,34 @@ class InsufficientStorage(ServiceUnavailable):
 
 class QueueFull(ServiceUnavailable):
     code = "queue_full"
+
+
+class RequestTooLarge(ImagepipeError):
+    code = "request_too_large"
+
+
+class RequestTimeout(ImagepipeError):
+    code = "request_timeout"
+
+
+class TenantLimit(ImagepipeError):
+    """A per-tenant limit: 429 with ``Retry-After``."""
+
+
+class QuotaExceeded(TenantLimit):
+    code = "quota_exceeded"
+
+
+class RateLimited(TenantLimit):
+    code = "rate_limited"
+
+
+class TooManyFollowers(TenantLimit):
+    code = "too_many_followers"
+
+
+class TooManyConcurrentUploads(TenantLimit):
+    code = "too_many_concurrent_uploads"
 
 
 class OriginalMissing(ImagepipeError):

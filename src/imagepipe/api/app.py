@@ -3,18 +3,24 @@ so importing this module connects to nothing."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from imagepipe import __version__, logs
 from imagepipe.api import errors
+from imagepipe.api.access import AccessControl, AccessMiddleware
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
@@ -26,12 +32,15 @@ from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
+from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.queue import CeleryQueue
-from imagepipe.services import events, webhooks
+from imagepipe.services import events, tenancy, webhooks
 from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
 from imagepipe.worker.celery_app import create_celery
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Here, not only in the CLI: `api --workers N` and `--reload` start fresh processes.
     logs.configure(settings)
     LimitedHttpToolsProtocol.configure(head_timeout=settings.request_head_timeout_seconds)
+    access = AccessControl(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,10 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # go to the broker after the commit; a lost publish is found by the sweep.
         webhooks.configure(queue.publish_delivery)
         listener = events.Listener(settings.redis_url)
+        sessions = async_session_factory(engine)
+        await _adopt_owners(sessions, access)
+        await access.start()
         state.start(
             Services(
                 engine=engine,
-                sessions=async_session_factory(engine),
+                sessions=sessions,
                 storage=storage,
                 queue=queue,
                 uploads=UploadGate(settings, storage),
@@ -70,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             state.start(None)
+            await access.stop()
             await listener.stop()
             events.configure(None)
             webhooks.configure(None)
@@ -87,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     state = attach(app, settings)
     errors.install(app)
+    # Added first, so innermost: its refusals still get CORS and the security headers.
+    # The stack is built at the first request, when keyed_routes is filled (below).
+    keyed_routes: list[APIRoute] = []
+    app.add_middleware(AccessMiddleware, control=access, routes=keyed_routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -96,15 +114,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(ObservedMiddleware, storage_origins=storage_origins(settings))
     app.include_router(health.router)
-    protected = [Depends(require_api_key)]
-    app.include_router(upload.router, tags=["tasks"], dependencies=protected)
-    app.include_router(direct.router, tags=["tasks"], dependencies=protected)
+    # Every route of these needs an API key (when keys are set): AccessMiddleware
+    # checks it before the body is read, require_api_key hands the tenant to routes.
+    keyed: list[APIRouter] = []
+
+    def include_keyed(router: APIRouter, **options: Any) -> None:
+        app.include_router(router, dependencies=[Depends(require_api_key)], **options)
+        keyed.append(router)
+
+    include_keyed(upload.router, tags=["tasks"])
+    include_keyed(direct.router, tags=["tasks"])
     # Authenticated by the upload token in its URL, like a presigned S3 PUT.
     app.include_router(direct.token_router, tags=["tasks"])
-    app.include_router(tasks.router, tags=["tasks"], dependencies=protected)
-    app.include_router(event_routes.router, tags=["tasks"], dependencies=protected)
-    app.include_router(webhook_routes.router, tags=["webhooks"], dependencies=protected)
-    app.include_router(metrics.router, dependencies=protected)
+    include_keyed(tasks.router, tags=["tasks"])
+    include_keyed(event_routes.router, tags=["tasks"])
+    include_keyed(webhook_routes.router, tags=["webhooks"])
+    include_keyed(metrics.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
+    keyed_routes.extend(r for router in keyed for r in router.routes if isinstance(r, APIRoute))
     return app
+
+
+async def _adopt_owners(sessions: async_sessionmaker[AsyncSession], access: AccessControl) -> None:
+    """Rows owned by a key of a named tenant become the tenant's (see
+    ``tenancy.adopt_owners``). At every start, so keys grouped later are adopted too;
+    a database that does not answer now is tried again at the next start."""
+    adoptions = access.keys.adoptions()
+    if not adoptions:
+        return
+    try:
+        async with sessions() as session:
+            moved = await session.run_sync(tenancy.adopt_owners, adoptions)
+            await session.commit()
+    except IntegrityError as error:  # another process adopting at the same moment
+        log.warning("tenant adoption deferred to the next start: %r", error)
+        return
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
+        log.warning("database unavailable: tenant adoption deferred to the next start")
+        return
+    if moved:
+        log.info("rows of grouped keys given to their tenants", extra={"rows": moved})

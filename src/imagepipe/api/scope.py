@@ -1,37 +1,27 @@
-"""Who is asking: the one notion of an owner. A task belongs to the owner that created
+"""Who is asking: the one notion of an owner. A task belongs to the tenant that created
 it (``tasks.owner_scope``); idempotency keys and webhook subscriptions are scoped by
 the same value.
 
-The owner is a digest of the bearer key (never the key itself), or ``anonymous``.
+The owner is a tenant's name, a digest of a list-form key (never the key itself), or
+``anonymous`` on a service without keys. ``imagepipe.api.access`` decides it before the
+route runs, from the bearer key, and leaves it in the request's scope.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy import ColumnElement
+from starlette.types import Scope
 
 from imagepipe.db.models import Task
+from imagepipe.services.tenancy import ANONYMOUS, key_digest
 
-ANONYMOUS = "anonymous"
+__all__ = ["ANONYMOUS", "Caller", "caller_of", "key_digest", "key_scope"]
 
-
-def key_digest(key: str) -> str:
-    return hashlib.sha256(key.strip().encode()).hexdigest()[:32]
-
-
-def key_scope(request: Request) -> str:
-    """The owner a request speaks for, from its bearer key; ``anonymous`` without one.
-
-    Whether the key is valid is ``require_api_key``'s business; this only names it.
-    """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return ANONYMOUS
-    return key_digest(token)
+# Where the access layer leaves the request's Caller in the ASGI scope.
+SCOPE_KEY = "imagepipe.caller"
 
 
 @dataclass(frozen=True)
@@ -44,9 +34,21 @@ class Caller:
 
     def may_see(self, task: Task) -> bool:
         # A row with no owner (written before owners were recorded, or while keys were
-        # off) matches no key's digest: with keys on, only admin keys see it.
+        # off) matches no tenant: with keys on, only admin keys see it.
         return self.sees_all or task.owner_scope == self.owner
 
     def visible_tasks(self) -> ColumnElement[bool] | None:
         """The WHERE clause for listing tasks; None when every task is visible."""
         return None if self.sees_all else Task.owner_scope == self.owner
+
+
+def caller_of(scope: Scope) -> Caller | None:
+    caller = scope.get(SCOPE_KEY)
+    return caller if isinstance(caller, Caller) else None
+
+
+def key_scope(request: Request) -> str:
+    """The owner a request speaks for: its tenant, as the access layer found it; a
+    request it did not authenticate speaks for no tenant: ``anonymous``."""
+    caller = caller_of(request.scope)
+    return caller.owner if caller else ANONYMOUS

@@ -58,6 +58,7 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_status_created_at", "status", "created_at"),
         Index("ix_tasks_owner_scope_created_at", "owner_scope", "created_at"),
+        Index("ix_tasks_owner_scope_status", "owner_scope", "status"),  # tenant quota
         # Retention: finished tasks by age.
         Index("ix_tasks_status_finished_at", "status", "finished_at"),
     )

@@ -1,5 +1,6 @@
-"""Follow one task until it ends: the row is re-read when a notification says it
-changed, and on a timer in case a notification was lost."""
+"""Follow one task until it ends: its status is re-read when a notification says it
+changed, and on a timer in case a notification was lost; the whole row (with its
+variants) only when the status moved."""
 
 from __future__ import annotations
 
@@ -24,28 +25,48 @@ async def read_task(sessions: async_sessionmaker[Any], task_id: uuid.UUID) -> Ta
         return task
 
 
+async def read_status(sessions: async_sessionmaker[Any], task_id: uuid.UUID) -> TaskStatus | None:
+    """The task's status alone: one primary-key lookup, no variant rows."""
+    async with sessions() as session:
+        status: TaskStatus | None = await session.scalar(
+            select(Task.status).where(Task.id == task_id, live())
+        )
+        return status
+
+
 async def follow(
     sessions: async_sessionmaker[Any],
     listener: Listener,
     task_id: uuid.UUID,
     *,
     reread_seconds: float,
+    deadline: float | None = None,
 ) -> AsyncIterator[Task]:
     """Yield the task now, then each time its status changes; stop once it has ended
-    (or was deleted)."""
+    (or was deleted), or at ``deadline`` (``anyio.current_time()``) if given."""
     with listener.follow(task_id) as changed:
         last: TaskStatus | None = None
         while True:
             changed.clear()  # before the read: a change after it sets the flag again
-            task = await read_task(sessions, task_id)
-            if task is None:
+            if last is not None:
+                status = await read_status(sessions, task_id)
+                if status is None:
+                    return
+            if last is None or status != last:
+                task = await read_task(sessions, task_id)
+                if task is None:
+                    return
+                if task.status != last:
+                    last = task.status
+                    yield task
+            if last in ENDED:
                 return
-            if task.status != last:
-                last = task.status
-                yield task
-            if task.status in ENDED:
-                return
-            with anyio.move_on_after(reread_seconds):
+            wait = reread_seconds
+            if deadline is not None:
+                wait = min(wait, deadline - anyio.current_time())
+                if wait <= 0:
+                    return
+            with anyio.move_on_after(wait):
                 await changed.wait()
 
 

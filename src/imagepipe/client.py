@@ -19,7 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import Any, TypedDict, cast
 from urllib.parse import quote
 
 import anyio
@@ -38,7 +38,10 @@ from rich.text import Text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 CHUNK_BYTES = 64 * 1024
-UPLOAD_ATTEMPTS = 3  # a 503 carries Retry-After: the service asks us to come back
+# A 503 (busy, a backend down) or a 429 (this key's limits) carries Retry-After: the
+# service asks us to come back, so each call that creates work tries this often.
+UPLOAD_ATTEMPTS = 3
+COME_BACK = (429, 503)
 MAX_RETRY_AFTER = 30.0
 # Before opening a broken event stream again.
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -89,6 +92,15 @@ class ServiceError(Exception):
         self.status = status
         self.retry_after = retry_after
 
+    @property
+    def come_back(self) -> bool:
+        """The service asked to be asked again later (429 or 503)."""
+        return self.status in COME_BACK
+
+    async def wait(self) -> None:
+        """Sleep as long as the service asked (at least a second, at most 30)."""
+        await anyio.sleep(min(max(self.retry_after, 1.0), MAX_RETRY_AFTER))
+
 
 def _error_from(response: httpx.Response) -> ServiceError:
     try:
@@ -130,18 +142,29 @@ def _multipart_frame(filename: str) -> tuple[bytes, bytes, str]:
 class Api:
     """The few calls the CLI makes, each raising ServiceError on any failure."""
 
-    def __init__(self, url: str, api_key: str | None, *, direct: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        direct: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport``: where requests go instead of the network (an app in-process,
+        a test's scripted server)."""
         self.direct = direct
         headers = {"Accept": "application/json", "User-Agent": "imagepipe-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         timeout = httpx.Timeout(30.0, connect=10.0)
         self.http = httpx.AsyncClient(
-            base_url=_normalise_url(url), headers=headers, timeout=timeout
+            base_url=_normalise_url(url), headers=headers, timeout=timeout, transport=transport
         )
         # The upload URL of a direct upload carries its own credential: it gets no API
         # key (a presigned S3 URL refuses a second Authorization).
-        self.bare = httpx.AsyncClient(timeout=timeout, headers={"User-Agent": "imagepipe-cli"})
+        self.bare = httpx.AsyncClient(
+            timeout=timeout, headers={"User-Agent": "imagepipe-cli"}, transport=transport
+        )
 
     async def __aenter__(self) -> Api:
         return self
@@ -178,10 +201,23 @@ class Api:
                 task_id: str = response.json()["task_id"]
                 return task_id
             error = _error_from(response)
-            if response.status_code != 503 or attempt == UPLOAD_ATTEMPTS:
+            if not error.come_back or attempt == UPLOAD_ATTEMPTS:
                 raise error
             advance(-sent)
-            await anyio.sleep(min(max(error.retry_after, 1.0), MAX_RETRY_AFTER))
+            await error.wait()
+        raise AssertionError("unreachable")
+
+    async def _call(self, method: str, url: str, expected: int, **kwargs: Any) -> httpx.Response:
+        """One request without a streamed body, asked again while the service answers
+        429 or 503 (up to UPLOAD_ATTEMPTS times, after its Retry-After)."""
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            response = await self._send(self.http.build_request(method, url, **kwargs))
+            if response.status_code == expected:
+                return response
+            error = _error_from(response)
+            if not error.come_back or attempt == UPLOAD_ATTEMPTS:
+                raise error
+            await error.wait()
         raise AssertionError("unreachable")
 
     async def upload_direct(self, path: Path, advance: Callable[[int], None]) -> str:
@@ -189,9 +225,7 @@ class Api:
         size = (await anyio.Path(path).stat()).st_size
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         payload = {"filename": path.name, "size_bytes": size, "content_type": content_type}
-        created = await self._send(self.http.build_request("POST", "/uploads", json=payload))
-        if created.status_code != 201:
-            raise _error_from(created)
+        created = await self._call("POST", "/uploads", 201, json=payload)
         body = created.json()
         upload = body["upload"]
 
@@ -208,9 +242,7 @@ class Api:
         stored = await self._send_bare(put)
         if stored.status_code >= 300:
             raise _error_from(stored)
-        completed = await self._send(self.http.build_request("POST", body["complete_url"]))
-        if completed.status_code != 202:
-            raise _error_from(completed)
+        completed = await self._call("POST", body["complete_url"], 202)
         task_id: str = completed.json()["task_id"]
         return task_id
 
@@ -282,9 +314,12 @@ class Api:
                             return task
                         state = task["status"]
                 except ServiceError as error:
-                    if error.status and error.status < 500:
+                    if error.status and error.status < 500 and not error.come_back:
                         raise
                     state = f"last try: {error.code}"
+                    if error.come_back:  # too many followers of this key: as it asks
+                        await error.wait()
+                        continue
                 await anyio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
         raise ServiceError("wait_timeout", f"not finished after {max_wait:g} s ({state})")
 

@@ -5,6 +5,11 @@
   const KEY_STORAGE = "imagepipe.apiKey";
   const RETRY_DELAY_MS = 2000;
   const MAX_STREAM_FAILURES = 30;
+  // A 429 (this key's limits) or a 503 (busy, a backend down) says when to come back
+  // (Retry-After): a call that creates work is tried this often, waiting as asked.
+  const COME_BACK = new Set([429, 503]);
+  const ATTEMPTS = 3;
+  const MAX_RETRY_AFTER_MS = 30000;
   const RECENT_PAGE_SIZE = 10;
   const DONE = new Set(["succeeded", "failed"]);
   const STATUS_LABELS = {
@@ -65,18 +70,29 @@
   }
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, retryAfter = 0) {
       super(message);
       this.status = status;
       this.code = code;
+      this.retryAfter = retryAfter; // seconds, from the Retry-After header
+    }
+
+    get comeBack() {
+      return COME_BACK.has(this.status);
+    }
+
+    // How long to wait before asking again: as the service said, within bounds.
+    get delayMs() {
+      return Math.min(Math.max(this.retryAfter * 1000, 1000), MAX_RETRY_AFTER_MS);
     }
   }
 
   // Every error of the service has the shape {"error": {"code", "message"}}.
-  function errorFrom(status, body) {
+  function errorFrom(status, body, retryAfter) {
+    const seconds = Number.parseFloat(retryAfter || "0") || 0;
     const error = body && typeof body === "object" ? body.error : null;
-    if (error && error.code) return new ApiError(status, error.code, error.message || "");
-    return new ApiError(status, `http_${status}`, `The service answered HTTP ${status}.`);
+    if (error && error.code) return new ApiError(status, error.code, error.message || "", seconds);
+    return new ApiError(status, `http_${status}`, `The service answered HTTP ${status}.`, seconds);
   }
 
   async function getJson(path) {
@@ -91,7 +107,19 @@
     return body;
   }
 
+  // POST, asked again while the service answers 429 or 503 (after its Retry-After).
   async function postJson(path, body) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await postJsonOnce(path, body);
+      } catch (error) {
+        if (!error.comeBack || attempt >= ATTEMPTS) throw error;
+        await sleep(error.delayMs);
+      }
+    }
+  }
+
+  async function postJsonOnce(path, body) {
     const headers = { Accept: "application/json", ...authHeaders() };
     if (body !== null) headers["Content-Type"] = "application/json";
     let response;
@@ -105,7 +133,7 @@
       throw new ApiError(0, "network_error", "Could not reach the service.");
     }
     const answer = await response.json().catch(() => null);
-    if (!response.ok) throw errorFrom(response.status, answer);
+    if (!response.ok) throw errorFrom(response.status, answer, response.headers.get("Retry-After"));
     return answer;
   }
 
@@ -126,7 +154,10 @@
     } catch {
       throw new ApiError(0, "network_error", "Could not reach the service.");
     }
-    if (!response.ok) throw errorFrom(response.status, await response.json().catch(() => null));
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      throw errorFrom(response.status, body, response.headers.get("Retry-After"));
+    }
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     let event = "message";
@@ -293,7 +324,9 @@
           this.progress.value = 100;
           this.detail.textContent = "Sent; waiting for the service…";
         });
-        xhr.addEventListener("load", () => resolve({ status: xhr.status, response: xhr.response }));
+        xhr.addEventListener("load", () =>
+          resolve({ status: xhr.status, response: xhr.response, retryAfter: xhr.getResponseHeader("Retry-After") }),
+        );
         xhr.addEventListener("error", () => reject(new ApiError(0, "network_error", "The upload did not reach the service.")));
         xhr.send(body);
       });
@@ -303,16 +336,23 @@
     async sendProxied() {
       const form = new FormData();
       form.append("file", this.file, this.file.name);
-      let answer;
-      try {
-        answer = await this.transfer("POST", "/upload", { Accept: "application/json", ...authHeaders() }, form);
-      } catch (error) {
-        this.showError(error);
-        return null;
+      for (let attempt = 1; ; attempt += 1) {
+        let answer;
+        try {
+          answer = await this.transfer("POST", "/upload", { Accept: "application/json", ...authHeaders() }, form);
+        } catch (error) {
+          this.showError(error);
+          return null;
+        }
+        if (answer.status === 202 && answer.response && answer.response.task_id) return answer.response;
+        const error = errorFrom(answer.status, answer.response, answer.retryAfter);
+        if (!error.comeBack || attempt >= ATTEMPTS) {
+          this.showError(error);
+          return null;
+        }
+        this.detail.textContent = `${error.message} Trying again in ${Math.round(error.delayMs / 1000)} s…`;
+        await sleep(error.delayMs);
       }
-      if (answer.status === 202 && answer.response && answer.response.task_id) return answer.response;
-      this.showError(errorFrom(answer.status, answer.response));
-      return null;
     }
 
     // POST /uploads, PUT the bytes where it says (S3 itself, or the API's own upload
@@ -400,14 +440,14 @@
           throw new ApiError(0, "stream_ended", "The status stream ended early.");
         } catch (error) {
           // Transient trouble (network, 5xx, a cut stream): open it again for a while.
-          const transient = error.status === 0 || error.status >= 500;
+          const transient = error.status === 0 || error.status >= 500 || error.comeBack;
           failures += 1;
           if (!transient || failures > MAX_STREAM_FAILURES) {
             this.showError(error, "failed");
             return;
           }
           this.detail.textContent = `Lost contact with the service (${error.code}); retrying…`;
-          await sleep(RETRY_DELAY_MS);
+          await sleep(error.comeBack ? error.delayMs : RETRY_DELAY_MS);
         }
       }
     }

@@ -419,6 +419,44 @@ def many_page_tiff(
     return bytes(out)
 
 
+def hopping_page_tiff(pages: int, *, regions: int, region_bytes: int) -> bytes:
+    """A TIFF of ``pages`` 1x1 pages whose page chain hops between ``regions`` regions
+    of ``region_bytes`` each: page i's directory is in region i % regions. Each hop is
+    ``region_bytes`` or more from the last, so a reader that keeps one block of a
+    smaller size fetches a block per page.
+    """
+    fields = [  # (tag, value): a 1x1 greyscale page, its one byte at offset 8
+        (256, 1), (257, 1), (258, 8), (259, 1), (262, 1), (273, 8), (277, 1), (278, 1), (279, 1)
+    ]  # fmt: skip
+    entries = b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in fields)
+    ifd_size = 2 + len(entries) + 4
+    used = [0] * regions
+    offsets = []
+    for page in range(pages):
+        region = page % regions
+        offsets.append(region * region_bytes + 16 + used[region] * ifd_size)
+        used[region] += 1
+    if 16 + max(used) * ifd_size > region_bytes:
+        raise ValueError("the regions are too small for the pages")
+    out = bytearray(regions * region_bytes)
+    out[:8] = b"II*\0" + struct.pack("<I", offsets[0])
+    for page, offset in enumerate(offsets):
+        following = offsets[page + 1] if page + 1 < pages else 0
+        out[offset : offset + ifd_size] = (
+            struct.pack("<H", len(fields)) + entries + struct.pack("<I", following)
+        )
+    return bytes(out)
+
+
+def gif_of_one_byte_sub_blocks(sub_blocks: int) -> bytes:
+    """A valid 1x1 GIF whose one frame's data is ``sub_blocks`` sub-blocks of one byte:
+    a frame walk takes a step per sub-block (the first code is a clear, the rest is
+    ignored after the end code)."""
+    header = b"GIF89a" + struct.pack("<HH", 1, 1) + bytes([0x80, 0, 0]) + bytes(6)
+    lzw = bytes([2, 1, 0x4C, 1, 0x01]) + b"\x01\x00" * (sub_blocks - 2) + b"\0"
+    return header + b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + lzw + b";"
+
+
 def webp_with_oversized_frame() -> bytes:
     """A 10x10 animated WebP whose second frame (ANMF) holds a 1000x1000 image."""
     frames = [Image.new("RGB", (10, 10), colour) for colour in (RED, GREEN)]

@@ -23,6 +23,7 @@ libwebp refuse such files), and only the first page of a TIFF is ever decoded.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -42,11 +43,23 @@ class Walk:
     largest: tuple[int, int]  # the largest of those sizes
 
 
-def walk(image: Image.Image, fp: BinaryIO, *, max_frames: int, max_pixels: int) -> Walk:
+def _no_step() -> None:
+    return None
+
+
+def walk(
+    image: Image.Image,
+    fp: BinaryIO,
+    *,
+    max_frames: int,
+    max_pixels: int,
+    step: Callable[[], None] = _no_step,
+) -> Walk:
     """The frames of ``image`` (opened from ``fp``), walked until ``max_frames`` or
     ``max_pixels`` is passed (GIF and TIFF; other formats report Pillow's count).
 
-    The position of ``fp`` is restored, so Pillow's reading is not disturbed.
+    ``step`` is called once per frame or block walked: the caller's CPU budget. The
+    position of ``fp`` is restored, so Pillow's reading is not disturbed.
     """
     width, height = image.size
     if image.format not in ("GIF", "TIFF"):
@@ -56,17 +69,19 @@ def walk(image: Image.Image, fp: BinaryIO, *, max_frames: int, max_pixels: int) 
     try:
         fp.seek(0)
         if image.format == "GIF":
-            gif = _walk_gif(fp, max_frames=max_frames, max_pixels=max_pixels)
+            gif = _walk_gif(fp, max_frames=max_frames, max_pixels=max_pixels, step=step)
             return gif or Walk(1, width * height, image.size)
         # Only the first page is ever decoded; every page counts at the first one's size.
         limit = min(max_frames, max_pixels // (width * height))
-        pages = _count_tiff_pages(fp, limit=limit)
+        pages = _count_tiff_pages(fp, limit=limit, step=step)
         return Walk(pages, pages * width * height, image.size)
     finally:
         fp.seek(position)
 
 
-def _walk_gif(fp: BinaryIO, *, max_frames: int, max_pixels: int) -> Walk | None:
+def _walk_gif(
+    fp: BinaryIO, *, max_frames: int, max_pixels: int, step: Callable[[], None]
+) -> Walk | None:
     header = fp.read(13)  # signature + logical screen descriptor
     if len(header) < 13:
         return None
@@ -74,6 +89,7 @@ def _walk_gif(fp: BinaryIO, *, max_frames: int, max_pixels: int) -> Walk | None:
     _skip_colour_table(fp, header[10])
     frames = pixels = 0
     while frames <= max_frames and pixels <= max_pixels:
+        step()
         block = fp.read(1)
         if not block or block[0] == _TRAILER:
             break
@@ -89,10 +105,10 @@ def _walk_gif(fp: BinaryIO, *, max_frames: int, max_pixels: int) -> Walk | None:
             pixels += canvas_width * canvas_height
             _skip_colour_table(fp, descriptor[8])
             fp.read(1)  # LZW minimum code size
-            _skip_sub_blocks(fp)
+            _skip_sub_blocks(fp, step)
         elif block[0] == _EXTENSION:
             fp.read(1)  # extension label
-            _skip_sub_blocks(fp)
+            _skip_sub_blocks(fp, step)
         else:
             break  # garbage after the last frame: the count ends, nothing past it is decoded
     if frames == 0:
@@ -105,15 +121,16 @@ def _skip_colour_table(fp: BinaryIO, flags: int) -> None:
         fp.seek(3 << ((flags & 0x07) + 1), 1)
 
 
-def _skip_sub_blocks(fp: BinaryIO) -> None:
+def _skip_sub_blocks(fp: BinaryIO, step: Callable[[], None]) -> None:
     while True:
+        step()
         size = fp.read(1)
         if not size or size[0] == 0:
             return
         fp.seek(size[0], 1)
 
 
-def _count_tiff_pages(fp: BinaryIO, *, limit: int) -> int:
+def _count_tiff_pages(fp: BinaryIO, *, limit: int, step: Callable[[], None]) -> int:
     """Follow the IFD chain: entry count, skip the entries, read the next offset.
 
     Classic TIFF and BigTIFF, either byte order, decided as Pillow decides (BigTIFF
@@ -136,6 +153,7 @@ def _count_tiff_pages(fp: BinaryIO, *, limit: int) -> int:
     seen: set[int] = set()
     pages = 0
     while offset and offset not in seen and pages <= limit:
+        step()
         seen.add(offset)
         pages += 1
         fp.seek(offset)

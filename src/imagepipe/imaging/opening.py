@@ -8,9 +8,9 @@ Pillow holds it at (a GIF frame can grow the canvas), <= max_pixels; frames <=
 max_frames; the largest decoded frame <= max_decoded_bytes. While an image is open
 here, Pillow's own limit (``Image.MAX_IMAGE_PIXELS``) is the pixel cap too, so Pillow
 refuses a frame over it wherever it meets one, before allocating it. Header parsing
-itself is bounded too (``HeaderBudget``): Pillow's parsers loop over chunks, segments
-and pages in Python, and a file made of a million empty chunks would hold a thread for
-seconds.
+and the frame walk are bounded too (``HeaderBudget``): Pillow's parsers loop over
+chunks, segments and pages in Python, and a file made of a million empty chunks would
+hold a thread for seconds.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class HeaderBudget(io.RawIOBase):
         self._max_reads = max_reads
         self._cpu_seconds = cpu_seconds
         self._reads = 0
+        self._steps = 0
         self._cpu_start = time.thread_time()
         self.armed = True
 
@@ -100,9 +101,20 @@ class HeaderBudget(io.RawIOBase):
         if self._reads > self._max_reads:
             raise HeaderTooComplex(f"more than {self._max_reads} reads")
         if self._reads % _CHECK_CPU_EVERY == 0:
-            spent = time.thread_time() - self._cpu_start
-            if spent > self._cpu_seconds:
-                raise HeaderTooComplex(f"more than {self._cpu_seconds} s of CPU")
+            self._check_cpu()
+
+    def step(self) -> None:
+        """One step of a frame walk (which reads the file directly): charged to the
+        same CPU clock as the header, not to the reads, since a long animation
+        legitimately takes more steps than a header takes reads."""
+        self._steps += 1
+        if self._steps % _CHECK_CPU_EVERY == 0:
+            self._check_cpu()
+
+    def _check_cpu(self) -> None:
+        spent = time.thread_time() - self._cpu_start
+        if spent > self._cpu_seconds:
+            raise HeaderTooComplex(f"more than {self._cpu_seconds} s of CPU")
 
     def read(self, size: int | None = -1) -> bytes:
         self._charge()
@@ -168,7 +180,7 @@ def open_image(source: Path | BinaryIO, limits: Limits) -> Iterator[Opened]:
         image = _open(fp, limits)
         with image:
             try:
-                count = _check_caps(image, raw, limits)
+                count = _check_caps(image, raw, limits, fp)
             except HeaderTooComplex as exc:
                 raise InvalidImage(f"The frame structure is too complex ({exc}).") from exc
             fp.armed = False
@@ -289,7 +301,9 @@ def check_frame(size: tuple[int, int], mode: str, limits: Limits, *, first: bool
 LATER_FRAME_MODE = "RGBA"
 
 
-def _check_caps(image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits) -> int:
+def _check_caps(
+    image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits, budget: HeaderBudget
+) -> int:
     """Raise unless the pixel, frame and decoded-bytes caps hold; return the frames."""
     max_pixels, max_frames = limits.max_pixels, limits.max_frames
     width, height = image.size
@@ -299,7 +313,9 @@ def _check_caps(image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits) -> in
     if image.format == "MPO":
         return 1
     try:
-        walk = frames.walk(image, raw, max_frames=max_frames, max_pixels=max_pixels)
+        walk = frames.walk(
+            image, raw, max_frames=max_frames, max_pixels=max_pixels, step=budget.step
+        )
     except BAD_BYTES_ERRORS as exc:
         raise InvalidImage("The frame structure cannot be parsed.") from exc
     if walk.frames > max_frames:

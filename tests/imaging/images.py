@@ -265,6 +265,75 @@ def animated_gif(path: Path, frames: int, size: tuple[int, int] = (40, 30)) -> P
     return path
 
 
+GIF_COLOURS = (WHITE, RED, GREEN, (0, 0, 255))  # the global colour table of gif_with_frames
+
+
+def gif_with_frames(
+    screen: tuple[int, int], frames: list[tuple[int, int, int, int]], *, loop: bool = True
+) -> bytes:
+    """An animated GIF of a ``screen`` logical screen whose frame i covers the rectangle
+    (left, top, width, height) ``frames[i]`` in one colour, ``GIF_COLOURS[1 + i % 3]``.
+
+    Written by hand, so a frame may reach past the screen (Pillow then grows the
+    canvas), and a 9000x9000 frame of one colour takes about 70 KB and no memory.
+    """
+    out = bytearray(b"GIF89a" + struct.pack("<HH", *screen) + bytes([0x81, 0, 0]))
+    out += b"".join(bytes(colour) for colour in GIF_COLOURS)  # 4 colours: flags & 7 == 1
+    if loop:
+        out += b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    for index, (left, top, width, height) in enumerate(frames):
+        out += b"!\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 100 ms
+        out += b"," + struct.pack("<HHHHB", left, top, width, height, 0)
+        out += _lzw_one_colour(1 + index % 3, width * height, min_code_size=2)
+    return bytes(out + b";")
+
+
+def _lzw_one_colour(index: int, pixels: int, *, min_code_size: int) -> bytes:
+    """GIF LZW data for ``pixels`` pixels of colour ``index``, in sub-blocks.
+
+    One colour makes the table a chain: the n-th code after a clear stands for n
+    pixels, so k codes cover k(k+1)/2 pixels. The table is cleared after 3000 codes,
+    before it fills, so no decoder's full-table rule is involved.
+    """
+    clear = 1 << min_code_size
+    end = clear + 1
+    packed = bytearray()
+    bits = width = 0
+    pending = 0
+
+    def emit(code: int) -> None:
+        nonlocal bits, pending
+        pending |= code << bits
+        bits += width
+        while bits >= 8:
+            packed.append(pending & 0xFF)
+            pending >>= 8
+            bits -= 8
+
+    width = min_code_size + 1
+    emit(clear)
+    codes = 0  # since the last clear
+    left = pixels
+    while left:
+        run = min(codes + 1, left)
+        emit(index if run == 1 else end + run - 1)
+        left -= run
+        codes += 1
+        if end + codes >= 1 << width and width < 12:
+            width += 1  # as the decoder widens on reading this code
+        if codes == 3000 and left:
+            emit(clear)
+            width, codes = min_code_size + 1, 0
+    emit(end)
+    if bits:
+        packed.append(pending & 0xFF)
+    blocks = bytearray([min_code_size])
+    for start in range(0, len(packed), 255):
+        chunk = packed[start : start + 255]
+        blocks += bytes([len(chunk)]) + chunk
+    return bytes(blocks + b"\0")
+
+
 def png_bytes(width: int, height: int, *, ihdr_crc_ok: bool = True) -> bytes:
     """A PNG with an arbitrary declared size and a tiny IDAT: the header is all that counts."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -348,6 +417,94 @@ def many_page_tiff(
         else:
             out += struct.pack("<H", len(fields)) + entries + struct.pack("<I", following)
     return bytes(out)
+
+
+def hopping_page_tiff(pages: int, *, regions: int, region_bytes: int) -> bytes:
+    """A TIFF of ``pages`` 1x1 pages whose page chain hops between ``regions`` regions
+    of ``region_bytes`` each: page i's directory is in region i % regions. Each hop is
+    ``region_bytes`` or more from the last, so a reader that keeps one block of a
+    smaller size fetches a block per page.
+    """
+    fields = [  # (tag, value): a 1x1 greyscale page, its one byte at offset 8
+        (256, 1), (257, 1), (258, 8), (259, 1), (262, 1), (273, 8), (277, 1), (278, 1), (279, 1)
+    ]  # fmt: skip
+    entries = b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in fields)
+    ifd_size = 2 + len(entries) + 4
+    used = [0] * regions
+    offsets = []
+    for page in range(pages):
+        region = page % regions
+        offsets.append(region * region_bytes + 16 + used[region] * ifd_size)
+        used[region] += 1
+    if 16 + max(used) * ifd_size > region_bytes:
+        raise ValueError("the regions are too small for the pages")
+    out = bytearray(regions * region_bytes)
+    out[:8] = b"II*\0" + struct.pack("<I", offsets[0])
+    for page, offset in enumerate(offsets):
+        following = offsets[page + 1] if page + 1 < pages else 0
+        out[offset : offset + ifd_size] = (
+            struct.pack("<H", len(fields)) + entries + struct.pack("<I", following)
+        )
+    return bytes(out)
+
+
+def gif_of_one_byte_sub_blocks(sub_blocks: int) -> bytes:
+    """A valid 1x1 GIF whose one frame's data is ``sub_blocks`` sub-blocks of one byte:
+    a frame walk takes a step per sub-block (the first code is a clear, the rest is
+    ignored after the end code)."""
+    header = b"GIF89a" + struct.pack("<HH", 1, 1) + bytes([0x80, 0, 0]) + bytes(6)
+    lzw = bytes([2, 1, 0x4C, 1, 0x01]) + b"\x01\x00" * (sub_blocks - 2) + b"\0"
+    return header + b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + lzw + b";"
+
+
+def webp_with_oversized_frame() -> bytes:
+    """A 10x10 animated WebP whose second frame (ANMF) holds a 1000x1000 image."""
+    frames = [Image.new("RGB", (10, 10), colour) for colour in (RED, GREEN)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    chunks = _riff_chunks(buffer.getvalue())
+    big = io.BytesIO()
+    Image.new("RGB", (1000, 1000), WHITE).save(big, "WEBP", lossless=True)
+    (bitstream,) = [body for kind, body in _riff_chunks(big.getvalue()) if kind == b"VP8L"]
+    second = [index for index, (kind, _) in enumerate(chunks) if kind == b"ANMF"][1]
+    header = bytearray(chunks[second][1][:16])  # x, y, width - 1, height - 1 (24 bits each)
+    header[6:12] = (999).to_bytes(3, "little") * 2
+    chunks[second] = (b"ANMF", bytes(header) + _riff_chunk(b"VP8L", bitstream))
+    body = b"".join(_riff_chunk(kind, data) for kind, data in chunks)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, position = [], 12
+    while position + 8 <= len(data):
+        kind = data[position : position + 4]
+        (size,) = struct.unpack("<I", data[position + 4 : position + 8])
+        chunks.append((kind, data[position + 8 : position + 8 + size]))
+        position += 8 + size + (size & 1)
+    return chunks
+
+
+def _riff_chunk(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def apng_with_oversized_frame() -> bytes:
+    """A 10x10 APNG whose second frame control (fcTL) declares 1000x1000."""
+    frames = [Image.new("RGB", (10, 10), colour) for colour in (RED, GREEN)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:])
+    data = buffer.getvalue()
+    chunks, position = [], 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        body = data[position + 8 : position + 8 + length]
+        chunks.append((data[position + 4 : position + 8], body))
+        position += 12 + length
+    second = [index for index, (kind, _) in enumerate(chunks) if kind == b"fcTL"][1]
+    body = bytearray(chunks[second][1])
+    body[4:12] = struct.pack(">II", 1000, 1000)  # width, height
+    chunks[second] = (b"fcTL", bytes(body))
+    return data[:8] + b"".join(_chunk(kind, body) for kind, body in chunks)
 
 
 def png_with_private_chunks(count: int, size: tuple[int, int] = (1, 1)) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -39,19 +40,31 @@ def test_sniff(head: bytes, name: str | None) -> None:
     assert sniff.detect(head) == name
 
 
-def test_gif_frame_count_stops_past_the_limit(tmp_path: Path) -> None:
+def test_gif_frame_walk_stops_past_either_cap(tmp_path: Path) -> None:
     path = images.animated_gif(tmp_path / "a.gif", frames=40, size=(8, 8))
     with Image.open(path) as image, path.open("rb") as fp:
-        assert frames.count_frames(image, fp, limit=1000) == 40
-        assert frames.count_frames(image, fp, limit=5) == 6
+        assert frames.walk(image, fp, max_frames=1000, max_pixels=10**6) == frames.Walk(
+            40, 40 * 64, (8, 8)
+        )
+        assert frames.walk(image, fp, max_frames=5, max_pixels=10**6).frames == 6
+        assert frames.walk(image, fp, max_frames=1000, max_pixels=64 * 9).frames == 10
         assert fp.tell() == 0  # position restored
         assert image.n_frames == 40  # Pillow agrees on the full count
 
 
-def test_frame_count_of_single_images(tmp_path: Path) -> None:
+def test_gif_frame_walk_grows_the_canvas_as_pillow_does(tmp_path: Path) -> None:
+    data = images.gif_with_frames((10, 10), [(0, 0, 10, 10), (5, 0, 20, 4), (0, 0, 3, 3)])
+    with Image.open(io.BytesIO(data)) as image:
+        walked = frames.walk(image, io.BytesIO(data), max_frames=10, max_pixels=10**6)
+        assert walked == frames.Walk(3, 100 + 250 + 250, (25, 10))
+        image.seek(2)
+        assert image.size == (25, 10)
+
+
+def test_frame_walk_of_single_images(tmp_path: Path) -> None:
     path = images.save(images.photo((8, 8)), tmp_path / "a.gif")
     with Image.open(path) as image, path.open("rb") as fp:
-        assert frames.count_frames(image, fp, limit=10) == 1
+        assert frames.walk(image, fp, max_frames=10, max_pixels=100) == frames.Walk(1, 64, (8, 8))
 
 
 @pytest.mark.parametrize(

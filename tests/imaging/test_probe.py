@@ -12,6 +12,7 @@ from PIL import Image, ImageFile
 
 from imagepipe.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from imagepipe.imaging import ImageInfo, probe
+from imagepipe.imaging.opening import Limits, open_image
 from tests.imaging import images
 
 ALLOWED = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
@@ -106,21 +107,33 @@ def test_pixel_cap_from_a_huge_declared_header_without_allocating(tmp_path: Path
         _probe(path)
 
 
-def test_pillow_bomb_warning_is_too_large_and_leaves_no_global_state(tmp_path: Path) -> None:
-    # 10000 x 10000 lies between Pillow's warning and error thresholds.
+def test_pillow_bomb_warning_is_too_large_and_leaves_pillow_as_it_was(tmp_path: Path) -> None:
+    # Pillow's limit is the cap while the image is open: 10000 x 10000 lies between
+    # its warning and error thresholds, and the warning is ours.
     path = _write(tmp_path, "warn.png", images.png_bytes(10_000, 10_000))
     filters_before = list(warnings.filters)
-    cap_before = Image.MAX_IMAGE_PIXELS
-    with pytest.raises(ImageTooLarge):
-        _probe(path, cap=10**12)
+    limit_before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageTooLarge, match="cap of 60000000"):
+        _probe(path, cap=60_000_000)
     assert warnings.filters == filters_before
-    assert cap_before == Image.MAX_IMAGE_PIXELS
+    assert limit_before == Image.MAX_IMAGE_PIXELS
 
 
-def test_own_cap_applies_below_pillows(tmp_path: Path) -> None:
+def test_pillows_limit_is_the_cap_while_an_image_is_open(tmp_path: Path) -> None:
+    path = images.save(images.photo((20, 10)), tmp_path / "a.png")
+    limit_before = Image.MAX_IMAGE_PIXELS
+    with open_image(path, Limits(allowed_formats=ALLOWED, max_pixels=1234)):
+        assert Image.MAX_IMAGE_PIXELS == 1234
+        with open_image(path, Limits(allowed_formats=ALLOWED, max_pixels=5678)):
+            assert Image.MAX_IMAGE_PIXELS == 5678  # the larger: never refuses what a cap allows
+        assert Image.MAX_IMAGE_PIXELS == 1234
+    assert limit_before == Image.MAX_IMAGE_PIXELS
+
+
+def test_own_cap_applies_below_pillows_default(tmp_path: Path) -> None:
     path = images.save(images.photo((200, 100)), tmp_path / "a.png")
     assert _probe(path, cap=20_000).width == 200
-    with pytest.raises(ImageTooLarge, match="200x100"):
+    with pytest.raises(ImageTooLarge, match="cap of 19999"):
         _probe(path, cap=19_999)
 
 
@@ -160,16 +173,18 @@ def test_truncated_jpeg_with_a_good_header_passes(tmp_path: Path) -> None:
     assert _probe(path) == ImageInfo(format="JPEG", width=300, height=200, frames=1)
 
 
-def test_concurrent_probes_restore_warning_filters(tmp_path: Path) -> None:
+def test_concurrent_probes_restore_warning_filters_and_pillows_limit(tmp_path: Path) -> None:
+    # 10000 x 10000 lies in Pillow's warning band for a cap of 60 MP.
     bomb = _write(tmp_path, "warn.png", images.png_bytes(10_000, 10_000))
     good = images.save(images.photo((20, 20)), tmp_path / "good.png")
     filters_before = list(warnings.filters)
+    limit_before = Image.MAX_IMAGE_PIXELS
     barrier = threading.Barrier(8)
 
     def one(index: int) -> str:
         barrier.wait()
         try:
-            return _probe(bomb if index % 2 else good, cap=10**12).format
+            return _probe(bomb if index % 2 else good, cap=60_000_000).format
         except ImageTooLarge:
             return "too large"
 
@@ -177,6 +192,7 @@ def test_concurrent_probes_restore_warning_filters(tmp_path: Path) -> None:
         results = list(pool.map(one, range(64)))
     assert results.count("too large") == 32
     assert warnings.filters == filters_before
+    assert limit_before == Image.MAX_IMAGE_PIXELS
 
 
 def test_mpo_counts_as_a_single_jpeg(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ and each frame is decoded, resized and handed to libwebp's animation encoder bef
 the next one is decoded (never all frames at full size, nor all resized frames). The
 encoder is Pillow's own: it iterates an image's frames with ``seek``, so
 ``_ResizedFrames`` is an image whose frames are made on demand.
+
+Each frame is checked against the caps once seeked to and before it is decoded: a
+GIF frame can grow the canvas, so the first frame's size says nothing of the others.
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from imagepipe.errors import InvalidImage
+from imagepipe.errors import ImageTooLarge, InvalidImage
 from imagepipe.imaging import colour, geometry
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.imaging.geometry import Size
-from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
+from imagepipe.imaging.opening import (
+    BAD_BYTES_ERRORS,
+    BOMB_ERRORS,
+    LATER_FRAME_MODE,
+    Limits,
+    check_frame,
+    open_image,
+)
 
 # Sources whose animation is kept. APNG and multi-page TIFF give a still.
 ANIMATED_SOURCES = frozenset({"GIF", "WEBP"})
@@ -44,8 +54,18 @@ def animated_webp(
     with open_image(source, limits) as opened:
         try:
             return _encode(
-                opened.image, opened.frames, target, max_frames, quality, orientation, icc_profile
+                opened.image,
+                opened.frames,
+                target,
+                limits,
+                max_frames,
+                quality,
+                orientation,
+                icc_profile,
             )
+        except BOMB_ERRORS as exc:
+            # Pillow met a frame over the pixel cap (its limit while the image is open).
+            raise ImageTooLarge("A frame of the animation is over the pixel cap.") from exc
         except BAD_BYTES_ERRORS as exc:
             # A later frame can be damaged where the first was fine: the same error
             # as for any image that cannot be decoded.
@@ -56,6 +76,7 @@ def _encode(
     image: Image.Image,
     count: int,
     target: Size,
+    limits: Limits,
     max_frames: int,
     quality: int,
     orientation: int,
@@ -66,6 +87,7 @@ def _encode(
         image,
         count=min(count, max_frames),
         target=target,
+        limits=limits,
         orientation=orientation,
         icc_profile=icc_profile,
     )
@@ -94,12 +116,15 @@ class _ResizedFrames(Image.Image):
         *,
         count: int,
         target: Size,
+        limits: Limits,
         orientation: int,
         icc_profile: bytes | None,
     ) -> None:
         super().__init__()
         self._source = source
         self._count = count
+        self._limits = limits
+        self._pixels = 0  # of the source frames decoded so far, each at its own size
         self._stored_target = geometry.stored(target, orientation)
         self._orientation = orientation
         self._icc_profile = icc_profile
@@ -122,6 +147,7 @@ class _ResizedFrames(Image.Image):
         if frame == self._frame:
             return
         self._source.seek(frame)
+        self._check(frame)
         self._source.load()  # WebP sets the frame's duration while loading it
         duration = self._source.info.get("duration", 100)
         if frame == len(self.durations):
@@ -137,3 +163,18 @@ class _ResizedFrames(Image.Image):
         self._mode = image.mode
         self._size = image.size
         self._frame = frame
+
+    def _check(self, frame: int) -> None:
+        """The frame just seeked to, before it is decoded: its own size (a GIF frame
+        may have grown the canvas) against both caps, and the frames so far against
+        the pixel cap, as the header walk counted them."""
+        size = self._source.size
+        mode = self._source.mode if frame == 0 else LATER_FRAME_MODE
+        check_frame(size, mode, self._limits, first=frame == 0)
+        if frame == len(self.durations):  # each frame once, though every variant seeks it
+            self._pixels += size[0] * size[1]
+            if self._pixels > self._limits.max_pixels:
+                raise ImageTooLarge(
+                    f"The animation's first {frame + 1} frames have {self._pixels} pixels, "
+                    f"more than the cap of {self._limits.max_pixels}."
+                )

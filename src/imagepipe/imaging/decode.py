@@ -8,11 +8,11 @@ from typing import BinaryIO
 
 from PIL import ExifTags, Image
 
-from imagepipe.errors import InvalidImage
+from imagepipe.errors import ImageTooLarge, InvalidImage
 from imagepipe.imaging import colour, facts, geometry, resample
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.geometry import Size
-from imagepipe.imaging.opening import BAD_BYTES_ERRORS, Limits, open_image
+from imagepipe.imaging.opening import BAD_BYTES_ERRORS, BOMB_ERRORS, Limits, open_image
 
 
 @dataclass
@@ -69,6 +69,9 @@ def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decode
                 icc_profile=icc_profile if isinstance(icc_profile, bytes) else None,
                 has_alpha=working.mode in colour.ALPHA_MODES,
             )
+        except BOMB_ERRORS as exc:
+            # Pillow met a frame (or TIFF tile) over the pixel cap, its limit while open.
+            raise ImageTooLarge("The image has more pixels than the configured cap.") from exc
         except BAD_BYTES_ERRORS as exc:
             # Pillow reports bad bytes as OSError ("image file is truncated", "broken
             # data stream"), SyntaxError, ValueError, EOFError, struct.error, ...: for

@@ -3,18 +3,24 @@
 Shared by ``probe`` (in the HTTP request) and ``render_previews`` (in the worker, as
 defence in depth), so both refuse exactly the same files with the same errors.
 
-Caps, all checked from the header: width * height * frames <= max_pixels, frames <=
-max_frames, one decoded frame <= max_decoded_bytes. Header parsing itself is bounded
-too (``HeaderBudget``): Pillow's parsers loop over chunks, segments and pages in
-Python, and a file made of a million empty chunks would hold a thread for seconds.
+Caps, all checked from the header: the frames' pixels summed, each frame at the size
+Pillow holds it at (a GIF frame can grow the canvas), <= max_pixels; frames <=
+max_frames; the largest decoded frame <= max_decoded_bytes. While an image is open
+here, Pillow's own limit (``Image.MAX_IMAGE_PIXELS``) is the pixel cap too, so Pillow
+refuses a frame over it wherever it meets one, before allocating it. Header parsing
+and the frame walk are bounded too (``HeaderBudget``): Pillow's parsers loop over
+chunks, segments and pages in Python, and a file made of a million empty chunks would
+hold a thread for seconds.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +37,10 @@ from imagepipe.imaging import colour, frames, plugins, sniff
 # the whole process: warnings.catch_warnings() per call is not thread-safe, and a lock
 # around it made every open wait for the slowest one.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+BOMB_ERRORS: tuple[type[BaseException], ...] = (
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 # What Pillow raises for hostile or damaged bytes (its fuzzers see all of these), plus
 # warnings escalated to errors by a -W error filter. Deliberately not Exception: an
@@ -76,6 +86,7 @@ class HeaderBudget(io.RawIOBase):
         self._max_reads = max_reads
         self._cpu_seconds = cpu_seconds
         self._reads = 0
+        self._steps = 0
         self._cpu_start = time.thread_time()
         self.armed = True
 
@@ -90,9 +101,20 @@ class HeaderBudget(io.RawIOBase):
         if self._reads > self._max_reads:
             raise HeaderTooComplex(f"more than {self._max_reads} reads")
         if self._reads % _CHECK_CPU_EVERY == 0:
-            spent = time.thread_time() - self._cpu_start
-            if spent > self._cpu_seconds:
-                raise HeaderTooComplex(f"more than {self._cpu_seconds} s of CPU")
+            self._check_cpu()
+
+    def step(self) -> None:
+        """One step of a frame walk (which reads the file directly): charged to the
+        same CPU clock as the header, not to the reads, since a long animation
+        legitimately takes more steps than a header takes reads."""
+        self._steps += 1
+        if self._steps % _CHECK_CPU_EVERY == 0:
+            self._check_cpu()
+
+    def _check_cpu(self) -> None:
+        spent = time.thread_time() - self._cpu_start
+        if spent > self._cpu_seconds:
+            raise HeaderTooComplex(f"more than {self._cpu_seconds} s of CPU")
 
     def read(self, size: int | None = -1) -> bytes:
         self._charge()
@@ -148,15 +170,17 @@ def open_image(source: Path | BinaryIO, limits: Limits) -> Iterator[Opened]:
     """Yield the opened (not decoded) image; the file stays open inside the block.
 
     ``source`` is a path or a seekable binary file (left open). Raises
-    UnsupportedMediaType, ImageTooLarge or InvalidImage.
+    UnsupportedMediaType, ImageTooLarge or InvalidImage. Inside the block Pillow's own
+    pixel limit is ``limits.max_pixels``: a seek or load that meets a larger frame
+    raises one of ``BOMB_ERRORS`` (callers answer ImageTooLarge).
     """
     _check_allowlist(limits.allowed_formats)
-    with _binary(source) as raw:
+    with _pillow_limit(limits.max_pixels), _binary(source) as raw:
         fp = HeaderBudget(raw, max_reads=MAX_HEADER_READS, cpu_seconds=limits.header_cpu_seconds)
-        image = _open(fp, limits.allowed_formats)
+        image = _open(fp, limits)
         with image:
             try:
-                count = _check_caps(image, raw, limits)
+                count = _check_caps(image, raw, limits, fp)
             except HeaderTooComplex as exc:
                 raise InvalidImage(f"The frame structure is too complex ({exc}).") from exc
             fp.armed = False
@@ -164,6 +188,35 @@ def open_image(source: Path | BinaryIO, limits: Limits) -> Iterator[Opened]:
             # preview) that are never decoded: a JPEG of one frame, for the cap too.
             name = "JPEG" if image.format == "MPO" else str(image.format)
             yield Opened(image=image, format=name, frames=count)
+
+
+_PILLOWS_OWN_LIMIT = Image.MAX_IMAGE_PIXELS
+_limit_lock = threading.Lock()
+_limits_in_use: Counter[int] = Counter()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's limit is the pixel cap while an image is open here.
+
+    ``Image.MAX_IMAGE_PIXELS`` is one value for the process, read wherever Pillow
+    allocates a frame (a GIF frame that grows the canvas included). A process applies
+    one configured cap, so that is the value; should opens with different caps overlap,
+    the largest applies, so Pillow never refuses what an open's own cap allows (its own
+    checks still do). Held only to update the count, never around an open. Pillow's
+    default comes back once no open is in flight.
+    """
+    with _limit_lock:
+        _limits_in_use[max_pixels] += 1
+        Image.MAX_IMAGE_PIXELS = max(_limits_in_use)
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limits_in_use[max_pixels] -= 1
+            if not _limits_in_use[max_pixels]:
+                del _limits_in_use[max_pixels]
+            Image.MAX_IMAGE_PIXELS = max(_limits_in_use, default=_PILLOWS_OWN_LIMIT)
 
 
 @contextmanager
@@ -184,12 +237,16 @@ def _check_allowlist(allowed_formats: tuple[str, ...]) -> None:
         raise ValueError(f"unknown image formats in the allowlist: {unknown}")
 
 
-def _open(fp: HeaderBudget, allowed_formats: tuple[str, ...]) -> ImageFile.ImageFile:
+def _open(fp: HeaderBudget, limits: Limits) -> ImageFile.ImageFile:
+    allowed_formats = limits.allowed_formats
     try:
         # HeaderBudget is a binary file; Pillow's stubs only name IO[bytes].
         return Image.open(cast("IO[bytes]", fp), formats=allowed_formats)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"The image has too many pixels ({exc}).") from exc
+    except BOMB_ERRORS as exc:
+        # Pillow's limit is the cap here: its signal is the cap speaking.
+        raise ImageTooLarge(
+            f"The image has more pixels than the cap of {limits.max_pixels}."
+        ) from exc
     except HeaderTooComplex as exc:
         raise InvalidImage(f"The image header is too complex to parse ({exc}).") from exc
     except UnidentifiedImageError as exc:
@@ -221,38 +278,56 @@ def _detect(fp: HeaderBudget) -> str | None:
     return sniff.detect(fp.read(sniff.HEAD_BYTES))
 
 
-def _check_caps(image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits) -> int:
+def check_frame(size: tuple[int, int], mode: str, limits: Limits, *, first: bool = True) -> None:
+    """Raise ImageTooLarge unless one frame of ``size``, held by Pillow in ``mode``, is
+    within the pixel cap and the decoded-bytes cap."""
+    width, height = size
+    pixels = width * height
+    what = "The image" if first else "A frame of the image"
+    if pixels > limits.max_pixels:
+        raise ImageTooLarge(
+            f"{what} is {width}x{height} = {pixels} pixels; the cap is {limits.max_pixels}."
+        )
+    decoded = pixels * colour.bytes_per_pixel(mode)
+    if limits.max_decoded_bytes is not None and decoded > limits.max_decoded_bytes:
+        raise ImageTooLarge(
+            f"{what} is {width}x{height} in mode {mode}: {decoded} bytes decoded; "
+            f"the cap is {limits.max_decoded_bytes}."
+        )
+
+
+# Pillow holds every animation frame after the first in RGB or RGBA (four bytes a
+# pixel): GIF frames are composited on the canvas as grown so far, WebP frames decoded so.
+LATER_FRAME_MODE = "RGBA"
+
+
+def _check_caps(
+    image: ImageFile.ImageFile, raw: BinaryIO, limits: Limits, budget: HeaderBudget
+) -> int:
     """Raise unless the pixel, frame and decoded-bytes caps hold; return the frames."""
     max_pixels, max_frames = limits.max_pixels, limits.max_frames
-    max_decoded_bytes = limits.max_decoded_bytes
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidImage(f"The image declares an empty size ({width}x{height}).")
-    pixels = width * height
-    if pixels > max_pixels:
-        raise ImageTooLarge(
-            f"The image is {width}x{height} = {pixels} pixels; the cap is {max_pixels}."
-        )
-    decoded = pixels * colour.bytes_per_pixel(image.mode)
-    if max_decoded_bytes is not None and decoded > max_decoded_bytes:
-        raise ImageTooLarge(
-            f"The image is {width}x{height} in mode {image.mode}: {decoded} bytes decoded; "
-            f"the cap is {max_decoded_bytes}."
-        )
+    check_frame(image.size, image.mode, limits)
     if image.format == "MPO":
         return 1
-    limit = min(max_frames, max_pixels // pixels)
     try:
-        count = frames.count_frames(image, raw, limit=limit)
+        walk = frames.walk(
+            image, raw, max_frames=max_frames, max_pixels=max_pixels, step=budget.step
+        )
     except BAD_BYTES_ERRORS as exc:
         raise InvalidImage("The frame structure cannot be parsed.") from exc
-    if count > max_frames:
+    if walk.frames > max_frames:
         raise ImageTooLarge(
             f"The image has more than {max_frames} frames or pages, the configured cap."
         )
-    if count * pixels > max_pixels:
+    if image.format == "GIF" and walk.frames > 1:
+        check_frame(walk.largest, LATER_FRAME_MODE, limits, first=False)
+    if walk.pixels > max_pixels:
+        largest = "x".join(map(str, walk.largest))
         raise ImageTooLarge(
-            f"The image is {width}x{height} with at least {count} frames, more than the cap "
-            f"of {max_pixels} pixels."
+            f"The image is {width}x{height} with at least {walk.frames} frames of up to "
+            f"{largest}: {walk.pixels} pixels, more than the cap of {max_pixels}."
         )
-    return count
+    return walk.frames

@@ -5,6 +5,7 @@ The README's configuration table documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from functools import cached_property
@@ -39,7 +40,10 @@ def parse_duration(text: str) -> float:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMAGEPIPE_", extra="ignore", frozen=True)
+    # Errors never echo a value: a malformed secret or key must not reach the logs.
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEPIPE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # "production" refuses the development-only secrets compose.yaml falls back to.
     environment: Literal["development", "production"] = "development"
@@ -177,7 +181,8 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
     # Webhooks. Deliveries to a per-upload callback_url are signed with this secret
-    # (whsec_ + base64); without it, uploads carrying callback_url are refused.
+    # (whsec_ + base64 of at least 24 bytes); without it, uploads carrying callback_url
+    # are refused.
     webhook_secret: str | None = None
     # Allow webhook URLs that resolve to loopback, private or link-local addresses.
     webhook_allow_private: bool = False
@@ -239,6 +244,25 @@ class Settings(BaseSettings):
         # bearer token a valid key.
         if any(not key.strip() for key in value):
             raise ValueError("API keys must not be empty or blank")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_valid(cls, value: str | None) -> str | None:
+        # Refused here, not by every delivery failing (and retrying) for ever.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        body = value.removeprefix("whsec_")
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except ValueError:
+            raw = b""
+        if not value.startswith("whsec_") or len(raw) < 24:
+            raise ValueError(
+                "IMAGEPIPE_WEBHOOK_SECRET must be whsec_ followed by the base64 of at "
+                "least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)"
+            )
         return value
 
     @field_validator("keep_originals")

@@ -181,13 +181,26 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
     # Webhooks. Deliveries to a per-upload callback_url are signed with this secret
-    # (whsec_ + base64 of at least 24 bytes); without it, uploads carrying callback_url
-    # are refused.
+    # (whsec_ + base64 of at least 24 bytes) unless the upload's owner made its own;
+    # without it, uploads carrying callback_url are refused.
     webhook_secret: str | None = None
     # Allow webhook URLs that resolve to loopback, private or link-local addresses.
     webhook_allow_private: bool = False
-    # Bound on each delivery attempt (connect + send + answer).
+    # Bound on the whole of each delivery attempt: connect, send, the answer's head
+    # (its body is never read).
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Bound on resolving a webhook URL's host (at subscription, upload and each
+    # attempt); lookups run on a few threads of their own, never the shared pool.
+    webhook_resolve_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Subscriptions of one key (409 webhook_limit past it).
+    key_max_webhooks: int = Field(default=50, ge=1)
+    # Replays of one key waiting to be delivered (429 too_many_replays past it).
+    key_max_pending_replays: int = Field(default=100, ge=1)
+    # Each sweep hands the broker at most this many due deliveries, at most
+    # webhook_sweep_per_owner of one owner (oldest first): one owner's backlog never
+    # floods the broker or delays the others.
+    webhook_sweep_limit: int = Field(default=500, ge=1)
+    webhook_sweep_per_owner: int = Field(default=20, ge=1)
 
     # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
     # Loopback by default; containers set 0.0.0.0 so the stack's Prometheus reaches it.

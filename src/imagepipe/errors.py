@@ -83,6 +83,13 @@ CODES: Final[dict[str, ErrorSpec]] = {
         503, True, "The server is low on disk space; try again later."
     ),
     "queue_full": ErrorSpec(503, True, "Too many tasks are waiting; try again shortly."),
+    "webhook_limit": ErrorSpec(409, False, "This key has as many webhooks as it may have."),
+    "too_many_replays": ErrorSpec(
+        429, True, "Too many replays of this key wait to be delivered; try again later."
+    ),
+    "webhook_secret_configured": ErrorSpec(
+        409, False, "Without API keys, deliveries are signed with IMAGEPIPE_WEBHOOK_SECRET."
+    ),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -202,6 +209,18 @@ class WebhookNotFound(ImagepipeError):
 
 class DeliveryNotFound(ImagepipeError):
     code = "delivery_not_found"
+
+
+class WebhookLimit(ImagepipeError):
+    code = "webhook_limit"
+
+
+class TooManyReplays(ImagepipeError):
+    code = "too_many_replays"
+
+
+class WebhookSecretConfigured(ImagepipeError):
+    code = "webhook_secret_configured"
 
 
 class IdempotencyKeyInUse(ImagepipeError):

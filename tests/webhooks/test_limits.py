@@ -65,14 +65,14 @@ async def _outbox_rows(
 
 
 async def test_each_sweep_hands_the_broker_a_bounded_number_per_owner(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     """Alice has 60 due deliveries (a receiver that is down), Bob 3: a sweep hands the
     broker 20 of Alice's (her oldest) and all of Bob's; the next sweep Alice's next 20,
     none handed twice."""
     settings = make_settings(
         tmp_path,
-        sqlite_url,
+        database_url,
         redis_url,
         api_keys=(ALICE, BOB),
         webhook_secret=SECRET,
@@ -95,11 +95,11 @@ async def test_each_sweep_hands_the_broker_a_bounded_number_per_owner(
 
 
 async def test_replays_wait_one_at_a_time_and_are_capped_per_key(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     settings = make_settings(
         tmp_path,
-        sqlite_url,
+        database_url,
         redis_url,
         api_keys=(ALICE, BOB),
         webhook_secret=SECRET,

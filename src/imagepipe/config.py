@@ -5,6 +5,7 @@ The README's configuration table documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from functools import cached_property
@@ -56,7 +57,10 @@ def parse_duration(text: str) -> float:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMAGEPIPE_", extra="ignore", frozen=True)
+    # Errors never echo a value: a malformed secret or key must not reach the logs.
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEPIPE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # "production" refuses the development-only secrets compose.yaml falls back to.
     environment: Literal["development", "production"] = "development"
@@ -210,12 +214,26 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
 
     # Webhooks. Deliveries to a per-upload callback_url are signed with this secret
-    # (whsec_ + base64); without it, uploads carrying callback_url are refused.
+    # (whsec_ + base64 of at least 24 bytes) unless the upload's owner made its own;
+    # without it, uploads carrying callback_url are refused.
     webhook_secret: str | None = None
     # Allow webhook URLs that resolve to loopback, private or link-local addresses.
     webhook_allow_private: bool = False
-    # Bound on each delivery attempt (connect + send + answer).
+    # Bound on the whole of each delivery attempt: connect, send, the answer's head
+    # (its body is never read).
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Bound on resolving a webhook URL's host (at subscription, upload and each
+    # attempt); lookups run on a few threads of their own, never the shared pool.
+    webhook_resolve_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Subscriptions of one key (409 webhook_limit past it).
+    key_max_webhooks: int = Field(default=50, ge=1)
+    # Replays of one key waiting to be delivered (429 too_many_replays past it).
+    key_max_pending_replays: int = Field(default=100, ge=1)
+    # Each sweep hands the broker at most this many due deliveries, at most
+    # webhook_sweep_per_owner of one owner (oldest first): one owner's backlog never
+    # floods the broker or delays the others.
+    webhook_sweep_limit: int = Field(default=500, ge=1)
+    webhook_sweep_per_owner: int = Field(default=20, ge=1)
 
     # Prometheus endpoint of each worker (0: off). The API serves its own at /metrics.
     # Loopback by default; containers set 0.0.0.0 so the stack's Prometheus reaches it.
@@ -296,6 +314,25 @@ class Settings(BaseSettings):
             return None
         parse_rate(str(value))
         return str(value).strip().lower()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_valid(cls, value: str | None) -> str | None:
+        # Refused here, not by every delivery failing (and retrying) for ever.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        body = value.removeprefix("whsec_")
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except ValueError:
+            raw = b""
+        if not value.startswith("whsec_") or len(raw) < 24:
+            raise ValueError(
+                "IMAGEPIPE_WEBHOOK_SECRET must be whsec_ followed by the base64 of at "
+                "least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)"
+            )
+        return value
 
     @field_validator("keep_originals")
     @classmethod

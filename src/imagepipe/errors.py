@@ -90,6 +90,13 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "rate_limited": ErrorSpec(429, True, "Too many requests for this key; slow down."),
     "too_many_followers": ErrorSpec(429, True, "Too many open task followers for this key."),
     "too_many_concurrent_uploads": ErrorSpec(429, True, "Too many uploads at once for this key."),
+    "webhook_limit": ErrorSpec(409, False, "This key has as many webhooks as it may have."),
+    "too_many_replays": ErrorSpec(
+        429, True, "Too many replays of this key wait to be delivered; try again later."
+    ),
+    "webhook_secret_configured": ErrorSpec(
+        409, False, "Without API keys, deliveries are signed with IMAGEPIPE_WEBHOOK_SECRET."
+    ),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -209,6 +216,18 @@ class WebhookNotFound(ImagepipeError):
 
 class DeliveryNotFound(ImagepipeError):
     code = "delivery_not_found"
+
+
+class WebhookLimit(ImagepipeError):
+    code = "webhook_limit"
+
+
+class TooManyReplays(ImagepipeError):
+    code = "too_many_replays"
+
+
+class WebhookSecretConfigured(ImagepipeError):
+    code = "webhook_secret_configured"
 
 
 class IdempotencyKeyInUse(ImagepipeError):

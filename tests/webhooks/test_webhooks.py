@@ -263,7 +263,11 @@ async def test_connect_time_check_refuses_a_private_address(
             options = webhooks.DeliverySettings(
                 default_secret=SECRET, allow_private=False, timeout_seconds=5
             )
-            state = webhooks.deliver(sessions, delivery_id, options, payload_for=lambda *_: "{}")
+            state = await anyio.to_thread.run_sync(
+                lambda: webhooks.deliver(
+                    sessions, delivery_id, options, payload_for=lambda *_: "{}"
+                )
+            )
             entries = (await client.get(f"/tasks/{task_id}/deliveries")).json()["deliveries"]
     assert state == "pending"
     assert received(log) == []

@@ -1,10 +1,7 @@
-"""Checking a webhook URL given to the API: the resolution runs in a thread."""
+"""Checking a webhook URL given to the API. The host look-up runs on the webhook
+resolver's own threads with a deadline, never in the shared thread pool."""
 
 from __future__ import annotations
-
-from functools import partial
-
-from anyio import to_thread
 
 from imagepipe.config import Settings
 from imagepipe.errors import InvalidCallbackUrl
@@ -13,8 +10,11 @@ from imagepipe.services.webhooks import check_url
 
 async def accept_url(url: str, settings: Settings) -> str:
     """``url`` if it may receive webhooks; raises InvalidCallbackUrl (422)."""
-    check = partial(check_url, url.strip(), allow_private=settings.webhook_allow_private)
-    return await to_thread.run_sync(check)
+    return await check_url(
+        url.strip(),
+        allow_private=settings.webhook_allow_private,
+        lookup_seconds=settings.webhook_resolve_timeout_seconds,
+    )
 
 
 async def accept_callback_url(url: str | None, settings: Settings) -> str | None:

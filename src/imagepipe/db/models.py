@@ -242,7 +242,7 @@ class WebhookDelivery(Base):
     task_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
     )
-    # None: the task's own callback_url, signed with IMAGEPIPE_WEBHOOK_SECRET.
+    # None: the task's own callback_url, signed with its owner's secret.
     webhook_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
     )
@@ -255,9 +255,20 @@ class WebhookDelivery(Base):
         default=DeliveryState.pending,
         index=True,
     )
+    # Attempts begun (counted before each is made, so a killed one spends budget too).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The task's owner, copied so the sweep and the replay limit count per owner
+    # without a join; None for tasks written before owners were recorded.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    # The delivery this one sends again (the first of a chain of replays).
+    replay_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    # When the sweep last handed it to the broker: not handed again while that is
+    # recent and the attempt it was published for is still the one due.
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_deliveries_owner_state", "owner", "state"),)
 
 
 class DeliveryAttempt(Base):
@@ -272,3 +283,18 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(String(255))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSecret(Base):
+    """An owner's own secret for its uploads' ``callback_url`` deliveries (owners
+    without one are signed with IMAGEPIPE_WEBHOOK_SECRET). After a rotation the
+    previous secret signs too until ``previous_until``; a null ``previous_secret``
+    with a ``previous_until`` means IMAGEPIPE_WEBHOOK_SECRET was the previous one."""
+
+    __tablename__ = "webhook_secrets"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -34,11 +34,7 @@ def _payload(session: Session, task_id: uuid.UUID, event: str) -> str:
 @celery_app.task(name=DELIVER_WEBHOOK, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> str | None:
     rt = runtime()
-    options = webhooks.DeliverySettings(
-        default_secret=rt.settings.webhook_secret,
-        allow_private=rt.settings.webhook_allow_private,
-        timeout_seconds=rt.settings.webhook_timeout_seconds,
-    )
+    options = webhooks.DeliverySettings.from_settings(rt.settings)
     parsed = uuid.UUID(delivery_id)
     state = webhooks.deliver(rt.sessions, parsed, options, payload_for=_payload)
     if state == DeliveryState.pending:
@@ -54,8 +50,14 @@ def deliver_webhook(delivery_id: str) -> str | None:
 
 @celery_app.task(name=SWEEP_WEBHOOKS, ignore_result=True)
 def sweep_webhooks() -> int:
-    """Publish every delivery that is due: lost publishes and later retries."""
-    due = webhooks.due(runtime().sessions)
+    """Publish deliveries that are due (lost publishes and later retries), a bounded
+    number per run and per owner."""
+    rt = runtime()
+    due = webhooks.due(
+        rt.sessions,
+        limit=rt.settings.webhook_sweep_limit,
+        per_owner=rt.settings.webhook_sweep_per_owner,
+    )
     for delivery_id in due:
         deliver_webhook.delay(str(delivery_id))
     return len(due)

@@ -1,4 +1,4 @@
-"""Webhook subscriptions, and each task's delivery log."""
+"""Webhook subscriptions, the key's own signing secret, and each task's delivery log."""
 
 from __future__ import annotations
 
@@ -9,24 +9,26 @@ from typing import Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field, field_serializer
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError, field_serializer
 from sqlalchemy import select
 
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, TaskDep
+from imagepipe.api.errors import error_response
 from imagepipe.api.schemas import ErrorBody
-from imagepipe.api.scope import key_scope
 from imagepipe.api.state import app_state
 from imagepipe.api.webhook_urls import accept_url
-from imagepipe.db.models import (
-    DeliveryAttempt,
-    DeliveryState,
-    Task,
-    Webhook,
-    WebhookDelivery,
-    utcnow,
+from imagepipe.config import Settings
+from imagepipe.db.models import DeliveryAttempt, Task, Webhook, WebhookDelivery, utcnow
+from imagepipe.errors import (
+    DeliveryNotFound,
+    TooManyReplays,
+    WebhookNotFound,
+    WebhookSecretConfigured,
 )
-from imagepipe.errors import DeliveryNotFound, WebhookNotFound
 from imagepipe.services import webhooks
+from imagepipe.services.webhooks import outbox, signing
 
 router = APIRouter()
 
@@ -58,6 +60,17 @@ class WebhookOut(BaseModel):
 
 class WebhookCreated(WebhookOut):
     secret: str
+
+
+class SecretOut(BaseModel):
+    secret: str
+    created_at: datetime
+    # Until then the secret this one replaced signs deliveries too.
+    previous_valid_until: datetime | None
+
+    @field_serializer("created_at", "previous_valid_until")
+    def _times(self, value: datetime | None) -> str | None:
+        return _iso(value)
 
 
 class WebhookList(BaseModel):
@@ -94,14 +107,45 @@ def _out(hook: Webhook) -> WebhookOut:
     )
 
 
-@router.post("/webhooks", status_code=201, response_model=WebhookCreated, summary="Subscribe")
+_WEBHOOK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": WebhookIn.model_json_schema()}},
+    }
+}
+# Replays wait for deliveries that end within seconds, or after the last retry.
+_REPLAY_RETRY_AFTER = "60"
+
+
+def _errors(described: dict[int, str]) -> dict[int | str, dict[str, object]]:
+    return {code: {"model": ErrorBody, "description": text} for code, text in described.items()}
+
+
+@router.post(
+    "/webhooks",
+    status_code=201,
+    response_model=WebhookCreated,
+    summary="Subscribe",
+    openapi_extra=_WEBHOOK_BODY,
+    responses=_errors(
+        {
+            409: "the key has IMAGEPIPE_KEY_MAX_WEBHOOKS subscriptions (`webhook_limit`)",
+            422: "a malformed body (`invalid_request`), a URL that may not receive webhooks "
+            "(`invalid_callback_url`)",
+        }
+    ),
+)
 async def create_webhook(
-    body: WebhookIn, request: Request, session: SessionDep, settings: SettingsDep
+    request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep
 ) -> WebhookCreated:
+    # The limit answers before the body is read or the URL resolved.
+    await outbox.check_webhook_limit(session, caller.owner, settings.key_max_webhooks)
+    await session.rollback()  # no pooled connection held while the URL resolves
+    body = _webhook_in(await request.body())
     url = await accept_url(body.url, settings)
     hook = Webhook(
         id=uuid.uuid4(),
-        scope=key_scope(request),
+        scope=caller.owner,
         url=url,
         events=" ".join(dict.fromkeys(body.events)),
         secret=webhooks.new_secret(),
@@ -112,10 +156,18 @@ async def create_webhook(
     return WebhookCreated(**_out(hook).model_dump(), secret=hook.secret)
 
 
+def _webhook_in(body: bytes) -> WebhookIn:
+    try:
+        return WebhookIn.model_validate_json(body)
+    except ValidationError as error:
+        problems = [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        raise RequestValidationError(problems) from None
+
+
 @router.get("/webhooks", response_model=WebhookList, summary="This key's subscriptions")
-async def list_webhooks(request: Request, session: SessionDep) -> WebhookList:
+async def list_webhooks(session: SessionDep, caller: CallerDep) -> WebhookList:
     rows = await session.scalars(
-        select(Webhook).where(Webhook.scope == key_scope(request)).order_by(Webhook.created_at)
+        select(Webhook).where(Webhook.scope == caller.owner).order_by(Webhook.created_at)
     )
     return WebhookList(webhooks=[_out(hook) for hook in rows])
 
@@ -125,22 +177,66 @@ async def list_webhooks(request: Request, session: SessionDep) -> WebhookList:
     status_code=204,
     responses={404: {"model": ErrorBody, "description": "`webhook_not_found`"}},
 )
-async def delete_webhook(webhook_id: str, request: Request, session: SessionDep) -> Response:
-    hook = await _own_webhook(webhook_id, request, session)
+async def delete_webhook(webhook_id: str, session: SessionDep, caller: CallerDep) -> Response:
+    hook = await _own_webhook(webhook_id, caller.owner, session)
     await session.delete(hook)
     await session.commit()
     return Response(status_code=204)
 
 
-async def _own_webhook(webhook_id: str, request: Request, session: SessionDep) -> Webhook:
+async def _own_webhook(webhook_id: str, owner: str, session: SessionDep) -> Webhook:
     try:
         parsed = uuid.UUID(webhook_id)
     except ValueError:
         raise WebhookNotFound() from None
     hook = await session.get(Webhook, parsed)
-    if hook is None or hook.scope != key_scope(request):
+    if hook is None or hook.scope != owner:
         raise WebhookNotFound()
     return hook
+
+
+_SECRET_ERRORS = _errors(
+    {
+        409: "keys are off: deliveries are signed with IMAGEPIPE_WEBHOOK_SECRET "
+        "(`webhook_secret_configured`)"
+    }
+)
+
+
+def _keyed(settings: Settings) -> None:
+    # Without keys every client is one scope, and IMAGEPIPE_WEBHOOK_SECRET its secret.
+    if not settings.keys_required:
+        raise WebhookSecretConfigured()
+
+
+def _secret_out(own: signing.OwnSecret) -> SecretOut:
+    return SecretOut(
+        secret=own.secret,
+        created_at=own.created_at,
+        previous_valid_until=own.previous_valid_until,
+    )
+
+
+@router.get(
+    "/webhooks/secret",
+    response_model=SecretOut,
+    responses=_SECRET_ERRORS,
+    summary="This key's secret for its uploads' callback_url deliveries (made on first use)",
+)
+async def get_secret(session: SessionDep, settings: SettingsDep, caller: CallerDep) -> SecretOut:
+    _keyed(settings)
+    return _secret_out(await signing.own_secret(session, caller.owner))
+
+
+@router.post(
+    "/webhooks/secret/rotate",
+    response_model=SecretOut,
+    responses=_SECRET_ERRORS,
+    summary="A new secret; the one it replaces signs beside it for 24 hours",
+)
+async def rotate_secret(session: SessionDep, settings: SettingsDep, caller: CallerDep) -> SecretOut:
+    _keyed(settings)
+    return _secret_out(await signing.rotate(session, caller.owner))
 
 
 @router.get(
@@ -177,12 +273,22 @@ async def task_deliveries(task: TaskDep, session: SessionDep) -> DeliveryList:
     "/deliveries/{delivery_id}/replay",
     status_code=202,
     response_model=ReplayAccepted,
-    responses={404: {"model": ErrorBody, "description": "`delivery_not_found`"}},
-    summary="Send this delivery's event again",
+    responses=_errors(
+        {
+            404: "`delivery_not_found`",
+            429: "IMAGEPIPE_KEY_MAX_PENDING_REPLAYS replays of the task's key wait to be "
+            "delivered (`too_many_replays`); with Retry-After",
+        }
+    ),
+    summary="Send this delivery's event again (while an earlier replay of it waits: that one)",
 )
 async def replay_delivery(
-    delivery_id: str, request: Request, session: SessionDep, caller: CallerDep
-) -> ReplayAccepted:
+    delivery_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+) -> ReplayAccepted | JSONResponse:
     try:
         parsed = uuid.UUID(delivery_id)
     except ValueError:
@@ -194,22 +300,14 @@ async def replay_delivery(
     task = await session.get(Task, original.task_id)
     if task is None or not caller.may_see(task):
         raise DeliveryNotFound()
-    now = utcnow()
-    again = WebhookDelivery(
-        id=uuid.uuid4(),
-        task_id=original.task_id,
-        webhook_id=original.webhook_id,
-        url=original.url,
-        event=original.event,
-        payload=None,  # re-rendered: the task as it is now, under a new message id
-        state=DeliveryState.pending,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(again)
-    await session.commit()
-    # A lost publish is picked up by the worker's sweep.
-    with contextlib.suppress(Exception):
-        await to_thread.run_sync(app_state(request.app).services.queue.publish_delivery, again.id)
-    return ReplayAccepted(id=again.id, replay_of=original.id)
+    try:
+        again, new = await outbox.replay(
+            session, original, task.owner_scope, max_pending=settings.key_max_pending_replays
+        )
+    except TooManyReplays as error:
+        return error_response(error, {"Retry-After": _REPLAY_RETRY_AFTER})
+    if new:
+        # A lost publish is picked up by the worker's sweep.
+        with contextlib.suppress(Exception):
+            await to_thread.run_sync(app_state(request.app).services.queue.publish_delivery, again)
+    return ReplayAccepted(id=again, replay_of=original.id)

@@ -1,0 +1,42 @@
+"""Webhooks, at least once: an outbox written with the status change, then delivery.
+
+- ``outbox``: the delivery rows (written with the status change, swept, claimed,
+  finished), replays, and the per-owner bounds on subscriptions, replays and sweeps;
+- ``send``: one attempt, bounded as a whole, to the address that was checked;
+- ``signing``: which secrets sign a delivery, and each owner's own secret;
+- ``urls``: where a webhook may be sent, and the bounded host look-up.
+
+Each delivery is signed the Standard Webhooks way by the ``standardwebhooks`` library.
+"""
+
+from __future__ import annotations
+
+from imagepipe.services.webhooks.outbox import (
+    EVENTS,
+    MAX_ATTEMPTS,
+    configure,
+    dispatch,
+    due,
+    event_body,
+    record,
+    retry_delay,
+)
+from imagepipe.services.webhooks.send import DeliverySettings, deliver
+from imagepipe.services.webhooks.signing import new_secret, valid_secret
+from imagepipe.services.webhooks.urls import check_url
+
+__all__ = [
+    "EVENTS",
+    "MAX_ATTEMPTS",
+    "DeliverySettings",
+    "check_url",
+    "configure",
+    "deliver",
+    "dispatch",
+    "due",
+    "event_body",
+    "new_secret",
+    "record",
+    "retry_delay",
+    "valid_secret",
+]

@@ -30,6 +30,7 @@ SUITES = [
     "cost",
     "dedup",
     "placeholders",
+    "tenancy",
 ]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
@@ -43,6 +44,7 @@ TITLES = {
     "cost": "8. Cost per task, counted",
     "dedup": "9. Content dedup: what a duplicate upload costs",
     "placeholders": "10. Placeholders: BlurHash, ThumbHash and the dominant colour",
+    "tenancy": "11. Per-key checks: what they cost an upload",
 }
 
 

@@ -50,11 +50,11 @@ def test_priority_counts_the_owners_waiting_tasks_only(sessions: sessionmaker[Se
         newcomer = _task(session, "b", TaskStatus.queued)
         legacy = _task(session, None, TaskStatus.queued)
     with sessions() as session:
-        # Five others waiting (the task itself is not counted): level 3.
-        assert fairness.priority(session, "a", busy[0]) == fairness.level(5) == 3
-        assert fairness.priority(session, "b", newcomer) == 0
-        assert fairness.priority(session, "c", uuid.uuid4()) == 0
-        assert fairness.priority(session, None, legacy) == 0
+        # Five others waiting besides the one being published: level 3.
+        assert fairness.priority(session, "a") == fairness.level(5) == 3
+        assert fairness.priority(session, "b") == 0
+        assert fairness.priority(session, "c") == 0
+        assert fairness.priority(session, None) == 0
         assert fairness.priorities(session, [busy[1], newcomer, legacy]) == {
             busy[1]: 3,
             newcomer: 0,
@@ -65,9 +65,10 @@ def test_priority_counts_the_owners_waiting_tasks_only(sessions: sessionmaker[Se
 
 def test_the_backlog_count_stops_at_the_last_level(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
-        ids = [_task(session, "a", TaskStatus.queued) for _ in range(fairness.BACKLOG_CAP + 5)]
+        for _ in range(fairness.BACKLOG_CAP + 5):
+            _task(session, "a", TaskStatus.queued)
     with sessions() as session:
-        assert fairness.priority(session, "a", ids[0]) == fairness.LAST_LEVEL
+        assert fairness.priority(session, "a") == fairness.LAST_LEVEL
 
 
 @pytest.fixture

@@ -61,6 +61,10 @@ class Limits:
     slot: Literal["uploads", "followers", "followers_if_waiting", None] = None
 
 
+# Where a request that passed the quota finds its tenant's unfinished tasks, counted
+# before it (request.state): what the upload route publishes its fair-share level from.
+ACTIVE_TASKS_STATE = "active_tasks"
+
 RATE = Limits(rate=True)
 # Which routes (method, path template) cost what. A new mutating route joins with one
 # line, e.g. ("PATCH", "/tasks/{task_id}"): RATE. GETs are never rate limited.
@@ -247,6 +251,8 @@ async def _over_quota(
     try:
         async with sessions() as session:
             active = await tenancy.active_tasks(session, caller.owner)
+            # The route publishes at the fair-share level of this same count.
+            scope.setdefault("state", {})[ACTIVE_TASKS_STATE] = active
             if active < settings.key_max_active_tasks:
                 return None
             key = headers.get(IDEMPOTENCY_HEADER.lower().encode())

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from imagepipe.db.models import Task, TaskStatus, live
+from imagepipe.db.models import Task, TaskStatus
 from imagepipe.queue import PRIORITY_LEVELS
 
 LAST_LEVEL = PRIORITY_LEVELS - 1
@@ -40,16 +40,18 @@ def _owned_by(owner: str | None) -> ColumnElement[bool]:
     return Task.owner_scope.is_(None) if owner is None else Task.owner_scope == owner
 
 
-def priority(session: Session, owner: str | None, task_id: uuid.UUID) -> int:
-    """The level for publishing ``task_id`` now: from its owner's other waiting tasks,
-    counted up to BACKLOG_CAP (one indexed query, bounded whatever the backlog)."""
-    others = (
-        select(Task.id)
-        .where(_owned_by(owner), Task.status.in_(WAITING), Task.id != task_id, live())
-        .limit(BACKLOG_CAP)
+def priority(session: Session, owner: str | None) -> int:
+    """The level for publishing a task of ``owner`` (queued, in this session or committed) now:
+    from its owner's other waiting tasks, counted up to BACKLOG_CAP. One count that the
+    ``(owner_scope, status)`` index answers alone, bounded whatever the backlog."""
+    waiting = (
+        select(Task.owner_scope)
+        .where(_owned_by(owner), Task.status.in_(WAITING))
+        .limit(BACKLOG_CAP + 1)
         .subquery()
     )
-    return level(session.scalar(select(func.count()).select_from(others)) or 0)
+    counted = session.scalar(select(func.count()).select_from(waiting)) or 0
+    return level(counted - 1)  # the task itself is one of them
 
 
 def priorities(session: Session, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -63,7 +65,7 @@ def priorities(session: Session, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUI
         session.execute(
             select(Task.owner_scope, func.count())
             .where(Task.owner_scope.in_({o for o in owners.values() if o is not None}))
-            .where(Task.status.in_(WAITING), live())
+            .where(Task.status.in_(WAITING))
             .group_by(Task.owner_scope)
         ).all()
     )

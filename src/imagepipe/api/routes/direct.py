@@ -338,7 +338,7 @@ async def complete_upload(
         # publish was lost, the reconciler publishes the queued row.
         return _accepted(task.id, response)
     try:
-        priority = await session.run_sync(fairness.priority, task.owner_scope, task.id)
+        priority = await session.run_sync(fairness.priority, task.owner_scope)
         await to_thread.run_sync(queue.enqueue, task.id, priority)
     except Exception as error:
         # The row is queued with enqueued_at set: the reconciler publishes it after

@@ -18,6 +18,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from imagepipe.api.access import ACTIVE_TASKS_STATE
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.deps import (
     QueueDep,
@@ -177,7 +178,11 @@ async def _accept(
     )
     try:
         await session.run_sync(lifecycle.create, task)
-        priority = await session.run_sync(fairness.priority, task.owner_scope, task_id)
+        counted = getattr(request.state, ACTIVE_TASKS_STATE, None)
+        if counted is None:
+            priority = await session.run_sync(fairness.priority, task.owner_scope)
+        else:  # the quota's count, made before this task existed: no second query
+            priority = fairness.level(counted)
         if reservation is not None:
             answer = UploadAccepted(
                 task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id)

@@ -57,3 +57,12 @@ def test_an_upload_renamed_into_place_fsyncs_its_directory(
     storage.put_file("staging/a", temp)
     assert directories(fsynced) == [storage.root / "staging"]
 
+
+def test_a_move_fsyncs_both_directories(tmp_path: Path, fsynced: list[Path]) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("staging/a", b"uploaded")
+    fsynced.clear()
+    storage.move("staging/a", "originals/a")
+    root = storage.root
+    # originals/ made (root fsynced), the rename into it, its removal from staging/.
+    assert fsynced == [root, root / "originals", root / "staging"]

@@ -30,6 +30,7 @@ from imagepipe.storage.base import (
     ObjectNotFound,
     Storage,
     StorageError,
+    check_version,
     validate_prefix,
 )
 
@@ -116,6 +117,34 @@ class LocalStorage(Storage):
             raise
         _fsync_directory(target.parent)
 
+    # --- copying and moving -------------------------------------------------------
+
+    def copy(self, source: str, target: str) -> ObjectInfo:
+        reader = self.open(source)
+        try:
+            destination = self._path(target)
+            with _write_errors(target):
+                _make_parents(destination)
+                handle = reader._handle
+                self._write(destination, lambda out: shutil.copyfileobj(handle, out, COPY_CHUNK))
+        finally:
+            reader.close()
+        return self.stat(target)
+
+    def move(self, source: str, target: str) -> ObjectInfo:
+        """A rename: atomic, and the file keeps its version tag (same inode, same mtime)."""
+        origin, destination = self._path(source), self._path(target)
+        with _write_errors(target):
+            _make_parents(destination)
+            try:
+                os.replace(origin, destination)
+            except (FileNotFoundError, NotADirectoryError):
+                raise ObjectNotFound(f"no object {source!r}") from None
+            _fsync_directory(destination.parent)
+            if origin.parent != destination.parent:
+                _fsync_directory(origin.parent)  # the name is gone from there for good
+        return self.stat(target)
+
     # --- reading -----------------------------------------------------------------
 
     def open(self, key: str) -> _FileReader:
@@ -127,8 +156,16 @@ class LocalStorage(Storage):
         # Metadata of the file we opened: a rename after this does not change it.
         return _FileReader(handle, self._info(key, os.fstat(handle.fileno())))
 
-    def open_seekable(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open_seekable(
+        self, key: str, *, etag: str | None = None
+    ) -> contextlib.AbstractContextManager[BinaryIO]:
         reader = self.open(key)
+        try:
+            # The tag of the file we opened: a rename after this does not change it.
+            check_version(reader.info, etag)
+        except BaseException:
+            reader.close()
+            raise
         return contextlib.closing(reader._handle)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:

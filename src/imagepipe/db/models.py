@@ -60,6 +60,8 @@ class Task(Base):
         Index("ix_tasks_owner_scope_created_at", "owner_scope", "created_at"),
         # Retention: finished tasks by age.
         Index("ix_tasks_status_finished_at", "status", "finished_at"),
+        # Content dedup looks for the same bytes among one owner's tasks only.
+        Index("ix_tasks_original_sha256_owner_scope", "original_sha256", "owner_scope"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -94,8 +96,9 @@ class Task(Base):
     original_height: Mapped[int] = mapped_column(Integer)
     original_frames: Mapped[int] = mapped_column(Integer, default=1)
     original_size_bytes: Mapped[int] = mapped_column(BigInteger)
-    # Indexed: an upload whose bytes and render spec match a succeeded task reuses it.
-    original_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Indexed with the owner: an upload whose bytes and render spec match a succeeded
+    # task of the same owner reuses it.
+    original_sha256: Mapped[str] = mapped_column(String(64))
     # When retention removed the original (IMAGEPIPE_KEEP_ORIGINALS); NULL while kept.
     original_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -17,6 +17,7 @@ import redis
 from sqlalchemy import select, update
 
 from imagepipe.api.app import create_app
+from imagepipe.api.routes import direct
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
@@ -470,3 +471,79 @@ async def test_callback_url_is_checked(client: httpx.AsyncClient) -> None:
         )
         assert (response.status_code, response.json()["error"]["code"]) == (422, code)
     assert (await client.get("/tasks")).json()["tasks"] == []
+
+
+# --- a completion that loses a race -----------------------------------------------
+
+
+def delete_rows(settings: Settings, task_id: object) -> None:
+    """The database half of DELETE /tasks/{id} (tombstone, then row), from outside the
+    request under test; the caller removes the files, or not."""
+    ident = uuid.UUID(str(task_id))
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        sessions = sync_session_factory(engine)
+        with sessions.begin() as session:
+            assert lifecycle.mark_deleted(session, ident)
+        with sessions.begin() as session:
+            lifecycle.purge(session, ident)
+    finally:
+        engine.dispose()
+
+
+def _during_probe(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> Callable[[], None]:
+    """Run ``meanwhile`` while the completion probes the object (after its look at the
+    task, before its compare-and-swap); returns a function that restores the probe."""
+    probe = direct.probe_header
+
+    async def probing(*args: object) -> object:
+        meanwhile()
+        return await probe(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(direct, "probe_header", probing)
+    return lambda: monkeypatch.setattr(direct, "probe_header", probe)
+
+
+async def test_complete_answers_an_expiry_that_won_the_race(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(400, 300)
+    body = await create(any_db_client, len(data))
+    assert (await put(any_db_client, body, data)).status_code == 204
+
+    def expire() -> None:
+        _age(any_db_settings, body["task_id"])
+        engine = make_sync_engine(any_db_settings.resolved_database_url)
+        try:
+            assert lifecycle.expire_uploads(sync_session_factory(engine), utcnow()) != []
+        finally:
+            engine.dispose()
+
+    restore = _during_probe(monkeypatch, expire)
+    response = await any_db_client.post(f"{body['complete_url']}")
+    restore()
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_expired")
+    assert queue_length(any_db_settings.redis_url) == 0
+    # What the completion moved belongs to nothing: gone with the expiry.
+    assert stored_files(any_db_settings) == []
+    task = (await any_db_client.get(f"/tasks/{body['task_id']}")).json()
+    assert (task["status"], task["error"]["code"]) == ("failed", "upload_expired")
+    again = await any_db_client.post(f"{body['complete_url']}")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "upload_expired")
+
+
+async def test_complete_answers_a_delete_that_won_the_race(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    assert (await put(client, body, data)).status_code == 204
+    # The delete removed the task's files before the completion moved the object in.
+    restore = _during_probe(monkeypatch, lambda: delete_rows(settings, body["task_id"]))
+    response = await client.post(f"{body['complete_url']}")
+    restore()
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
+    assert queue_length(settings.redis_url) == 0
+    assert stored_files(settings) == []

@@ -97,7 +97,7 @@ def create(session: Session, task: Task, *, awaiting_upload: bool = False) -> No
 
 def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size: int) -> bool:
     """A direct upload's bytes are in and checked: awaiting_upload → queued. False if
-    another completion (or the expiry) moved the task first. Its sha256 stays empty
+    another completion (or the expiry, or a delete) moved the task first. Its sha256 stays empty
     until the worker, which reads the whole object, records it with the result."""
     moved = session.execute(
         update(Task)
@@ -118,12 +118,14 @@ def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size
     return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def refuse_upload(session: Session, task_id: uuid.UUID, error: ImagepipeError) -> list[uuid.UUID]:
+def refuse_upload(
+    session: Session, task_id: uuid.UUID, error: ImagepipeError
+) -> list[uuid.UUID] | None:
     """A direct upload's object was refused (too large, not an image, expired):
     awaiting_upload → failed with the refusal's code, a failure like any other. Returns
-    the ``task.failed`` deliveries written beside it (none if another process moved
-    the task first); after the commit the caller calls ``announce`` with them and
-    deletes the object."""
+    the ``task.failed`` deliveries written beside it, or None if another process moved
+    the task first (its object is then not the refusal's to delete); after the commit
+    the caller calls ``announce`` with them and deletes the object."""
     moved = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload)
@@ -137,7 +139,7 @@ def refuse_upload(session: Session, task_id: uuid.UUID, error: ImagepipeError) -
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
-        return []
+        return None
     return webhooks.record(session, task_id, "task.failed")
 
 

@@ -27,6 +27,7 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.deps import (
@@ -47,11 +48,12 @@ from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.db.models import Task, TaskStatus, live, utcnow
 from imagepipe.errors import (
     FileTooLarge,
     ImagepipeError,
     ServiceUnavailable,
+    TaskNotFound,
     UnprocessableRequest,
     UploadClosed,
     UploadExpired,
@@ -310,8 +312,10 @@ async def put_original(
     response_model=UploadAccepted,
     responses=_errors(
         {
-            404: "`task_not_found`",
-            409: "nothing (or too little) uploaded (`upload_incomplete`), `upload_expired`",
+            404: "`task_not_found` (also when the task is deleted while completing)",
+            409: "nothing (or too little) uploaded (`upload_incomplete`), `upload_expired` "
+            "(also when the expiry wins a race with this request), or the code of an "
+            "earlier refusal",
             413: "longer than declared or the limit (`file_too_large`)",
             415: "not an allowed image format (`unsupported_media_type`)",
             422: "too many pixels (`image_too_large`) or unreadable (`invalid_image`)",
@@ -329,7 +333,8 @@ async def complete_upload(
     queue: QueueDep,
 ) -> UploadAccepted:
     if task.status == TaskStatus.awaiting_upload:
-        await _complete(task, settings, session, storage)
+        if not await _complete(task, settings, session, storage):
+            return await _as_it_is_now(session, storage, task, response)
     elif task.status == TaskStatus.failed and task.enqueued_at is None:
         # Refused at completion (or expired) before: the same answer again.
         raise UploadClosed(task.error_code or "upload_incomplete", task.error_message or "")
@@ -352,13 +357,36 @@ def _accepted(task_id: uuid.UUID, response: Response) -> UploadAccepted:
     return UploadAccepted(task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id))
 
 
+async def _as_it_is_now(
+    session: AsyncSession, storage: Storage, task: Task, response: Response
+) -> UploadAccepted:
+    """Our compare-and-swap matched nothing: another request moved the task after we
+    read it. Answer what that did: completed it (202, published by that request),
+    expired or refused it (409 with its code), deleted it (404). In the last two the
+    object belongs to nothing: it goes (the expiry or the delete may have removed it
+    before this request's look, and the client may have stored it again since)."""
+    task_id, key = task.id, task.original_key
+    with unavailable_as_503("database"):
+        now = await session.scalar(
+            select(Task).where(Task.id == task_id, live()).execution_options(populate_existing=True)
+        )
+    if now is None:
+        await delete_quietly(storage, key)
+        raise TaskNotFound()
+    if now.status == TaskStatus.failed and now.enqueued_at is None:
+        await delete_quietly(storage, key)
+        raise UploadClosed(now.error_code or "upload_incomplete", now.error_message or "")
+    return _accepted(task_id, response)
+
+
 async def _complete(
     task: Task, settings: Settings, session: AsyncSession, storage: Storage
-) -> None:
-    """Check the stored object and move the task to queued, or fail it and delete it."""
+) -> bool:
+    """Check the stored object and move the task to queued (True), or fail it and
+    delete the object (raises). False: another request moved the task first."""
     task_id, key, declared = task.id, task.original_key, task.original_size_bytes
     if task.upload_expires_at is not None and _aware(task.upload_expires_at) <= utcnow():
-        await _refuse(session, storage, task, UploadExpired())
+        return await _refuse(session, storage, task, UploadExpired())
     try:
         info = await to_thread.run_sync(storage.stat, key)
     except ObjectNotFound:
@@ -368,7 +396,7 @@ async def _complete(
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     if info.size > declared or info.size > settings.max_upload_bytes:
         limit = min(declared, settings.max_upload_bytes)
-        await _refuse(
+        return await _refuse(
             session,
             storage,
             task,
@@ -388,27 +416,29 @@ async def _complete(
         if handle.failure is not None:  # the storage failed mid-probe, not the image
             log.warning("storage unavailable on completion: %r", handle.failure)
             raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-        await _refuse(session, storage, task, error)
-        raise  # unreachable: _refuse raises
+        return await _refuse(session, storage, task, error)
     except StorageError as error:
         log.warning("storage unavailable on completion: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-    await _queue(session, task, image, info.size)
+    if not await _queue(session, task, image, info.size):
+        return False
     log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
+    return True
 
 
-async def _queue(session: AsyncSession, task: Task, image: ImageInfo, size: int) -> None:
-    """awaiting_upload → queued. Of two concurrent completions, one moves the row; the
-    other finds it queued and answers the same."""
+async def _queue(session: AsyncSession, task: Task, image: ImageInfo, size: int) -> bool:
+    """awaiting_upload → queued; False if another request moved the row first."""
     with unavailable_as_503("database"):
-        await session.run_sync(lifecycle.complete_upload, task.id, image, size)
+        moved = await session.run_sync(lifecycle.complete_upload, task.id, image, size)
         await session.commit()
+    return moved
 
 
 async def _refuse(
     session: AsyncSession, storage: Storage, task: Task, error: ImagepipeError
-) -> None:
-    """Fail the task with ``error``'s code, delete the object, raise ``error``.
+) -> bool:
+    """Fail the task with ``error``'s code, delete the object, raise ``error``; False
+    (nothing done) if another request moved the task first.
 
     A failure like any other: the ``task.failed`` deliveries are written in the same
     transaction, and followers and the broker are told after the commit."""
@@ -416,6 +446,8 @@ async def _refuse(
         with unavailable_as_503("database"):
             deliveries = await session.run_sync(lifecycle.refuse_upload, task.id, error)
             await session.commit()
+        if deliveries is None:
+            return False
         await to_thread.run_sync(lifecycle.announce, task.id, deliveries)
         # After the commit: the row says failed before the object goes.
         await delete_quietly(storage, task.original_key)

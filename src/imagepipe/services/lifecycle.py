@@ -75,6 +75,8 @@ class Claim:
     original_key: str
     # Empty for a direct upload until a worker has read the original and recorded it.
     original_sha256: str = ""
+    # A direct upload's object as checked at completion (empty: no check).
+    original_etag: str = ""
 
 
 # --- creating (API) ---------------------------------------------------------------
@@ -95,10 +97,14 @@ def create(session: Session, task: Task, *, awaiting_upload: bool = False) -> No
     session.add(task)
 
 
-def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size: int) -> bool:
+def complete_upload(
+    session: Session, task_id: uuid.UUID, image: ImageInfo, size: int, etag: str
+) -> bool:
     """A direct upload's bytes are in and checked: awaiting_upload → queued. False if
-    another completion (or the expiry, or a delete) moved the task first. Its sha256 stays empty
-    until the worker, which reads the whole object, records it with the result."""
+    another completion (or the expiry, or a delete) moved the task first. Its sha256
+    stays empty until the worker, which reads the whole object, records it with the
+    result; ``etag`` (the checked object's version tag) is what the worker must read.
+    The upload token's digest stays: its holder is told the upload is closed."""
     moved = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload, live())
@@ -110,7 +116,7 @@ def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size
             original_height=image.height,
             original_frames=image.frames,
             original_size_bytes=size,
-            upload_token_sha256=None,
+            original_etag=etag,
             upload_expires_at=None,
         )
         .execution_options(synchronize_session=False)
@@ -134,7 +140,6 @@ def refuse_upload(
             finished_at=utcnow(),
             error_code=error.code,
             error_message=error.message[:MAX_MESSAGE],
-            upload_token_sha256=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -230,14 +235,16 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
             if row is None:
                 return None
     events.notify(task_id)
-    return Claim(task_id, row.attempts, row.original_key, row.original_sha256)
+    return Claim(
+        task_id, row.attempts, row.original_key, row.original_sha256, row.original_etag or ""
+    )
 
 
 def _take(
     session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
-) -> Row[int, str, str] | None:
-    """The claiming update under ``claimable``; the new attempt, the original's key and
-    its digest, or None if it matched nothing."""
+) -> Row[int, str, str, str | None] | None:
+    """The claiming update under ``claimable``; the new attempt, the original's key, its
+    digest and its checked version tag, or None if it matched nothing."""
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
@@ -250,7 +257,7 @@ def _take(
             lease_expires_at=db_now_plus(settings.lease_seconds),
             claimed_by=current_holder(),
         )
-        .returning(Task.attempts, Task.original_key, Task.original_sha256)
+        .returning(Task.attempts, Task.original_key, Task.original_sha256, Task.original_etag)
         .execution_options(synchronize_session=False)
     ).one_or_none()
 
@@ -593,7 +600,6 @@ def expire_uploads(
                     finished_at=now,
                     error_code=error.code,
                     error_message=error.message,
-                    upload_token_sha256=None,
                 )
                 .execution_options(synchronize_session=False)
             )

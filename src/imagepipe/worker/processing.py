@@ -23,6 +23,7 @@ from imagepipe.errors import (
     ImageTooLarge,
     InternalError,
     InvalidImage,
+    OriginalChanged,
     OriginalMissing,
     ProcessingTimeout,
     QualityCheckFailed,
@@ -34,7 +35,7 @@ from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import dedup, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
-from imagepipe.storage import ObjectNotFound, Storage
+from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ def render(
 ) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
     render. Raises ObjectNotFound if the original is gone, StorageError if unreadable.
-    An original whose digest is not known yet (a direct upload) is hashed on the way."""
-    with storage.open_seekable(claim.original_key) as source:
+    An original whose digest is not known yet (a direct upload) is hashed on the way,
+    and must be the version its completion checked (ObjectChanged otherwise)."""
+    # Until its digest is recorded; after that, renders read what the first one hashed.
+    expected = claim.original_etag if claim.original_etag and not claim.original_sha256 else None
+    with storage.open_seekable(claim.original_key, etag=expected) as source:
         digest = None if claim.original_sha256 else _sha256(source)
         result = render_previews(source, render_options(settings), on_rendition)
     result.source_sha256 = digest
@@ -182,6 +186,12 @@ def _render_and_finish(
         # No retry brings a missing original back: say so, for good.
         log.error("original missing from storage", extra={"task_id": str(task_id)})
         lifecycle.fail(sessions, task_id, OriginalMissing(), attempt=current.attempt)
+        return Outcome.failed
+    except ObjectChanged:
+        # Not the bytes the completion probed (and recorded the format of): refuse
+        # them rather than render something nobody checked.
+        log.error("original replaced after completion", extra={"task_id": str(task_id)})
+        lifecycle.fail(sessions, task_id, OriginalChanged(), attempt=current.attempt)
         return Outcome.failed
     except Exception as error:
         if is_transient(error):

@@ -335,17 +335,25 @@ def take_for_rerender(
     return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256)
 
 
-def swap_variants(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> bool:
+def swap_variants(
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    variants: list[Variant],
+    described: Mapping[str, Any] | None = None,
+) -> bool:
     """Replace a succeeded task's variants with a re-render's, in one commit, only while
     the re-render's token is still the latest. False: deleted meanwhile, or a newer
-    re-render took over (the caller removes what it wrote)."""
+    re-render took over (the caller removes what it wrote). ``described``: the columns
+    that say what was made (report, placeholder, render spec), swapped in the same
+    commit so they never describe the previews that were replaced."""
     with sessions.begin() as session:
         still_ours = session.execute(
             update(Task)
             .where(Task.id == claim.task_id, live())
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == claim.attempt)
-            .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
+            # attempts unchanged: the update takes the row lock for the swap.
+            .values(attempts=claim.attempt, **(described or {}))
             .execution_options(synchronize_session=False)
         )
         if still_ours.rowcount != 1:  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,7 +41,15 @@ log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1024 * 1024
 
-__all__ = ["Claim", "Outcome", "process", "render", "render_options", "store_and_finish"]
+__all__ = [
+    "Claim",
+    "Outcome",
+    "describe",
+    "process",
+    "render",
+    "render_options",
+    "store_and_finish",
+]
 
 
 class Outcome(enum.StrEnum):
@@ -93,6 +101,19 @@ def _sha256(source: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def describe(
+    result: RenderResult, *, store_seconds: float, deduplicated_from: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The task columns that say what ``result`` made: stored with its previews."""
+    return {
+        "report": build_report(
+            result, store_seconds=store_seconds, deduplicated_from=deduplicated_from
+        ),
+        "placeholder": result.placeholder.as_dict() if result.placeholder else None,
+        "render_spec": result.render_spec,
+    }
+
+
 def store_and_finish(
     sessions: sessionmaker[Session],
     storage: Storage,
@@ -120,11 +141,7 @@ def store_and_finish(
         # (the connection lost during COMMIT) may have recorded them.
         writer.hand_over()
     stored = time.perf_counter() - started
-    described = {
-        "report": build_report(result, store_seconds=stored, deduplicated_from=deduplicated_from),
-        "placeholder": result.placeholder.as_dict() if result.placeholder else None,
-        "render_spec": result.render_spec,
-    }
+    described = describe(result, store_seconds=stored, deduplicated_from=deduplicated_from)
     if result.source_sha256:  # a direct upload's digest, first known now
         described["original_sha256"] = result.source_sha256
     finished = lifecycle.finish(sessions, claim, rows, described)

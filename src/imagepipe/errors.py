@@ -97,6 +97,10 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "webhook_secret_configured": ErrorSpec(
         409, False, "Without API keys, deliveries are signed with IMAGEPIPE_WEBHOOK_SECRET."
     ),
+    "upload_closed": ErrorSpec(409, False, "The upload is closed: the task no longer takes bytes."),
+    "original_changed": ErrorSpec(
+        409, False, "The original was replaced after the upload was completed."
+    ),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -192,6 +196,18 @@ class UploadClosed(ImagepipeError):
     @property
     def status_code(self) -> int:
         return 409
+
+
+class UploadNotOpen(ImagepipeError):
+    """The direct upload's URL after its task left awaiting_upload."""
+
+    code = "upload_closed"
+
+
+class OriginalChanged(ImagepipeError):
+    """The stored original is not the object checked when the upload completed."""
+
+    code = "original_changed"
 
 
 class VariantNotFound(ImagepipeError):

@@ -1,8 +1,13 @@
-"""Direct uploads on file:// storage: POST /uploads → the API's own PUT → complete."""
+"""Direct uploads on file:// storage: POST /uploads → the API's own PUT → complete.
+
+The upload URL writes to a staging key; completing moves the object to the original's
+key, and the URL cannot change it after that (tests/integration/test_direct_upload_s3.py
+does the same with presigned URLs on a real S3)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,13 +22,15 @@ import redis
 from sqlalchemy import select, update
 
 from imagepipe.api.app import create_app
+from imagepipe.api.routes import direct
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
-from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE
+from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE, CeleryQueue
 from imagepipe.services import events, lifecycle, webhooks
-from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing
+from imagepipe.storage import LocalStorage, Storage
+from imagepipe.worker import processing, reconciler
+from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings, open_client, run_inline
 from tests.images import original_of, photo
 from tests.observe import queue_length, stored_files
@@ -93,8 +100,9 @@ async def test_whole_flow_then_render(
     again = await any_db_client.post(f"/tasks/{task_id}/complete")
     assert (again.status_code, again.json()) == (202, accepted)
     assert queue_length(any_db_settings.redis_url) == 1
-    # The token is spent.
-    assert (await put(any_db_client, body, data)).json()["error"]["code"] == "invalid_upload_token"
+    # The upload is closed: its token's holder is told so.
+    closed = await put(any_db_client, body, data)
+    assert (closed.status_code, closed.json()["error"]["code"]) == (409, "upload_closed")
 
     assert run_inline(any_db_settings, str(task_id)) == processing.Outcome.succeeded
     done = (await any_db_client.get(f"/tasks/{task_id}")).json()
@@ -209,7 +217,7 @@ async def test_non_image_is_refused_and_nothing_left(
 ) -> None:
     body = await create(client, len(data))
     assert (await put(client, body, data)).status_code == 204
-    assert stored_files(settings) == [f"originals/{body['task_id']}"]
+    assert stored_files(settings) == [f"staging/{body['task_id']}"]
     response = await client.post(f"{body['complete_url']}")
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
@@ -470,3 +478,230 @@ async def test_callback_url_is_checked(client: httpx.AsyncClient) -> None:
         )
         assert (response.status_code, response.json()["error"]["code"]) == (422, code)
     assert (await client.get("/tasks")).json()["tasks"] == []
+
+
+# --- the upload URL once its task has moved on -------------------------------------
+
+
+def reconcile(settings: Settings, storage: Storage | None = None) -> dict[str, int]:
+    """One reconciler run (expiry, staging sweep, …) with this test's settings."""
+    engine = make_sync_engine(settings.resolved_database_url)
+    queue = CeleryQueue(create_celery(settings))
+    try:
+        return reconciler.run(
+            sync_session_factory(engine),
+            storage or LocalStorage(settings.resolved_storage_root),
+            queue,
+            settings,
+        )
+    finally:
+        queue.close()
+        engine.dispose()
+
+
+def delete_rows(settings: Settings, task_id: object) -> None:
+    """The database half of DELETE /tasks/{id} (tombstone, then row), from outside the
+    request under test; the caller removes the files, or not."""
+    ident = uuid.UUID(str(task_id))
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        sessions = sync_session_factory(engine)
+        with sessions.begin() as session:
+            assert lifecycle.mark_deleted(session, ident)
+        with sessions.begin() as session:
+            lifecycle.purge(session, ident)
+    finally:
+        engine.dispose()
+
+
+def stored_bytes(settings: Settings, key: str) -> bytes:
+    return (settings.resolved_storage_root / key).read_bytes()
+
+
+async def test_the_upload_url_changes_nothing_once_the_upload_is_completed(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    task_id = body["task_id"]
+    assert (await put(client, body, data)).status_code == 204
+    assert stored_files(settings) == [f"staging/{task_id}"]
+    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    # Moved, not copied: what the URL wrote is now the original.
+    assert stored_files(settings) == [f"originals/{task_id}"]
+
+    other = photo(300, 200, "PNG")
+    response = await put(client, body, other)
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_closed")
+    # A write the URL makes all the same (a PUT whose body was still arriving, or a
+    # presigned S3 URL, which cannot be revoked) lands on the staging key. The
+    # reconciler removes it, and keeps what an upload in progress has staged.
+    waiting = await create(client, len(data))
+    assert (await put(client, waiting, data)).status_code == 204
+    LocalStorage(settings.resolved_storage_root).put_bytes(f"staging/{task_id}", other)
+    reconcile(settings)
+    assert stored_files(settings) == [f"originals/{task_id}", f"staging/{waiting['task_id']}"]
+    assert stored_bytes(settings, f"originals/{task_id}") == data
+
+    assert run_inline(settings, str(task_id)) == processing.Outcome.succeeded
+    done = (await client.get(f"/tasks/{task_id}")).json()
+    assert done["original"] == original_of(data, "cat.jpg", 400, 300)
+
+
+async def test_a_put_still_arriving_when_its_task_is_deleted_leaves_nothing(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    received = direct.receive_body
+
+    async def deleted_meanwhile(*args: object, **kwargs: object) -> None:
+        await received(*args, **kwargs)  # type: ignore[arg-type]
+        delete_rows(settings, body["task_id"])  # and it had no files yet
+
+    monkeypatch.setattr(direct, "receive_body", deleted_meanwhile)
+    assert (await put(client, body, data)).status_code == 204
+    monkeypatch.setattr(direct, "receive_body", received)
+    reconcile(settings)
+    assert stored_files(settings) == []
+    response = await put(client, body, data)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
+    assert stored_files(settings) == []
+
+
+async def test_a_retried_completion_keeps_the_object_the_first_one_moved(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    task_id = str(body["task_id"])
+    assert (await put(client, body, data)).status_code == 204
+    # A completion that moved the object and went no further (its probe's storage
+    # failed); then the URL stores other bytes of the declared length.
+    storage = LocalStorage(settings.resolved_storage_root)
+    storage.move(f"staging/{task_id}", f"originals/{task_id}")
+    other = data[:13] + bytes([1, 0, 72, 0, 72]) + data[18:]  # another JFIF density
+    assert (await put(client, body, other)).status_code == 204
+    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    assert stored_bytes(settings, f"originals/{task_id}") == data
+    reconcile(settings)
+    assert stored_files(settings) == [f"originals/{task_id}"]
+    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    done = (await client.get(f"/tasks/{task_id}")).json()
+    assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_the_worker_renders_only_the_object_checked_at_completion(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    task_id = str(body["task_id"])
+    assert (await put(client, body, data)).status_code == 204
+    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    # Replaced after the check (by a second completion racing the first, or the URL
+    # of an earlier release, which named this key): not the bytes probed and recorded.
+    LocalStorage(settings.resolved_storage_root).put_bytes(
+        f"originals/{task_id}", photo(900, 900, "PNG")
+    )
+    assert run_inline(settings, task_id) == processing.Outcome.failed
+    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert (task["status"], task["error"]["code"]) == ("failed", "original_changed")
+    assert task["variants"] == {} and task["original"]["sha256"] == ""
+
+
+async def test_an_upload_stored_where_earlier_releases_put_it_still_completes(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Their URL wrote the original's own key; such a task may still be awaiting its
+    # completion when the new release starts.
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    task_id = str(body["task_id"])
+    LocalStorage(settings.resolved_storage_root).put_bytes(f"originals/{task_id}", data)
+    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    done = (await client.get(f"/tasks/{task_id}")).json()
+    assert done["original"] == original_of(data, "cat.jpg", 400, 300)
+    assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def _during_probe(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> Callable[[], None]:
+    """Run ``meanwhile`` while the completion probes the object (after its look at the
+    task, before its compare-and-swap); returns a function that restores the probe."""
+    probe = direct.probe_header
+
+    async def probing(*args: object) -> object:
+        meanwhile()
+        return await probe(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(direct, "probe_header", probing)
+    return lambda: monkeypatch.setattr(direct, "probe_header", probe)
+
+
+async def test_complete_answers_an_expiry_that_won_the_race(
+    any_db_client: httpx.AsyncClient, any_db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(400, 300)
+    body = await create(any_db_client, len(data))
+    assert (await put(any_db_client, body, data)).status_code == 204
+
+    def expire() -> None:
+        _age(any_db_settings, body["task_id"])
+        engine = make_sync_engine(any_db_settings.resolved_database_url)
+        try:
+            assert lifecycle.expire_uploads(sync_session_factory(engine), utcnow()) != []
+        finally:
+            engine.dispose()
+
+    restore = _during_probe(monkeypatch, expire)
+    response = await any_db_client.post(f"{body['complete_url']}")
+    restore()
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_expired")
+    assert queue_length(any_db_settings.redis_url) == 0
+    # What the completion moved belongs to nothing: gone with the expiry.
+    assert stored_files(any_db_settings) == []
+    task = (await any_db_client.get(f"/tasks/{body['task_id']}")).json()
+    assert (task["status"], task["error"]["code"]) == ("failed", "upload_expired")
+    again = await any_db_client.post(f"{body['complete_url']}")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "upload_expired")
+
+
+async def test_complete_answers_a_delete_that_won_the_race(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = photo(400, 300)
+    body = await create(client, len(data))
+    assert (await put(client, body, data)).status_code == 204
+    # The delete removed the task's files before the completion moved the object in.
+    restore = _during_probe(monkeypatch, lambda: delete_rows(settings, body["task_id"]))
+    response = await client.post(f"{body['complete_url']}")
+    restore()
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
+    assert queue_length(settings.redis_url) == 0
+    assert stored_files(settings) == []
+
+
+async def test_upload_tokens_open_only_their_own_upload(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    data = photo(100, 100)
+    first, second = await create(client, len(data)), await create(client, len(data))
+    assert (await put(client, first, data)).status_code == 204
+    assert (await client.post(f"{first['complete_url']}")).status_code == 202
+    # The closed task's token says nothing about the open one, and a wrong token says
+    # nothing about the closed one.
+    swapped = upload_path(first).replace(str(first["task_id"]), str(second["task_id"]))
+    response = await client.put(swapped, content=data)
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        403,
+        "invalid_upload_token",
+    )
+    response = await client.put(f"/tasks/{first['task_id']}/original?token=x", content=data)
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        403,
+        "invalid_upload_token",
+    )
+    assert stored_files(settings) == [f"originals/{first['task_id']}"]

@@ -1,8 +1,12 @@
 """Direct uploads on S3 (a real SeaweedFS): the client PUTs to a presigned URL, the API
-never sees the bytes, a real worker renders the task."""
+never sees the bytes, a real worker renders the task. The URL names a staging key and
+cannot be revoked: used again after completion (or a delete), it changes nothing."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -10,9 +14,12 @@ import pytest
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from imagepipe.storage import open_storage
+from imagepipe.queue import CeleryQueue
+from imagepipe.storage import Storage, open_storage
+from imagepipe.worker import processing, reconciler
+from imagepipe.worker.celery_app import create_celery
 from tests.harness import s3
-from tests.harness.app import open_client
+from tests.harness.app import open_client, worker_sessions
 from tests.harness.processes import WorkerProcess
 from tests.harness.seaweedfs import SeaweedFS
 from tests.harness.wait import wait_finished
@@ -128,3 +135,107 @@ async def test_presigned_urls_name_the_public_endpoint(
     assert url is not None and url.startswith(f"{public}/")
     async with httpx.AsyncClient(timeout=10) as browser:
         assert (await browser.get(url)).content == data
+
+
+# --- the presigned URL once its task has moved on ----------------------------------
+
+
+@pytest.fixture
+def storage(s3_settings: Settings) -> Iterator[Storage]:
+    backend = open_storage(s3_settings)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def read(storage: Storage, key: str) -> bytes:
+    reader = storage.open(key)
+    try:
+        return reader.read()
+    finally:
+        reader.close()
+
+
+def reconcile(settings: Settings, storage: Storage) -> None:
+    queue = CeleryQueue(create_celery(settings))
+    try:
+        with worker_sessions(settings) as sessions:
+            reconciler.run(sessions, storage, queue, settings)
+    finally:
+        queue.close()
+
+
+def render(settings: Settings, storage: Storage, task_id: str) -> processing.Outcome:
+    with worker_sessions(settings) as sessions:
+        return processing.process(sessions, storage, settings, uuid.UUID(task_id))
+
+
+def same_length_other_bytes(jpeg: bytes) -> bytes:
+    """The same JPEG with another pixel density in its JFIF header: other bytes (so
+    another object) of the length the URL was signed for."""
+    assert jpeg[6:11] == b"JFIF\x00"
+    other = jpeg[:13] + bytes([1, 0, 72, 0, 72]) + jpeg[18:]
+    assert len(other) == len(jpeg) and other != jpeg
+    return other
+
+
+async def test_the_presigned_url_changes_nothing_once_the_upload_is_completed(
+    s3_client: httpx.AsyncClient, s3_settings: Settings, storage: Storage
+) -> None:
+    data = photo(600, 400)
+    body = await create(s3_client, len(data))
+    task_id = str(body["task_id"])
+    assert put(body, data).status_code == 200
+    assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
+    assert s3.object_keys(s3_settings) == [f"originals/{task_id}"]
+
+    # S3 still takes a PUT to the URL until it expires, but not as the original: it
+    # lands on the staging key, which the reconciler sweeps.
+    assert put(body, same_length_other_bytes(data)).status_code == 200
+    assert read(storage, f"originals/{task_id}") == data
+    assert s3.object_keys(s3_settings, "staging/") == [f"staging/{task_id}"]
+    reconcile(s3_settings, storage)
+    assert s3.object_keys(s3_settings) == [f"originals/{task_id}"]
+    assert render(s3_settings, storage, task_id) == processing.Outcome.succeeded
+    done = (await s3_client.get(f"/tasks/{task_id}")).json()
+    assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_presigned_put_after_a_delete_leaves_nothing(
+    s3_client: httpx.AsyncClient, s3_settings: Settings, storage: Storage
+) -> None:
+    data = photo(300, 200)
+    body = await create(s3_client, len(data))
+    assert put(body, data).status_code == 200
+    assert (await s3_client.delete(f"/tasks/{body['task_id']}")).status_code == 204
+    assert put(body, data).status_code == 200  # the URL outlives its task
+    reconcile(s3_settings, storage)
+    assert s3.object_keys(s3_settings) == []
+
+
+async def test_the_worker_renders_only_the_object_checked_at_completion_on_s3(
+    s3_client: httpx.AsyncClient, s3_settings: Settings, storage: Storage
+) -> None:
+    data = photo(300, 200)
+    body = await create(s3_client, len(data))
+    task_id = str(body["task_id"])
+    assert put(body, data).status_code == 200
+    assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
+    storage.put_bytes(f"originals/{task_id}", same_length_other_bytes(data))
+    assert render(s3_settings, storage, task_id) == processing.Outcome.failed
+    failed = (await s3_client.get(f"/tasks/{task_id}")).json()
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "original_changed")
+
+
+async def test_an_upload_stored_where_earlier_releases_put_it_completes_on_s3(
+    s3_client: httpx.AsyncClient, s3_settings: Settings, storage: Storage
+) -> None:
+    # Their presigned URL named the original's own key.
+    data = photo(300, 200)
+    body = await create(s3_client, len(data))
+    task_id = str(body["task_id"])
+    storage.put_bytes(f"originals/{task_id}", data)
+    assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
+    assert render(s3_settings, storage, task_id) == processing.Outcome.succeeded
+    assert s3.object_keys(s3_settings, "originals/") == [f"originals/{task_id}"]

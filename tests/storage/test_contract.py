@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.storage import ObjectNotFound, Storage
+from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 from imagepipe.storage.base import COPY_CHUNK
 from imagepipe.storage.ranged import RANGE_BYTES, open_ranged
 
@@ -128,6 +128,43 @@ def test_a_ranged_view_reads_the_object_by_ranges(
     with pytest.raises(ObjectNotFound):
         handle.read(10)
     assert isinstance(handle.failure, ObjectNotFound)
+
+
+def test_copy_and_move(storage: Storage) -> None:
+    data = bytes(range(256)) * 100
+    storage.put_bytes("staging/m", data, content_type="image/png")
+    copied = storage.copy("staging/m", "originals/copy")
+    assert (copied.key, copied.size) == ("originals/copy", len(data))
+    assert read_all(storage, "originals/copy") == data
+    assert read_all(storage, "staging/m") == data  # a copy leaves the source
+
+    storage.put_bytes("originals/m", b"an older version, replaced whole")
+    moved = storage.move("staging/m", "originals/m")
+    assert (moved.key, moved.size) == ("originals/m", len(data))
+    assert moved.etag == storage.stat("originals/m").etag
+    assert read_all(storage, "originals/m") == data
+    with pytest.raises(ObjectNotFound):
+        storage.stat("staging/m")
+    with pytest.raises(ObjectNotFound):
+        storage.move("staging/m", "originals/m")  # nothing left to move
+    with pytest.raises(ObjectNotFound):
+        storage.copy("staging/nothing", "originals/n")
+    assert read_all(storage, "originals/m") == data
+    assert sorted(i.key for i in storage.list("")) == ["originals/copy", "originals/m"]
+
+
+def test_a_seekable_read_of_one_version(storage: Storage) -> None:
+    storage.put_bytes("originals/v", b"the checked version")
+    checked = storage.stat("originals/v").etag
+    with storage.open_seekable("originals/v", etag=checked) as handle:
+        assert handle.read() == b"the checked version"
+    storage.put_bytes("originals/v", b"a replacement, longer than it")
+    with pytest.raises(ObjectChanged), storage.open_seekable("originals/v", etag=checked):
+        pass
+    # Not a storage error: trying again does not bring the checked version back.
+    assert not issubclass(ObjectChanged, OSError)
+    with storage.open_seekable("originals/v") as handle:
+        assert handle.read() == b"a replacement, longer than it"
 
 
 def test_list_and_prefix_delete(storage: Storage) -> None:

@@ -146,7 +146,7 @@ def test_page_uploads_straight_to_s3(page: Page, s3_stack: tuple[ApiProcess, Sea
     # to the API.
     puts = [(host, path) for method, host, path in requests if method == "PUT"]
     assert len(puts) == 1 and puts[0][0] == s3_host
-    assert puts[0][1].endswith(f"/originals/{task_id}")
+    assert puts[0][1].endswith(f"/staging/{task_id}")
     assert ("POST", api_host, "/upload") not in requests
     assert ("POST", api_host, f"/tasks/{task_id}/complete") in requests
     # The page's Content-Security-Policy lets it reach the bucket, and only that.

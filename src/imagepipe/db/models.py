@@ -61,6 +61,8 @@ class Task(Base):
         Index("ix_tasks_owner_scope_status", "owner_scope", "status"),  # tenant quota
         # Retention: finished tasks by age.
         Index("ix_tasks_status_finished_at", "status", "finished_at"),
+        # Content dedup looks for the same bytes among one owner's tasks only.
+        Index("ix_tasks_original_sha256_owner_scope", "original_sha256", "owner_scope"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -95,13 +97,18 @@ class Task(Base):
     original_height: Mapped[int] = mapped_column(Integer)
     original_frames: Mapped[int] = mapped_column(Integer, default=1)
     original_size_bytes: Mapped[int] = mapped_column(BigInteger)
-    # Indexed: an upload whose bytes and render spec match a succeeded task reuses it.
-    original_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Indexed with the owner: an upload whose bytes and render spec match a succeeded
+    # task of the same owner reuses it.
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    # A direct upload's object as checked at completion (the storage's version tag): the
+    # worker renders that version or fails the task. NULL for other rows.
+    original_etag: Mapped[str | None] = mapped_column(String(255))
     # When retention removed the original (IMAGEPIPE_KEEP_ORIGINALS); NULL while kept.
     original_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Direct uploads only (NULL for every other row). The API's own upload URL carries
-    # a token; only its sha256 is stored, and it is cleared once the upload completes.
+    # a token; only its sha256 is stored. It stays after the upload is closed, so the
+    # token's holder is told the upload is closed rather than that the token is wrong.
     upload_token_sha256: Mapped[str | None] = mapped_column(String(64))
     # After this an awaiting_upload task is failed with upload_expired (reconciler).
     upload_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

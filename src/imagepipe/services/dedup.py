@@ -1,5 +1,6 @@
-"""Content dedup: an upload whose bytes (sha256) and render spec match a task that
-already succeeded is not rendered again; its variants are copies of that task's.
+"""Content dedup: an upload whose bytes (sha256) and render spec match a task of the
+same owner that already succeeded is not rendered again; its variants are copies of
+that task's.
 
 Copies, not shared objects: every task's objects live under its own key prefix and a
 DELETE (or retention) removes that prefix, so a copy keeps "deleting one task never
@@ -33,13 +34,23 @@ class Reused:
 
 
 def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
-    """The earliest succeeded task with this task's bytes and the same spec."""
+    """The earliest succeeded task of the same owner with this task's bytes and the
+    same spec.
+
+    Only the same owner's: a copy from another owner's task would tell this one (in
+    ``report.deduplicated_from``, and by finishing early) that someone else uploaded
+    these bytes, and which task holds them. The owner is compared as an opaque value;
+    a task without one (older than owners) has no duplicates."""
     digest = select(Task.original_sha256).where(Task.id == task_id).scalar_subquery()
-    # A direct upload's digest is empty until a worker has read it: it matches nothing.
+    owner = select(Task.owner_scope).where(Task.id == task_id).scalar_subquery()
     return session.scalars(
         select(Task)
         .where(
+            # One lookup in ix_tasks_original_sha256_owner_scope. A NULL owner equals
+            # nothing in SQL, so a task without one finds no duplicate.
             Task.original_sha256 == digest,
+            Task.owner_scope == owner,
+            # A direct upload's digest is empty until a worker has read it.
             Task.original_sha256 != "",
             Task.render_spec == render_spec,
             Task.status == TaskStatus.succeeded,

@@ -75,6 +75,8 @@ class Claim:
     original_key: str
     # Empty for a direct upload until a worker has read the original and recorded it.
     original_sha256: str = ""
+    # A direct upload's object as checked at completion (empty: no check).
+    original_etag: str = ""
 
 
 # --- creating (API) ---------------------------------------------------------------
@@ -95,10 +97,14 @@ def create(session: Session, task: Task, *, awaiting_upload: bool = False) -> No
     session.add(task)
 
 
-def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size: int) -> bool:
+def complete_upload(
+    session: Session, task_id: uuid.UUID, image: ImageInfo, size: int, etag: str
+) -> bool:
     """A direct upload's bytes are in and checked: awaiting_upload → queued. False if
-    another completion (or the expiry) moved the task first. Its sha256 stays empty
-    until the worker, which reads the whole object, records it with the result."""
+    another completion (or the expiry, or a delete) moved the task first. Its sha256
+    stays empty until the worker, which reads the whole object, records it with the
+    result; ``etag`` (the checked object's version tag) is what the worker must read.
+    The upload token's digest stays: its holder is told the upload is closed."""
     moved = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload, live())
@@ -110,7 +116,7 @@ def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size
             original_height=image.height,
             original_frames=image.frames,
             original_size_bytes=size,
-            upload_token_sha256=None,
+            original_etag=etag,
             upload_expires_at=None,
         )
         .execution_options(synchronize_session=False)
@@ -118,12 +124,14 @@ def complete_upload(session: Session, task_id: uuid.UUID, image: ImageInfo, size
     return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def refuse_upload(session: Session, task_id: uuid.UUID, error: ImagepipeError) -> list[uuid.UUID]:
+def refuse_upload(
+    session: Session, task_id: uuid.UUID, error: ImagepipeError
+) -> list[uuid.UUID] | None:
     """A direct upload's object was refused (too large, not an image, expired):
     awaiting_upload → failed with the refusal's code, a failure like any other. Returns
-    the ``task.failed`` deliveries written beside it (none if another process moved
-    the task first); after the commit the caller calls ``announce`` with them and
-    deletes the object."""
+    the ``task.failed`` deliveries written beside it, or None if another process moved
+    the task first (its object is then not the refusal's to delete); after the commit
+    the caller calls ``announce`` with them and deletes the object."""
     moved = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.awaiting_upload)
@@ -132,12 +140,11 @@ def refuse_upload(session: Session, task_id: uuid.UUID, error: ImagepipeError) -
             finished_at=utcnow(),
             error_code=error.code,
             error_message=error.message[:MAX_MESSAGE],
-            upload_token_sha256=None,
         )
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
-        return []
+        return None
     return webhooks.record(session, task_id, "task.failed")
 
 
@@ -228,14 +235,16 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
             if row is None:
                 return None
     events.notify(task_id)
-    return Claim(task_id, row.attempts, row.original_key, row.original_sha256)
+    return Claim(
+        task_id, row.attempts, row.original_key, row.original_sha256, row.original_etag or ""
+    )
 
 
 def _take(
     session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
-) -> Row[int, str, str] | None:
-    """The claiming update under ``claimable``; the new attempt, the original's key and
-    its digest, or None if it matched nothing."""
+) -> Row[int, str, str, str | None] | None:
+    """The claiming update under ``claimable``; the new attempt, the original's key, its
+    digest and its checked version tag, or None if it matched nothing."""
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
@@ -248,7 +257,7 @@ def _take(
             lease_expires_at=db_now_plus(settings.lease_seconds),
             claimed_by=current_holder(),
         )
-        .returning(Task.attempts, Task.original_key, Task.original_sha256)
+        .returning(Task.attempts, Task.original_key, Task.original_sha256, Task.original_etag)
         .execution_options(synchronize_session=False)
     ).one_or_none()
 
@@ -326,17 +335,25 @@ def take_for_rerender(
     return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256)
 
 
-def swap_variants(sessions: sessionmaker[Session], claim: Claim, variants: list[Variant]) -> bool:
+def swap_variants(
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    variants: list[Variant],
+    described: Mapping[str, Any] | None = None,
+) -> bool:
     """Replace a succeeded task's variants with a re-render's, in one commit, only while
     the re-render's token is still the latest. False: deleted meanwhile, or a newer
-    re-render took over (the caller removes what it wrote)."""
+    re-render took over (the caller removes what it wrote). ``described``: the columns
+    that say what was made (report, placeholder, render spec), swapped in the same
+    commit so they never describe the previews that were replaced."""
     with sessions.begin() as session:
         still_ours = session.execute(
             update(Task)
             .where(Task.id == claim.task_id, live())
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == claim.attempt)
-            .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
+            # attempts unchanged: the update takes the row lock for the swap.
+            .values(attempts=claim.attempt, **(described or {}))
             .execution_options(synchronize_session=False)
         )
         if still_ours.rowcount != 1:  # type: ignore[attr-defined]
@@ -591,7 +608,6 @@ def expire_uploads(
                     finished_at=now,
                     error_code=error.code,
                     error_message=error.message,
-                    upload_token_sha256=None,
                 )
                 .execution_options(synchronize_session=False)
             )

@@ -32,8 +32,10 @@ def quietly(action: Callable[..., object], *args: object) -> bool:
 
 
 def task_objects(storage: Storage, task_id: uuid.UUID) -> None:
-    """Everything a task owns: its original and every attempt's previews."""
+    """Everything a task owns: its original, a direct upload's staged bytes, and every
+    attempt's previews."""
     storage.delete(keys.original(task_id))
+    storage.delete(keys.staging(task_id))
     storage.delete_prefix(keys.variants_prefix(task_id))
 
 

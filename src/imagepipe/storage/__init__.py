@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from imagepipe.config import Settings
 from imagepipe.storage import keys
 from imagepipe.storage.base import (
+    ObjectChanged,
     ObjectInfo,
     ObjectNotFound,
     ObjectReader,
@@ -23,6 +24,7 @@ from imagepipe.storage.local import LocalStorage
 
 __all__ = [
     "LocalStorage",
+    "ObjectChanged",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectReader",

@@ -4,10 +4,12 @@
     └── StorageError              anything the backend could not do
         ├── StorageUnavailable    unreachable, timed out, refused: transient, retry later
         └── ObjectNotFound        (also a FileNotFoundError) no object under that key
+    ObjectChanged                 the key holds another version than the one expected
 
 Errors are OSErrors on purpose: the API already answers an OSError with 503 and the
 worker already retries one, so a backend that fails behaves like a disk that fails.
 ``ObjectNotFound`` is the exception: retrying cannot make a missing object appear.
+Nor can it bring a replaced object back, so ``ObjectChanged`` is no OSError at all.
 
 Every method blocks. Async code calls them through ``anyio.to_thread``.
 """
@@ -39,6 +41,11 @@ class StorageUnavailable(StorageError):
 
 class ObjectNotFound(StorageError, FileNotFoundError):
     """No object under this key."""
+
+
+class ObjectChanged(Exception):
+    """The object under a key is not the version the caller expected (its version tag
+    differs): it was replaced since that tag was read."""
 
 
 @dataclass(frozen=True)
@@ -106,15 +113,22 @@ class Storage(ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (``""`` or ending in ``/``)."""
 
-    def open_seekable(self, key: str) -> AbstractContextManager[BinaryIO]:
-        """The object as a seekable local file (decoders seek). The default copies it
-        to an anonymous temp file; a backend with local files hands out its own."""
-        return self._downloaded(key)
+    def open_seekable(
+        self, key: str, *, etag: str | None = None
+    ) -> AbstractContextManager[BinaryIO]:
+        """The object as a seekable local file (decoders seek). With ``etag``, only the
+        version with that tag: ObjectChanged if the key holds another one. The default
+        copies it to an anonymous temp file; a backend with local files hands out its
+        own."""
+        return self._downloaded(key, etag)
 
     @contextmanager
-    def _downloaded(self, key: str) -> Iterator[BinaryIO]:
+    def _downloaded(self, key: str, etag: str | None = None) -> Iterator[BinaryIO]:
         reader = self.open(key)
         try:
+            # The tag of the bytes being read (from the same response), not of a look
+            # taken before: a replacement in between cannot slip through.
+            check_version(reader.info, etag)
             # In memory up to a camera photo's size (no file written, then read back);
             # a larger original spills to an anonymous temp file.
             with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_DOWNLOAD) as local:
@@ -124,6 +138,34 @@ class Storage(ABC):
                 yield cast(BinaryIO, local)
         finally:
             reader.close()
+
+    # --- copying and moving -------------------------------------------------------
+
+    def copy(self, source: str, target: str) -> ObjectInfo:
+        """Store the bytes of ``source`` under ``target`` too (atomically, as ``put_file``)
+        and return the target's info. Raises ObjectNotFound if ``source`` is missing.
+        The default streams them through this process; a backend that can copy on the
+        server side does."""
+        temp = self.local_temp()
+        try:
+            reader = self.open(source)
+            try:
+                with temp.open("wb") as local:
+                    shutil.copyfileobj(reader, local, COPY_CHUNK)
+            finally:
+                reader.close()
+            self.put_file(target, temp)
+        finally:
+            temp.unlink(missing_ok=True)
+        return self.stat(target)
+
+    def move(self, source: str, target: str) -> ObjectInfo:
+        """Move ``source`` to ``target`` and return the target's info: a copy, then the
+        source deleted (a backend with renames renames). Raises ObjectNotFound if
+        ``source`` is missing."""
+        info = self.copy(source, target)
+        self.delete(source)
+        return info
 
     # --- deleting ----------------------------------------------------------------
 
@@ -181,3 +223,9 @@ def validate_prefix(prefix: str) -> str:
     if prefix and not prefix.endswith("/"):
         raise ValueError(f"a prefix ends with '/': {prefix!r}")
     return prefix
+
+
+def check_version(info: ObjectInfo, etag: str | None) -> None:
+    """Raise ObjectChanged unless ``info`` is the version tagged ``etag`` (None: any)."""
+    if etag is not None and info.etag != etag:
+        raise ObjectChanged(f"{info.key!r} was replaced (expected version {etag!r})")

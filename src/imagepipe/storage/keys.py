@@ -1,4 +1,5 @@
-"""The key layout: the only module that spells ``originals/…``, ``variants/…``, ``tmp/…``.
+"""The key layout: the only module that spells ``originals/…``, ``variants/…``,
+``staging/…``, ``tmp/…``.
 
 Keys are built from task ids, attempt numbers and configured variant names, never from
 client filenames. Rows store the key they were written under, so a layout change here
@@ -12,12 +13,31 @@ import uuid
 
 ORIGINALS = "originals/"
 VARIANTS = "variants/"
+# Where a direct upload's URL writes. A presigned PUT cannot be revoked, so it never
+# names ``originals/``: completing moves the object there, and whatever the URL writes
+# after that lands here again, where the reconciler's sweep removes it.
+STAGING = "staging/"
 # Scratch space a backend may use for its own temp files (swept by the backend).
 TMP = "tmp/"
 
 
 def original(task_id: uuid.UUID) -> str:
     return f"{ORIGINALS}{task_id}"
+
+
+def staging(task_id: uuid.UUID) -> str:
+    """Where a direct upload's URL (presigned PUT or the API's own) stores the bytes."""
+    return f"{STAGING}{task_id}"
+
+
+def staged_task(key: str) -> uuid.UUID | None:
+    """The task a staging key belongs to; None for a key this layout never makes."""
+    if not key.startswith(STAGING):
+        return None
+    try:
+        return uuid.UUID(key[len(STAGING) :])
+    except ValueError:
+        return None
 
 
 def variant(task_id: uuid.UUID, attempt: int, name: str, extension: str) -> str:

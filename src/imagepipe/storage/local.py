@@ -5,6 +5,10 @@ are fsynced, then renamed over the target, so a reader sees the old file or the 
 one, never a mix. A writer killed between the two leaves a temp file, which
 ``sweep_temp`` removes once it is clearly abandoned. Keys that would leave the root are
 refused.
+
+A rename (and a new directory) is a change to a directory, which the file's own fsync
+does not make durable: the directory is fsynced after each, or a crash soon after an
+acknowledged write could bring back the old name, or none.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from imagepipe.storage.base import (
     ObjectNotFound,
     Storage,
     StorageError,
+    check_version,
     validate_prefix,
 )
 
@@ -82,11 +87,12 @@ class LocalStorage(Storage):
     def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
         target = self._path(key)
         with _write_errors(key):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(target)
             if path.parent == self._tmp:
                 # One of ours (local_temp), already on this filesystem: a rename, no copy.
                 _fsync(path)
                 os.replace(path, target)
+                _fsync_directory(target.parent)
                 return
             with path.open("rb") as source:
                 self._write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
@@ -94,7 +100,7 @@ class LocalStorage(Storage):
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         target = self._path(key)
         with _write_errors(key):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(target)
             self._write(target, lambda out: out.write(data))
 
     def _write(self, target: Path, fill: Callable[[BinaryIO], object]) -> None:
@@ -109,6 +115,35 @@ class LocalStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
             raise
+        _fsync_directory(target.parent)
+
+    # --- copying and moving -------------------------------------------------------
+
+    def copy(self, source: str, target: str) -> ObjectInfo:
+        reader = self.open(source)
+        try:
+            destination = self._path(target)
+            with _write_errors(target):
+                _make_parents(destination)
+                handle = reader._handle
+                self._write(destination, lambda out: shutil.copyfileobj(handle, out, COPY_CHUNK))
+        finally:
+            reader.close()
+        return self.stat(target)
+
+    def move(self, source: str, target: str) -> ObjectInfo:
+        """A rename: atomic, and the file keeps its version tag (same inode, same mtime)."""
+        origin, destination = self._path(source), self._path(target)
+        with _write_errors(target):
+            _make_parents(destination)
+            try:
+                os.replace(origin, destination)
+            except (FileNotFoundError, NotADirectoryError):
+                raise ObjectNotFound(f"no object {source!r}") from None
+            _fsync_directory(destination.parent)
+            if origin.parent != destination.parent:
+                _fsync_directory(origin.parent)  # the name is gone from there for good
+        return self.stat(target)
 
     # --- reading -----------------------------------------------------------------
 
@@ -121,8 +156,16 @@ class LocalStorage(Storage):
         # Metadata of the file we opened: a rename after this does not change it.
         return _FileReader(handle, self._info(key, os.fstat(handle.fileno())))
 
-    def open_seekable(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open_seekable(
+        self, key: str, *, etag: str | None = None
+    ) -> contextlib.AbstractContextManager[BinaryIO]:
         reader = self.open(key)
+        try:
+            # The tag of the file we opened: a rename after this does not change it.
+            check_version(reader.info, etag)
+        except BaseException:
+            reader.close()
+            raise
         return contextlib.closing(reader._handle)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
@@ -222,3 +265,31 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make the names in ``path`` durable (a rename into it, a directory made in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_parents(target: Path) -> None:
+    """Make the missing directories above ``target``, each one's parent fsynced so the
+    new directory survives a crash as the object renamed into it does."""
+    missing: list[Path] = []
+    directory = target.parent
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():
+                raise  # a file where the directory must be: the write fails
+            # Made by another writer just now: fsynced below all the same, since that
+            # writer may not have reached its own fsync yet.
+        _fsync_directory(directory.parent)

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +23,7 @@ from imagepipe.errors import (
     ImageTooLarge,
     InternalError,
     InvalidImage,
+    OriginalChanged,
     OriginalMissing,
     ProcessingTimeout,
     QualityCheckFailed,
@@ -34,13 +35,21 @@ from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import dedup, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
-from imagepipe.storage import ObjectNotFound, Storage
+from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1024 * 1024
 
-__all__ = ["Claim", "Outcome", "process", "render", "render_options", "store_and_finish"]
+__all__ = [
+    "Claim",
+    "Outcome",
+    "describe",
+    "process",
+    "render",
+    "render_options",
+    "store_and_finish",
+]
 
 
 class Outcome(enum.StrEnum):
@@ -73,8 +82,11 @@ def render(
 ) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
     render. Raises ObjectNotFound if the original is gone, StorageError if unreadable.
-    An original whose digest is not known yet (a direct upload) is hashed on the way."""
-    with storage.open_seekable(claim.original_key) as source:
+    An original whose digest is not known yet (a direct upload) is hashed on the way,
+    and must be the version its completion checked (ObjectChanged otherwise)."""
+    # Until its digest is recorded; after that, renders read what the first one hashed.
+    expected = claim.original_etag if claim.original_etag and not claim.original_sha256 else None
+    with storage.open_seekable(claim.original_key, etag=expected) as source:
         digest = None if claim.original_sha256 else _sha256(source)
         result = render_previews(source, render_options(settings), on_rendition)
     result.source_sha256 = digest
@@ -87,6 +99,19 @@ def _sha256(source: BinaryIO) -> str:
         digest.update(chunk)
     source.seek(0)
     return digest.hexdigest()
+
+
+def describe(
+    result: RenderResult, *, store_seconds: float, deduplicated_from: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The task columns that say what ``result`` made: stored with its previews."""
+    return {
+        "report": build_report(
+            result, store_seconds=store_seconds, deduplicated_from=deduplicated_from
+        ),
+        "placeholder": result.placeholder.as_dict() if result.placeholder else None,
+        "render_spec": result.render_spec,
+    }
 
 
 def store_and_finish(
@@ -116,11 +141,7 @@ def store_and_finish(
         # (the connection lost during COMMIT) may have recorded them.
         writer.hand_over()
     stored = time.perf_counter() - started
-    described = {
-        "report": build_report(result, store_seconds=stored, deduplicated_from=deduplicated_from),
-        "placeholder": result.placeholder.as_dict() if result.placeholder else None,
-        "render_spec": result.render_spec,
-    }
+    described = describe(result, store_seconds=stored, deduplicated_from=deduplicated_from)
     if result.source_sha256:  # a direct upload's digest, first known now
         described["original_sha256"] = result.source_sha256
     finished = lifecycle.finish(sessions, claim, rows, described)
@@ -182,6 +203,12 @@ def _render_and_finish(
         # No retry brings a missing original back: say so, for good.
         log.error("original missing from storage", extra={"task_id": str(task_id)})
         lifecycle.fail(sessions, task_id, OriginalMissing(), attempt=current.attempt)
+        return Outcome.failed
+    except ObjectChanged:
+        # Not the bytes the completion probed (and recorded the format of): refuse
+        # them rather than render something nobody checked.
+        log.error("original replaced after completion", extra={"task_id": str(task_id)})
+        lifecycle.fail(sessions, task_id, OriginalChanged(), attempt=current.attempt)
         return Outcome.failed
     except Exception as error:
         if is_transient(error):

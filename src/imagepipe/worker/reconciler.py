@@ -1,24 +1,31 @@
 """The reconciler: the periodic pass that repairs what crashes and lost messages left.
 
 One run: hand lost tasks back (``lifecycle.recover``), expire abandoned direct
-uploads, finish interrupted deletes, sweep storage temp files, then publish what it
-requeued. Every step works in bounded batches; the next run takes the rest.
+uploads, sweep what closed direct-upload URLs wrote, finish interrupted deletes, sweep
+storage temp files, then publish what it requeued. Every step works in bounded
+batches; the next run takes the rest.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import uuid
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.db.models import utcnow
+from imagepipe.db.models import Task, TaskStatus, live, utcnow
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.queue import TaskQueue
 from imagepipe.services import fairness, lifecycle, tidy
-from imagepipe.storage import Storage
+from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
+
+# Staging objects looked up in the database per query.
+STAGING_BATCH = 500
 
 
 def run(
@@ -38,6 +45,8 @@ def run(
         tidy.quietly(storage.delete, key)
     if expired:
         log.warning("expired %d direct uploads", len(expired))
+    # After the expiry: the uploads it just closed are swept in the same run.
+    sweep_staging(sessions, storage)
     purged = finish_deletes(sessions, storage)
     with sessions() as session:
         levels = fairness.priorities(session, recovered.requeued)
@@ -75,3 +84,47 @@ def finish_deletes(sessions: sessionmaker[Session], storage: Storage) -> int:
             lifecycle.purge(session, task_id)
         purged += 1
     return purged
+
+
+def sweep_staging(sessions: sessionmaker[Session], storage: Storage) -> int:
+    """Remove staging objects whose task no longer awaits its upload (completed,
+    refused, expired, deleted); returns how many.
+
+    They are what a direct-upload URL wrote after its task moved on, and a presigned
+    PUT cannot be revoked: it may write again after this run until it expires. So
+    every run lists what is staged rather than asking which tasks closed lately, and
+    finds anything written back since the last one. The listing holds little more
+    than the uploads in progress (the rest is removed as it is found)."""
+    removed = 0
+    try:
+        listing = storage.list(keys.STAGING)
+        while batch := list(itertools.islice(listing, STAGING_BATCH)):
+            staged = {
+                task_id: info.key
+                for info in batch
+                if (task_id := keys.staged_task(info.key)) is not None
+            }
+            still_open = _awaiting_upload(sessions, set(staged))
+            for task_id, key in staged.items():
+                # A task awaiting its upload keeps its object: completing moves it.
+                if task_id not in still_open:
+                    storage.delete(key)
+                    removed += 1
+    except MAYBE_TRANSIENT as error:
+        log.warning("could not sweep staged uploads: %r", error)
+    if removed:
+        log.info("removed %d staged uploads of closed tasks", removed)
+    return removed
+
+
+def _awaiting_upload(sessions: sessionmaker[Session], ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not ids:
+        return set()
+    with sessions() as session:
+        return set(
+            session.scalars(
+                select(Task.id).where(
+                    Task.id.in_(ids), Task.status == TaskStatus.awaiting_upload, live()
+                )
+            )
+        )

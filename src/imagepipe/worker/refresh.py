@@ -2,15 +2,17 @@
 ``imagepipe backfill`` queues).
 
 The task stays ``succeeded`` and its old variants keep serving until the new ones
-replace them in one commit. The re-render takes a fencing token as a claim does (it
-bumps ``attempts``, which a finished task no longer spends), writes under that
-attempt's keys, and swaps the rows only while its token is still the latest: two
-re-renders of one task never mix, and the loser's objects are removed.
+replace them in one commit, with the report, placeholder and render spec that describe
+them. The re-render takes a fencing token as a claim does (it bumps ``attempts``, which
+a finished task no longer spends), writes under that attempt's keys, and swaps the rows
+only while its token is still the latest: two re-renders of one task never mix, and the
+loser's objects are removed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,11 +35,16 @@ def refresh(
         return processing.Outcome.skipped
     try:
         result = processing.render(claim, storage, settings)
+        started = time.perf_counter()
         rows = renditions.write(storage, task_id, claim.attempt, result.previews)
+        stored = time.perf_counter() - started
     except BaseException:
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
         raise
-    swapped = lifecycle.swap_variants(sessions, claim, rows)
+    # The report, placeholder and spec go with the previews they describe (a copy's
+    # report stops naming the task it was copied from: these were rendered).
+    described = processing.describe(result, store_seconds=stored)
+    swapped = lifecycle.swap_variants(sessions, claim, rows, described)
     if not swapped:
         # Deleted meanwhile, or another re-render took a newer token: ours go.
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))

@@ -8,6 +8,13 @@ Completing checks the stored object as ``POST /upload`` checks a body (size, the
 header probe, read by byte ranges: the API never downloads the object); a refused
 object is deleted and the task failed. The original's sha256 is taken by the worker,
 which reads the whole object anyway.
+
+A presigned PUT cannot be revoked before it expires, so no upload URL names the
+original's key: both kinds write to a staging key (``keys.staging``). Completing moves
+the object to the original's key (a server-side copy then a delete on S3, a rename on
+file://) before probing it there, and records its version tag, which the worker checks:
+the URL, used again after completion, cannot change what was checked or what is
+rendered. What it writes after that is removed by the reconciler's staging sweep.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.deps import (
@@ -47,21 +55,23 @@ from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.db.models import Task, TaskStatus, live, utcnow
 from imagepipe.errors import (
     FileTooLarge,
     ImagepipeError,
     ServiceUnavailable,
+    TaskNotFound,
     UnprocessableRequest,
     UploadClosed,
     UploadExpired,
     UploadForbidden,
     UploadIncomplete,
+    UploadNotOpen,
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.services import fairness, lifecycle
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
-from imagepipe.storage import ObjectNotFound, Storage, StorageError, keys
+from imagepipe.storage import ObjectInfo, ObjectNotFound, Storage, StorageError, keys
 from imagepipe.storage.ranged import open_ranged
 
 log = logging.getLogger(__name__)
@@ -197,7 +207,7 @@ async def _create(
     expires_at = now + timedelta(seconds=settings.direct_upload_ttl_seconds)
     presign = functools.partial(
         storage.presign_put,
-        key,
+        keys.staging(task_id),
         content_type=content_type,
         content_length=size,
         expires_seconds=settings.direct_upload_ttl_seconds,
@@ -265,8 +275,9 @@ async def _create(
     status_code=204,
     responses=_errors(
         {
-            403: "wrong or spent token (`invalid_upload_token`), expired (`upload_expired`)",
+            403: "wrong token (`invalid_upload_token`), expired (`upload_expired`)",
             404: "`task_not_found`",
+            409: "completed, refused or expired: no more bytes (`upload_closed`)",
             413: "longer than declared (`file_too_large`)",
         }
     ),
@@ -280,20 +291,22 @@ async def put_original(
     gate: UploadGateDep,
 ) -> Response:
     stored = task.upload_token_sha256
-    # Constant-time compare of digests; a spent token (cleared on completion) or a task
-    # made with a presigned URL has no digest and matches nothing.
+    # Constant-time compare of digests; a task made with a presigned URL has no digest
+    # and matches nothing.
     if stored is None or not hmac.compare_digest(_token_digest(token), stored):
         raise UploadForbidden()
     if task.status != TaskStatus.awaiting_upload:
-        raise UploadForbidden()
+        raise UploadNotOpen()
     if task.upload_expires_at is None or _aware(task.upload_expires_at) <= utcnow():
         raise UploadExpired()
     async with gate.admit(request, task.original_size_bytes):
         temp = await to_thread.run_sync(storage.local_temp)
         try:
-            # Like the presigned S3 PUT: not one byte more than declared.
+            # Like the presigned S3 PUT: not one byte more than declared, and to the
+            # staging key, never the original's. The task may be completed (or deleted)
+            # while the body arrives: what this writes then is the sweep's to remove.
             await receive_body(request, temp, task.original_size_bytes, gate.deadlines)
-            put = functools.partial(storage.put_file, task.original_key, temp)
+            put = functools.partial(storage.put_file, keys.staging(task.id), temp)
             await to_thread.run_sync(put)
         except StorageError as error:
             log.warning("storage unavailable during a direct upload: %r", error)
@@ -310,8 +323,10 @@ async def put_original(
     response_model=UploadAccepted,
     responses=_errors(
         {
-            404: "`task_not_found`",
-            409: "nothing (or too little) uploaded (`upload_incomplete`), `upload_expired`",
+            404: "`task_not_found` (also when the task is deleted while completing)",
+            409: "nothing (or too little) uploaded (`upload_incomplete`), `upload_expired` "
+            "(also when the expiry wins a race with this request), or the code of an "
+            "earlier refusal",
             413: "longer than declared or the limit (`file_too_large`)",
             415: "not an allowed image format (`unsupported_media_type`)",
             422: "too many pixels (`image_too_large`) or unreadable (`invalid_image`)",
@@ -329,7 +344,8 @@ async def complete_upload(
     queue: QueueDep,
 ) -> UploadAccepted:
     if task.status == TaskStatus.awaiting_upload:
-        await _complete(task, settings, session, storage)
+        if not await _complete(task, settings, session, storage):
+            return await _as_it_is_now(session, storage, task, response)
     elif task.status == TaskStatus.failed and task.enqueued_at is None:
         # Refused at completion (or expired) before: the same answer again.
         raise UploadClosed(task.error_code or "upload_incomplete", task.error_message or "")
@@ -353,15 +369,38 @@ def _accepted(task_id: uuid.UUID, response: Response) -> UploadAccepted:
     return UploadAccepted(task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id))
 
 
+async def _as_it_is_now(
+    session: AsyncSession, storage: Storage, task: Task, response: Response
+) -> UploadAccepted:
+    """Our compare-and-swap matched nothing: another request moved the task after we
+    read it. Answer what that did: completed it (202, published by that request),
+    expired or refused it (409 with its code), deleted it (404). In the last two the
+    object this request moved belongs to nothing: it goes (the expiry or the delete
+    may have removed the original's key before the move filled it)."""
+    task_id, key = task.id, task.original_key
+    with unavailable_as_503("database"):
+        now = await session.scalar(
+            select(Task).where(Task.id == task_id, live()).execution_options(populate_existing=True)
+        )
+    if now is None:
+        await _discard(storage, task_id, key)
+        raise TaskNotFound()
+    if now.status == TaskStatus.failed and now.enqueued_at is None:
+        await _discard(storage, task_id, key)
+        raise UploadClosed(now.error_code or "upload_incomplete", now.error_message or "")
+    return _accepted(task_id, response)
+
+
 async def _complete(
     task: Task, settings: Settings, session: AsyncSession, storage: Storage
-) -> None:
-    """Check the stored object and move the task to queued, or fail it and delete it."""
+) -> bool:
+    """Check the stored object and move the task to queued (True), or fail it and
+    delete the object (raises). False: another request moved the task first."""
     task_id, key, declared = task.id, task.original_key, task.original_size_bytes
     if task.upload_expires_at is not None and _aware(task.upload_expires_at) <= utcnow():
-        await _refuse(session, storage, task, UploadExpired())
+        return await _refuse(session, storage, task, UploadExpired())
     try:
-        info = await to_thread.run_sync(storage.stat, key)
+        info = await to_thread.run_sync(_take_upload, storage, task)
     except ObjectNotFound:
         raise UploadIncomplete() from None
     except StorageError as error:
@@ -369,7 +408,7 @@ async def _complete(
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
     if info.size > declared or info.size > settings.max_upload_bytes:
         limit = min(declared, settings.max_upload_bytes)
-        await _refuse(
+        return await _refuse(
             session,
             storage,
             task,
@@ -381,7 +420,8 @@ async def _complete(
             f"The stored original has {info.size} of the {declared} bytes declared."
         )
     # The header only, read by ranges (probe_header runs in a thread): the upload's
-    # bytes stay off the API. Its sha256 is taken by the worker, which reads it all.
+    # bytes stay off the API. Its sha256 is taken by the worker, which reads it all,
+    # and reads the version checked here (info.etag) or fails the task.
     handle = open_ranged(storage, key, info.size)
     try:
         image = await probe_header(settings, handle)
@@ -389,27 +429,60 @@ async def _complete(
         if handle.failure is not None:  # the storage failed mid-probe, not the image
             log.warning("storage unavailable on completion: %r", handle.failure)
             raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-        await _refuse(session, storage, task, error)
-        raise  # unreachable: _refuse raises
+        return await _refuse(session, storage, task, error)
     except StorageError as error:
         log.warning("storage unavailable on completion: %r", error)
         raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-    await _queue(session, task, image, info.size)
+    if not await _queue(session, task, image, info):
+        return False
     log.info("direct upload completed", extra={"task_id": str(task_id), "bytes": info.size})
+    return True
 
 
-async def _queue(session: AsyncSession, task: Task, image: ImageInfo, size: int) -> None:
-    """awaiting_upload → queued. Of two concurrent completions, one moves the row; the
-    other finds it queued and answers the same."""
+def _take_upload(storage: Storage, task: Task) -> ObjectInfo:
+    """The uploaded object at the original's key (which no URL names), moved there from
+    the staging key (where the URL writes) if it is not there yet; its info.
+
+    Once an object of the declared size is at the original's key it stays: a retried
+    or concurrent completion checks that one, whatever the URL staged since (the sweep
+    removes it). A staged object of another size stays staged and is judged where it is
+    (the client may PUT again; a longer one is refused). Besides a completion that went
+    no further (the probe's storage failed), the original's key holds what a release
+    whose URL named that key stored. Nothing at either key: ObjectNotFound."""
+    declared = task.original_size_bytes
+    try:
+        placed = storage.stat(task.original_key)
+        if placed.size == declared:
+            return placed
+    except ObjectNotFound:
+        pass
+    staged_key = keys.staging(task.id)
+    try:
+        staged = storage.stat(staged_key)
+        if staged.size != declared:
+            return staged
+        # Blocking (a server-side copy and a delete on S3, a rename on file://).
+        return storage.move(staged_key, task.original_key)
+    except ObjectNotFound:
+        # Nothing staged (or moved meanwhile by another completion): what is there.
+        return storage.stat(task.original_key)
+
+
+async def _queue(session: AsyncSession, task: Task, image: ImageInfo, info: ObjectInfo) -> bool:
+    """awaiting_upload → queued; False if another request moved the row first."""
     with unavailable_as_503("database"):
-        await session.run_sync(lifecycle.complete_upload, task.id, image, size)
+        moved = await session.run_sync(
+            lifecycle.complete_upload, task.id, image, info.size, info.etag
+        )
         await session.commit()
+    return moved
 
 
 async def _refuse(
     session: AsyncSession, storage: Storage, task: Task, error: ImagepipeError
-) -> None:
-    """Fail the task with ``error``'s code, delete the object, raise ``error``.
+) -> bool:
+    """Fail the task with ``error``'s code, delete the object, raise ``error``; False
+    (nothing done) if another request moved the task first.
 
     A failure like any other: the ``task.failed`` deliveries are written in the same
     transaction, and followers and the broker are told after the commit."""
@@ -417,10 +490,18 @@ async def _refuse(
         with unavailable_as_503("database"):
             deliveries = await session.run_sync(lifecycle.refuse_upload, task.id, error)
             await session.commit()
+        if deliveries is None:
+            return False
         await to_thread.run_sync(lifecycle.announce, task.id, deliveries)
         # After the commit: the row says failed before the object goes.
-        await delete_quietly(storage, task.original_key)
+        await _discard(storage, task.id, task.original_key)
     if isinstance(error, UploadExpired):
         # The URL is gone; completing is a conflict, not a forbidden request.
         raise UploadClosed(error.code, error.message)
     raise error
+
+
+async def _discard(storage: Storage, task_id: uuid.UUID, key: str) -> None:
+    """Remove what a closed upload left at either key (after the commit that closed it)."""
+    await delete_quietly(storage, keys.staging(task_id))
+    await delete_quietly(storage, key)

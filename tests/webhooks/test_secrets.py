@@ -146,3 +146,32 @@ async def test_without_keys_the_service_secret_is_the_one(
             assert response.status_code == 409, response.text
             assert response.json()["error"]["code"] == "webhook_secret_configured"
             assert SERVICE_SECRET not in response.text
+
+
+async def test_a_key_with_its_own_secret_needs_no_service_secret(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    """Keys on and no IMAGEPIPE_WEBHOOK_SECRET: a key's callback_url is refused until it
+    has a secret of its own, then accepted and signed with it."""
+    settings = make_settings(
+        tmp_path, sqlite_url, redis_url, api_keys=(ALICE, BOB), webhook_allow_private=True
+    )
+    async with open_client(create_app(settings)) as client:
+        with recording_receiver() as (url, calls), worker_sessions(settings) as sessions:
+            refused = await client.post(
+                "/upload",
+                files={"file": ("a.jpg", photo(80, 60))},
+                data={"callback_url": url},
+                headers=as_key(ALICE),
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "invalid_callback_url"
+            alice = (await client.get("/webhooks/secret", headers=as_key(ALICE))).json()["secret"]
+            signed = await delivered(client, sessions, ALICE, url, calls, settings)
+            assert verifies(alice, signed)
+            direct = await client.post(
+                "/uploads",
+                json={"filename": "a.jpg", "size_bytes": 100, "callback_url": url},
+                headers=as_key(BOB),  # Bob has none yet
+            )
+            assert direct.status_code == 422, direct.text

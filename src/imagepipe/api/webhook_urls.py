@@ -3,7 +3,10 @@ resolver's own threads with a deadline, never in the shared thread pool."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from imagepipe.config import Settings
+from imagepipe.db.models import WebhookSecret
 from imagepipe.errors import InvalidCallbackUrl
 from imagepipe.services.webhooks import check_url
 
@@ -17,12 +20,17 @@ async def accept_url(url: str, settings: Settings) -> str:
     )
 
 
-async def accept_callback_url(url: str | None, settings: Settings) -> str | None:
-    """An upload's ``callback_url`` field, checked; None when absent or empty."""
+async def accept_callback_url(
+    url: str | None, settings: Settings, session: AsyncSession, owner: str
+) -> str | None:
+    """An upload's ``callback_url`` field, checked; None when absent or empty. Its
+    deliveries are signed with the owner's own secret, or the service's: one of them
+    must exist (the database is asked only when the service has none)."""
     if not url or not url.strip():
         return None
-    if not settings.webhook_secret:
+    if not settings.webhook_secret and await session.get(WebhookSecret, owner) is None:
         raise InvalidCallbackUrl(
-            "callback_url needs IMAGEPIPE_WEBHOOK_SECRET to be set on the service."
+            "callback_url needs a signing secret: GET /webhooks/secret makes this key's "
+            "own, or set IMAGEPIPE_WEBHOOK_SECRET on the service."
         )
     return await accept_url(url, settings)

@@ -196,7 +196,9 @@ async def _create(
 ) -> UploadCreated:
     asked = _parse(await request.body(), settings.max_upload_bytes)
     filename, size, content_type = asked.filename, asked.size_bytes, asked.content_type
-    callback_url = await accept_callback_url(asked.callback_url, settings)
+    callback_url = await accept_callback_url(
+        asked.callback_url, settings, session, key_scope(request)
+    )
     if reservation is not None:
         same_request = fingerprint("POST /uploads", filename, size, content_type, callback_url)
         if replay := await reservation.reserve(same_request):

@@ -138,7 +138,9 @@ async def _accept(
 
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes, gate.deadlines)
-        callback_url = await accept_callback_url(received.fields.get("callback_url"), settings)
+        callback_url = await accept_callback_url(
+            received.fields.get("callback_url"), settings, session, key_scope(request)
+        )
         if reservation is not None:
             same_request = fingerprint(
                 "POST /upload", received.sha256, received.filename, callback_url

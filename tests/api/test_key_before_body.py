@@ -9,6 +9,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -211,3 +212,26 @@ def test_uploads_over_the_per_key_cap_are_429(
         with api.client() as client:
             again = client.post("/upload", files=files, headers=bearer(KEY))
         assert again.status_code != 429, again.text
+
+
+@pytest.mark.parametrize("size", [300_000, 1_500_000])
+def test_a_client_still_sending_reads_the_early_answer(server: ApiProcess, size: int) -> None:
+    """The answer came before the body was read, while the client was still sending
+    it (as httpx and browsers do: they read only once the body is sent). The client
+    must be able to finish and read the answer, not meet a reset: the server shuts its
+    side and drops the rest (a lingering close) before it closes."""
+    body = multipart([(b'form-data; name="file"; filename="a.jpg"', b"\xff" * size)])
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer a-wrong-key\r\n"
+        f"Content-Type: multipart/form-data; boundary=imagepipe-test\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head)
+        time.sleep(0.5)  # the server has answered and closed its side by now
+        for start in range(0, len(body), 64 * 1024):
+            sock.sendall(body[start : start + 64 * 1024])
+        status, headers, answer = read_response(sock, timeout=PATIENCE)
+        assert read_rest(sock, timeout=PATIENCE) == b""
+    assert status == 401 and code(answer) == "unauthorized"
+    assert headers.get("connection") == "close"

@@ -8,6 +8,14 @@ plus two limits it lacks.
   socket or half a request line stays open for ever: uvicorn's keep-alive timer runs
   only between requests and is cancelled by the first byte of the next one.
 
+And one courtesy it lacks: a **lingering close**. An answer given before the request's
+body was read (a wrong key, a body over its cap: ``Connection: close``) used to be
+followed by a plain close with the body's bytes still unread, which makes the kernel
+reset the connection, and a client still sending (httpx, a browser) lost the answer
+and saw a connection error. Now the server shuts its side, reads and drops what is
+still coming for at most ``LINGER_SECONDS`` or ``LINGER_BYTES`` (as nginx does), then
+closes: the client reads the answer.
+
 Request bodies are bounded where they are read (``imagepipe.api.receive``): only the
 route knows whether a pause is the client's or its own.
 """
@@ -16,17 +24,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 # The contract's limit on a request head; larger heads are refused with 431.
 MAX_HEAD_BYTES = 64 * 1024
+# A lingering close drops at most this much of a body it did not read, for at most
+# this long, before it closes anyway (a reset, then, for a client still sending).
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 2 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
 
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback; httptools turns it into a parser error."""
+
+
+class _LingeringTransport:
+    """The transport as a request's response cycle sees it: its ``close`` lingers."""
+
+    def __init__(self, protocol: LimitedHttpToolsProtocol, transport: asyncio.Transport) -> None:
+        self._protocol = protocol
+        self._transport = transport
+
+    def close(self) -> None:
+        self._protocol.linger()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -40,6 +70,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._real_transport = transport
+        self.transport = cast(asyncio.Transport, _LingeringTransport(self, transport))
+        self.lingering = False
+        self._lingered_bytes = 0
+        self._linger_deadline: asyncio.TimerHandle | None = None
+        self._body_unread = False
         self._reading_head = True
         self._head_bytes = 0
         self._parsed_head_bytes = 0
@@ -50,9 +86,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
+        if self._linger_deadline is not None:
+            self._linger_deadline.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self._lingered_bytes += len(data)  # dropped unparsed
+            if self._lingered_bytes > LINGER_BYTES:
+                self._real_transport.close()
+            return
         if self._head_too_large:
             return
         if self._reading_head:
@@ -70,6 +113,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._parsed_head_bytes = 0
+        self._body_unread = True
 
     def on_url(self, url: bytes) -> None:
         self._count_parsed(len(url))
@@ -85,11 +129,33 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._body_unread = False
         super().on_message_complete()
         # The next bytes on this connection are the next request's head; until they
         # come, uvicorn's keep-alive timer bounds the wait.
         self._reading_head = True
         self._head_bytes = 0
+
+    # --- closing -----------------------------------------------------------------
+
+    def eof_received(self) -> None:
+        if self.lingering:  # the client has sent everything: now close
+            self._real_transport.close()
+            return
+        super().eof_received()
+
+    def linger(self) -> None:
+        """Close after a response. With the request's body read (the usual case) at
+        once; with some of it still unread, shut our side, drop what comes, close on
+        the client's end of sending or at the linger bounds."""
+        if self.lingering or self._real_transport.is_closing():
+            return
+        if not self._body_unread or not self._real_transport.can_write_eof():
+            self._real_transport.close()
+            return
+        self.lingering = True
+        self._real_transport.write_eof()
+        self._linger_deadline = self.loop.call_later(LINGER_SECONDS, self._real_transport.close)
 
     # --- limits ----------------------------------------------------------------
 
@@ -125,7 +191,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         log.info("closing a connection whose request head did not arrive in time")
         responding = self.cycle is not None and not self.cycle.response_complete
         if responding:
-            self.transport.close()  # a pipelined response is still being written
+            self._real_transport.close()  # a pipelined response is still being written
         else:
             self._refuse(408, "Request header timeout.")
 
@@ -144,4 +210,4 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 ]
             )
         )
-        self.transport.close()
+        self._real_transport.close()  # an abusive head: no lingering for it

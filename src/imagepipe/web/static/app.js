@@ -324,9 +324,12 @@
           this.progress.value = 100;
           this.detail.textContent = "Sent; waiting for the service…";
         });
-        xhr.addEventListener("load", () =>
-          resolve({ status: xhr.status, response: xhr.response, retryAfter: xhr.getResponseHeader("Retry-After") }),
-        );
+        xhr.addEventListener("load", () => {
+          // Read only when it matters: another origin's answer (S3) does not expose it,
+          // and asking logs an error in the console.
+          const retryAfter = COME_BACK.has(xhr.status) ? xhr.getResponseHeader("Retry-After") : null;
+          resolve({ status: xhr.status, response: xhr.response, retryAfter });
+        });
         xhr.addEventListener("error", () => reject(new ApiError(0, "network_error", "The upload did not reach the service.")));
         xhr.send(body);
       });

@@ -336,7 +336,9 @@ def swap_variants(sessions: sessionmaker[Session], claim: Claim, variants: list[
             .where(Task.id == claim.task_id, live())
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == claim.attempt)
-            .values(attempts=claim.attempt)  # no change: takes the row lock for the swap
+            # A re-render makes every format: nothing stays due (the fencing token
+            # is unchanged, so this also takes the row lock for the swap).
+            .values(attempts=claim.attempt, extras_due=None, extras_attempts=0)
             .execution_options(synchronize_session=False)
         )
         if still_ours.rowcount != 1:  # type: ignore[attr-defined]

@@ -33,7 +33,8 @@ class Reused:
 
 
 def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
-    """The earliest succeeded task with this task's bytes and the same spec."""
+    """The earliest succeeded task with this task's bytes and the same spec (one whose
+    extra formats are all made, if there is one)."""
     digest = select(Task.original_sha256).where(Task.id == task_id).scalar_subquery()
     # A direct upload's digest is empty until a worker has read it: it matches nothing.
     return session.scalars(
@@ -46,7 +47,8 @@ def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
             Task.id != task_id,
             live(),  # a task being deleted is no source
         )
-        .order_by(Task.finished_at)
+        # One with every format made first: more to copy, less left due.
+        .order_by(Task.extras_due.is_not(None), Task.finished_at)
         .limit(1)
     ).first()
 

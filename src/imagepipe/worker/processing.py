@@ -149,7 +149,7 @@ def store_and_finish(
     due = extras.due_after_render(result.extras_due, rows)
     described |= {
         "extras_due": renditions.encode_due(due),
-        "extras_enqueued_at": utcnow() if due else None,
+        "extras_enqueued_at": utcnow() if due and publish_extras else None,
         "extras_attempts": 0,
     }
     finished = lifecycle.finish(sessions, claim, rows, described)

@@ -21,7 +21,7 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
 from imagepipe.imaging import extras as imaging_extras
-from imagepipe.services import backfill, extras
+from imagepipe.services import backfill, extras, retention
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing, reconciler
@@ -324,3 +324,19 @@ async def test_an_animation_gets_its_animated_webp_afterwards(
     webp = await client.get(task["variants"]["small"]["formats"]["image/webp"]["url"])
     with Image.open(io.BytesIO(webp.content)) as image:
         assert image.n_frames == 4
+
+
+async def test_an_original_stays_while_its_extras_are_due(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    settings = make_settings(tmp_path, sqlite_url, redis_url, keep_originals="never")
+    async with open_client(create_app(settings)) as client:
+        task_id = await upload(client, photo(800, 600))
+    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    storage = LocalStorage(settings.resolved_storage_root)
+    later = utcnow() + timedelta(seconds=5)
+    with worker_sessions(settings) as sessions:
+        assert retention.purge(sessions, storage, settings, now=later).originals_removed == 0
+    assert make_extras(settings, task_id) == extras.Outcome.made
+    with worker_sessions(settings) as sessions:
+        assert retention.purge(sessions, storage, settings, now=later).originals_removed == 1

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Rendition, Task, TaskStatus, Variant, live, utcnow
-from imagepipe.errors import is_transient
 from imagepipe.imaging import animation
 from imagepipe.imaging.extras import Resized, encode_extra, resized
 from imagepipe.imaging.formats import FORMATS, FormatName
@@ -181,20 +180,29 @@ def _one_format(
         for name, (_, stored) in job.variants.items():
             if fmt in stored or name not in options.boxes:
                 continue
+            # Reading the pixels (spool, or the original) and storing are not the
+            # encoder: their errors propagate (a transient one is retried).
+            image = pixels.image(name)
             animation_of = pixels.animation_of() if fmt == "WEBP" else None
-            encoded = encode_extra(pixels.image(name), name, fmt, options, animation_of)
+            try:
+                encoded = encode_extra(image, name, fmt, options, animation_of)
+            except Exception:
+                EXTRA_FORMAT_FAILURES.labels(fmt).inc()
+                log.exception("extra format %s failed; it stays due", fmt, extra=_extra(job))
+                _forget(storage, written)
+                return None
             key = keys.variant(job.task_id, job.attempt, name, FORMATS[fmt].extension)
             storage.put_bytes(key, encoded.data, content_type=encoded.content_type)
             written[name] = (key, encoded)
-    except Exception as error:
-        for key, _ in written.values():
-            tidy.quietly(storage.delete, key)
-        if is_transient(error):
-            raise
-        EXTRA_FORMAT_FAILURES.labels(fmt).inc()
-        log.exception("extra format %s failed; it stays due", fmt, extra=_extra(job))
-        return None
+    except BaseException:
+        _forget(storage, written)
+        raise
     return written
+
+
+def _forget(storage: Storage, written: dict[str, tuple[str, Encoded]]) -> None:
+    for key, _ in written.values():
+        tidy.quietly(storage.delete, key)
 
 
 def _record(
@@ -216,8 +224,7 @@ def _record(
             .with_for_update()
         ).one_or_none()
         if current is None:
-            for key, _ in written.values():
-                tidy.quietly(storage.delete, key)
+            _forget(storage, written)
             return False
         due = decode_due(current.extras_due)
         stored = {

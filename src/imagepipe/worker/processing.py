@@ -85,7 +85,7 @@ def render(
     ``base_only``: the base renditions only (the extras follow the task's success);
     each variant's pixels are then kept in ``spool`` for them."""
     on_image = None
-    if base_only and spool is not None and spool.enabled:
+    if base_only and spool is not None and spool.enabled and settings.extra_formats:
         on_image = functools.partial(spool.put, claim.task_id, claim.attempt)
     with storage.open_seekable(claim.original_key) as source:
         digest = None if claim.original_sha256 else _sha256(source)

@@ -68,5 +68,5 @@ def run_inline(settings: Settings, task_id: str, *, extras: bool = True) -> proc
         if extras:
             options = processing.render_options(settings)
             for published_id in published:
-                extras_service.make(sessions, storage, settings, options, published_id)
+                extras_service.make(sessions, storage, options, published_id)
         return outcome

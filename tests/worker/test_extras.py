@@ -45,7 +45,6 @@ def make_extras(settings: Settings, task_id: str, spool: Spool | None = None) ->
         return extras.make(
             sessions,
             LocalStorage(settings.resolved_storage_root),
-            settings,
             processing.render_options(settings),
             uuid.UUID(task_id),
             spool,

@@ -99,7 +99,6 @@ def take(sessions: sessionmaker[Session], task_id: uuid.UUID) -> Job | None:
 def make(
     sessions: sessionmaker[Session],
     storage: Storage,
-    settings: Settings,
     options: RenderOptions,
     task_id: uuid.UUID,
     spool: Spool | None = None,

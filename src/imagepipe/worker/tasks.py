@@ -175,9 +175,7 @@ def make_extras(self: CeleryTask[Any, Any], task_id: str) -> str:
     rt = runtime()
     options = processing.render_options(rt.settings)
     try:
-        outcome = extras.make(
-            rt.sessions, rt.storage, rt.settings, options, uuid.UUID(task_id), rt.spool
-        )
+        outcome = extras.make(rt.sessions, rt.storage, options, uuid.UUID(task_id), rt.spool)
     except ObjectNotFound:
         log.error("cannot make extras: the original is gone", extra={"task_id": task_id})
         return extras.Outcome.skipped.value

@@ -163,18 +163,17 @@ async def get_variant(
     else:
         # One URL, several bodies: every answer says which header picked it.
         headers["Vary"] = "Accept"
-        accept = request.headers.get("accept")
-        index = negotiate.choose(accept, [FORMATS[r.format] for r in choices])
-        if due:
-            # The client prefers a format still being made: this answer is the base
-            # for now, and a cache may keep it only until that format is there.
-            best = negotiate.choose(
-                accept, [*(FORMATS[r.format] for r in choices), *(FORMATS[f] for f in due)]
-            )
-            if best is not None and best >= len(choices):
-                if index is None:
-                    raise FormatNotReady(f"Variant {name!r} has no acceptable format yet.")
-                headers["Cache-Control"] = f"{scope}, max-age={NOT_READY_MAX_AGE}"
+        index, waiting = negotiate.choose_stored(
+            request.headers.get("accept"),
+            [FORMATS[r.format] for r in choices],
+            [FORMATS[fmt] for fmt in due],
+        )
+        if waiting:
+            # The client prefers a format still being made: the best stored one goes
+            # now, and a cache may keep it only until that format is there.
+            if index is None:
+                raise FormatNotReady(f"Variant {name!r} has no acceptable format yet.")
+            headers["Cache-Control"] = f"{scope}, max-age={NOT_READY_MAX_AGE}"
         if index is None:
             raise NotAcceptable()
         chosen = choices[index]

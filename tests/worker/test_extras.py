@@ -24,7 +24,7 @@ from imagepipe.imaging import extras as imaging_extras
 from imagepipe.services import backfill, extras, retention
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, reconciler
+from imagepipe.worker import processing, reconciler, refresh
 from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
 from tests.images import photo
 
@@ -339,3 +339,29 @@ async def test_an_original_stays_while_its_extras_are_due(
     assert make_extras(settings, task_id) == extras.Outcome.made
     with worker_sessions(settings) as sessions:
         assert retention.purge(sessions, storage, settings, now=later).originals_removed == 1
+
+
+async def test_a_rerender_that_came_first_wins_over_the_extras(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backfill re-renders the task (every format, a new attempt) while its follow-up
+    runs: the follow-up's writes under the old attempt are dropped and removed."""
+    task_id = await upload(client, photo(800, 600))
+    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    storage = LocalStorage(settings.resolved_storage_root)
+    taken = extras.take
+
+    def take_then_rerender(sessions: Any, task: uuid.UUID) -> extras.Job | None:
+        job = taken(sessions, task)
+        assert refresh.refresh(sessions, storage, settings, task).value == "succeeded"
+        return job
+
+    monkeypatch.setattr(extras, "take", take_then_rerender)
+    assert make_extras(settings, task_id) == extras.Outcome.skipped
+    variants = settings.resolved_storage_root / "variants" / task_id
+    assert sorted(p.parent.name for p in variants.rglob("*.*")) == ["2"] * 6  # jpg + webp
+    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert all(
+        list(v["formats"]) == ["image/jpeg", "image/webp"] for v in task["variants"].values()
+    )
+    assert row(settings, task_id).extras_due is None

@@ -66,6 +66,7 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
         storage_root=tmp_path / "store",
         storage_url=(tmp_path / "objects").as_uri(),
+        spool_dir=tmp_path / "spool",
         s3_endpoint_url="http://127.0.0.1:9",
         s3_public_endpoint_url="http://localhost:9",
         variants={"thumb": 64, "big": 900},

@@ -28,7 +28,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
 from imagepipe.db.models import IdempotencyKey, Task, Webhook
-from imagepipe.services import backfill
+from imagepipe.services import backfill, extras
 from imagepipe.storage import open_storage
 from imagepipe.worker import processing, refresh
 from tests.harness.app import open_client
@@ -167,11 +167,20 @@ async def test_old_data_keeps_serving_after_migrate(
         missing = await client.get(f"{variant['url']}.webp")
         assert missing.json()["error"]["code"] == "format_not_found"
 
-    # A task the old release left queued is rendered by the new worker code.
+        # Its variants are as the old release made them: nothing is due, so the
+        # interim short cache never applies to them.
+        assert "immutable" in modern.headers["cache-control"]
+
     engine = make_sync_engine(old_settings.resolved_database_url)
     storage = open_storage(old_settings)
     try:
-        outcome = processing.process(sync_session_factory(engine), storage, old_settings, queued)
+        sessions = sync_session_factory(engine)
+        # Rows written before extras followed the base are not missing any extras.
+        assert extras.due_pending(sessions, old_settings) == []
+        # A task the old release left queued is rendered by the new worker code: its
+        # base now, its extra formats due.
+        outcome = processing.process(sessions, storage, old_settings, queued)
+        assert extras.due_pending(sessions, old_settings) == [queued]
     finally:
         engine.dispose()
     assert outcome == processing.Outcome.succeeded

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # Each variant is also made in these formats (base format never repeated). AVIF
     # costs several times the encode time of WebP (docs/benchmarks.md).
     extra_formats: tuple[FormatName, ...] = ("WEBP",)
+    # Extra formats are made after the task succeeded, by follow-up work. On the host
+    # that rendered the base, they start from the resized pixels it left in this local
+    # spool (None: a directory under the system temp dir), up to this many MiB (oldest
+    # evicted first; 0 turns the spool off: the follow-up decodes the original again).
+    spool_dir: Path | None = None
+    spool_max_mb: int = Field(default=256, ge=0)
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
     avif_quality: int = Field(default=60, ge=1, le=100)

@@ -47,6 +47,9 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "webhook_not_found": ErrorSpec(404, False, "No webhook with this id."),
     "delivery_not_found": ErrorSpec(404, False, "No delivery with this id."),
     "format_not_found": ErrorSpec(404, False, "This variant is not stored in that format."),
+    "format_not_ready": ErrorSpec(
+        404, True, "This format of the variant is not made yet; try again shortly."
+    ),
     "method_not_allowed": ErrorSpec(405, False, "Method not allowed."),
     "not_acceptable": ErrorSpec(
         406, False, "No stored format of this variant is acceptable (Accept header)."
@@ -218,6 +221,12 @@ class FormatNotFound(ImagepipeError):
     """A variant not stored in that format."""
 
     code = "format_not_found"
+
+
+class FormatNotReady(ImagepipeError):
+    """A configured extra format still being made after the task succeeded."""
+
+    code = "format_not_ready"
 
 
 class NotAcceptable(ImagepipeError):

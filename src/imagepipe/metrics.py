@@ -41,6 +41,13 @@ STAGE_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+# An extra format that failed to encode: the task stays succeeded, the format stays due.
+EXTRA_FORMAT_FAILURES = Counter(
+    "imagepipe_extra_format_failures",
+    "Extra formats that failed to encode (left due for the reconciler and backfill).",
+    ["format"],
+)
+
 
 class QueueDepthCollector(Collector):
     """Reads the broker's queue length at scrape time (a gauge nobody has to update)."""

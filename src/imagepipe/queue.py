@@ -17,6 +17,8 @@ PROCESS_TASK = "imagepipe.process_task"
 REFRESH_TASK = "imagepipe.refresh_task"
 RECONCILE = "imagepipe.reconcile"
 DELIVER_WEBHOOK = "imagepipe.deliver_webhook"
+# Make the extra formats of a task that succeeded with its base renditions.
+MAKE_EXTRAS = "imagepipe.make_extras"
 SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 # Retention: originals and finished tasks past their settings (services.retention).
 PURGE = "imagepipe.purge"
@@ -26,8 +28,9 @@ PURGE_IDEMPOTENCY_KEYS = "imagepipe.purge_idempotency_keys"
 # - render: uploads' base renditions, in priority lists that give every owner a fair
 #   share of the workers (services.fairness);
 # - on_demand: renditions asked for by a request that is waiting for them;
-# - follow_up: work that follows a finished task (webhook deliveries, re-renders for
-#   backfill), served by a pool of its own;
+# - follow_up: work that follows a finished task (extra formats, webhook deliveries,
+#   re-renders for backfill), served by a pool of its own: under a burst every task's
+#   base renditions come before any task's extras;
 # - maintenance: the periodic passes (reconciler, webhook sweep, retention).
 RENDER_QUEUE = "imagepipe.render"
 ON_DEMAND_QUEUE = "imagepipe.on_demand"
@@ -46,7 +49,7 @@ QUEUES = {
 RENDER_POOL_QUEUES = (RENDER_QUEUE, ON_DEMAND_QUEUE, LEGACY_RENDER_QUEUE)
 FOLLOW_UP_POOL_QUEUES = (FOLLOW_UP_QUEUE, MAINTENANCE_QUEUE)
 MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS)
-FOLLOW_UP_TASKS = (DELIVER_WEBHOOK, REFRESH_TASK)
+FOLLOW_UP_TASKS = (MAKE_EXTRAS, DELIVER_WEBHOOK, REFRESH_TASK)
 
 # Redis has no priority queue: kombu keeps one list per priority level and pops them
 # in order, level 0 first. Ten levels, one per step.
@@ -62,6 +65,7 @@ def priority_lists(queue: str) -> list[str]:
 # Every list whose messages count as waiting renders: back-pressure and the reconciler
 # read this one depth.
 RENDER_LISTS = (*priority_lists(RENDER_QUEUE), LEGACY_RENDER_QUEUE)
+FOLLOW_UP_LISTS = tuple(priority_lists(FOLLOW_UP_QUEUE))
 
 
 class TaskQueue(Protocol):
@@ -74,6 +78,14 @@ class TaskQueue(Protocol):
 
     def depth(self) -> int:
         """How many renders wait in the broker."""
+
+
+class FollowUpQueue(TaskQueue, Protocol):
+    def enqueue_extras(self, task_id: uuid.UUID) -> None:
+        """Publish the making of one task's extra formats (follow-up work)."""
+
+    def follow_up_depth(self) -> int:
+        """How many follow-up messages wait in the broker."""
 
 
 class CeleryQueue:
@@ -100,6 +112,14 @@ class CeleryQueue:
         """Hand one out-of-date task to the workers for a re-render."""
         self.app.send_task(REFRESH_TASK, args=[str(task_id)])
 
+    def enqueue_extras(self, task_id: uuid.UUID) -> None:
+        self.app.send_task(
+            MAKE_EXTRAS,
+            args=[str(task_id)],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
+
     def publish_delivery(self, delivery_id: uuid.UUID) -> None:
         """Hand one webhook delivery to the workers."""
         self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)])
@@ -109,8 +129,14 @@ class CeleryQueue:
 
     def depth(self) -> int:
         """Renders waiting: every list of the render queue, in one round trip."""
+        return self._length(RENDER_LISTS)
+
+    def follow_up_depth(self) -> int:
+        return self._length(FOLLOW_UP_LISTS)
+
+    def _length(self, lists: tuple[str, ...]) -> int:
         with self._redis.pipeline(transaction=False) as pipe:
-            for name in RENDER_LISTS:
+            for name in lists:
                 pipe.llen(name)
             return sum(int(length) for length in pipe.execute())
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imagepipe.api.app import create_app
-from imagepipe.api.negotiate import choose
+from imagepipe.api.negotiate import choose, choose_stored
 from imagepipe.config import Settings
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.worker import processing
@@ -70,6 +70,28 @@ def test_negotiation(accept: str | None, stored: tuple[str, ...], expected: str 
     formats = [spec for name in stored for spec in FORMATS.values() if spec.name == name]
     index = choose(accept, formats)
     assert (None if index is None else stored[index]) == expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "stored", "due", "expected"),
+    [
+        (CHROMIUM_IMG, ("JPEG",), ("WEBP",), ("JPEG", True)),
+        (CHROMIUM_IMG, ("JPEG", "WEBP"), ("AVIF",), ("WEBP", True)),
+        ("*/*", ("JPEG",), ("WEBP",), ("JPEG", False)),
+        (None, ("JPEG",), ("WEBP", "AVIF"), ("JPEG", False)),
+        ("image/webp", ("JPEG",), ("WEBP",), (None, True)),
+        (CHROMIUM_IMG, ("JPEG", "WEBP"), (), ("WEBP", False)),
+    ],
+)
+def test_negotiation_while_extras_are_due(
+    accept: str | None,
+    stored: tuple[str, ...],
+    due: tuple[str, ...],
+    expected: tuple[str | None, bool],
+) -> None:
+    by_name = {spec.name: spec for spec in FORMATS.values()}
+    index, waiting = choose_stored(accept, [by_name[n] for n in stored], [by_name[n] for n in due])
+    assert (None if index is None else stored[index], waiting) == expected
 
 
 async def test_each_variant_is_served_in_every_stored_format(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
+from imagepipe.services import extras as extras_service
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 
@@ -53,10 +54,19 @@ def worker_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
-def run_inline(settings: Settings, task_id: str) -> processing.Outcome:
+def run_inline(settings: Settings, task_id: str, *, extras: bool = True) -> processing.Outcome:
     """The worker's processing service, called directly (the Celery shell is tested in
-    tests/integration with a real worker process)."""
+    tests/integration with a real worker process): the render, then (unless
+    ``extras=False``) the follow-up that makes the extra formats, as a worker serving
+    every queue does."""
+    published: list[uuid.UUID] = []
     with worker_sessions(settings) as sessions:
-        return processing.process(
-            sessions, LocalStorage(settings.resolved_storage_root), settings, uuid.UUID(task_id)
+        storage = LocalStorage(settings.resolved_storage_root)
+        outcome = processing.process(
+            sessions, storage, settings, uuid.UUID(task_id), publish_extras=published.append
         )
+        if extras:
+            options = processing.render_options(settings)
+            for published_id in published:
+                extras_service.make(sessions, storage, options, published_id)
+        return outcome

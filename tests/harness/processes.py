@@ -65,13 +65,17 @@ class WorkerProcess(ManagedProcess):
         concurrency: int = 2,
         beat: bool = False,
         log_path: Path | None = None,
+        queues: str | None = None,
     ) -> None:
         super().__init__(log_path or temp_log("imagepipe-worker-"), env)
         self.concurrency = concurrency
         self.beat = beat
+        self.queues = queues  # None: every queue, as a plain ``imagepipe worker``
 
     def argv(self) -> list[str]:
         argv = imagepipe("worker", "--concurrency", str(self.concurrency))
+        if self.queues:
+            argv += ["--queues", self.queues]
         return [*argv, "--beat"] if self.beat else argv
 
     def ready(self) -> bool:

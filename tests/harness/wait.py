@@ -66,6 +66,30 @@ async def wait_finished(
     )
 
 
+async def wait_complete(
+    client: httpx.AsyncClient,
+    task_id: str,
+    *,
+    formats: tuple[str, ...] = ("image/webp",),
+    within: float = 60,
+    logs: Callable[[], str] = lambda: "",
+) -> dict[str, Any]:
+    """``wait_finished``, then (if it succeeded) until every variant also lists
+    ``formats``: the extra formats, made after the task succeeded."""
+
+    def complete(body: dict[str, Any]) -> dict[str, Any] | None:
+        if body["status"] == "failed":
+            return body
+        if body["status"] != "succeeded":
+            return None
+        variants = body["variants"].values()
+        return body if all(set(formats) <= set(v["formats"]) for v in variants) else None
+
+    return await wait_for_task(
+        client, task_id, complete, within=within, what=f"task {task_id} in every format", logs=logs
+    )
+
+
 async def wait_for_task(
     client: httpx.AsyncClient,
     task_id: str,

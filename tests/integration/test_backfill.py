@@ -13,7 +13,7 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from tests.harness.app import make_settings, open_client
 from tests.harness.processes import WorkerProcess, imagepipe, settings_env
-from tests.harness.wait import wait_finished, wait_for_task
+from tests.harness.wait import wait_complete, wait_for_task
 from tests.images import photo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -52,7 +52,7 @@ async def test_backfill_after_a_size_change(
                 response = await client.post("/upload", files={"file": ("a", data)})
                 ids.append(response.json()["task_id"])
             for task_id in ids:
-                status = await wait_finished(client, task_id, logs=worker.output)
+                status = await wait_complete(client, task_id, logs=worker.output)
                 assert status["status"] == "succeeded", status
         finally:
             worker.stop()

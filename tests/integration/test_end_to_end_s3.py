@@ -16,7 +16,7 @@ from imagepipe.config import Settings
 from imagepipe.storage import open_storage
 from tests.harness import s3
 from tests.harness.processes import WorkerProcess
-from tests.harness.wait import wait_finished
+from tests.harness.wait import wait_complete
 from tests.images import photo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -38,7 +38,7 @@ async def test_upload_previews_download_delete_on_s3(
     )
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    status = await wait_finished(s3_client, task_id, logs=s3_worker.output)
+    status = await wait_complete(s3_client, task_id, logs=s3_worker.output)
     assert status["status"] == "succeeded", status
 
     storage = open_storage(s3_settings)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.harness.processes import WorkerProcess
-from tests.harness.wait import wait_finished
+from tests.harness.wait import wait_complete
 from tests.images import photo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -47,7 +47,7 @@ async def test_placeholder_and_report_once_succeeded(
     queued = (await any_db_client.get(f"/tasks/{task_id}")).json()
     if queued["status"] in ("queued", "processing"):
         assert queued["placeholder"] is None and queued["report"] is None
-    status = await wait_finished(any_db_client, task_id, logs=any_db_worker.output)
+    status = await wait_complete(any_db_client, task_id, logs=any_db_worker.output)
     assert status["status"] == "succeeded", status
 
     placeholder = status["placeholder"]
@@ -77,10 +77,10 @@ async def test_same_bytes_are_not_rendered_twice(
 ) -> None:
     data = photo(2000, 1500)
     first_id = await upload(any_db_client, "first.jpg", data)
-    first = await wait_finished(any_db_client, first_id, logs=any_db_worker.output)
+    first = await wait_complete(any_db_client, first_id, logs=any_db_worker.output)
     assert first["status"] == "succeeded", first
     second_id = await upload(any_db_client, "second.jpg", data)
-    second = await wait_finished(any_db_client, second_id, logs=any_db_worker.output)
+    second = await wait_complete(any_db_client, second_id, logs=any_db_worker.output)
     assert second["status"] == "succeeded", second
 
     assert second["report"]["deduplicated_from"] == first_id
@@ -101,17 +101,17 @@ async def test_same_bytes_are_not_rendered_twice(
     assert (await any_db_client.delete(f"/tasks/{first_id}")).status_code == 204
     assert await variant_bytes(any_db_client, second) == second_bytes
     third_id = await upload(any_db_client, "third.jpg", data)
-    third = await wait_finished(any_db_client, third_id, logs=any_db_worker.output)
+    third = await wait_complete(any_db_client, third_id, logs=any_db_worker.output)
     assert third["report"]["deduplicated_from"] == second_id
     assert (await any_db_client.delete(f"/tasks/{third_id}")).status_code == 204
     assert await variant_bytes(any_db_client, second) == second_bytes
 
 
 async def test_other_bytes_are_rendered(client: httpx.AsyncClient, worker: WorkerProcess) -> None:
-    first = await wait_finished(
+    first = await wait_complete(
         client, await upload(client, "a.jpg", photo(800, 600)), logs=worker.output
     )
-    other = await wait_finished(
+    other = await wait_complete(
         client, await upload(client, "b.jpg", photo(800, 601)), logs=worker.output
     )
     assert first["status"] == other["status"] == "succeeded"

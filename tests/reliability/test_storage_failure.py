@@ -47,7 +47,7 @@ def test_storage_write_failures_do_not_spend_attempts_and_requeue_recovers(
         (root / "variants").mkdir(parents=True, exist_ok=True)
         blocker = root / "variants" / str(broken)
         blocker.write_bytes(b"not a directory")
-        # fixed: large.jpg and large.webp are written, then medium.jpg cannot replace a dir.
+        # fixed: large.jpg is written, then medium.jpg cannot replace a dir.
         obstacle = root / "variants" / str(fixed) / "1" / "medium.jpg"
         obstacle.mkdir(parents=True)
         (obstacle / "keep").write_bytes(b"x")

@@ -21,6 +21,7 @@ from imagepipe.errors import (
     HTTP_ERROR,
     HTTP_STATUS_CODES,
     MAYBE_TRANSIENT,
+    FormatNotReady,
     ImagepipeError,
     InternalError,
     ServiceUnavailable,
@@ -43,6 +44,9 @@ def error_response(error: ImagepipeError, headers: dict[str, str] | None = None)
 def headers_for(error: ImagepipeError, retry_after_seconds: int) -> dict[str, str] | None:
     if isinstance(error, ServiceUnavailable):
         return {"Retry-After": str(retry_after_seconds)}
+    if isinstance(error, FormatNotReady):
+        # Made within seconds: no cache may keep this answer past them.
+        return {"Retry-After": str(retry_after_seconds), "Cache-Control": "no-store"}
     if error.status_code == 401:
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(error, UploadTimeout):

@@ -59,6 +59,19 @@ def choose(accept: str | None, formats: Sequence[OutputFormat]) -> int | None:
     return chosen
 
 
+def choose_stored(
+    accept: str | None, stored: Sequence[OutputFormat], due: Sequence[OutputFormat] = ()
+) -> tuple[int | None, bool]:
+    """``choose`` among the ``stored`` formats, and whether the client would rather
+    have one of the ``due`` ones (extra formats not made yet): then what is sent is an
+    interim answer, which caches may keep only briefly."""
+    index = choose(accept, stored)
+    if not due:
+        return index, False
+    best = choose(accept, [*stored, *due])
+    return index, best is not None and best >= len(stored)
+
+
 def _first(ranges: dict[str, float], *media: str) -> float | None:
     """The q of the most specific range present (RFC 9110: specific beats wildcard)."""
     for name in media:

@@ -132,6 +132,16 @@ class Task(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Digest of the render options the variants were made with (RenderOptions.spec).
     render_spec: Mapped[str | None] = mapped_column(String(64))
+    # Extra formats (space-separated names, e.g. "WEBP AVIF") the task is to have but
+    # does not yet: made after it succeeded, by a follow-up task. NULL when nothing is
+    # due, which is also what every row written before extras followed the base says.
+    # Indexed: the reconciler looks for due rows on every run.
+    extras_due: Mapped[str | None] = mapped_column(String(64), index=True)
+    # When the follow-up for the due extras was last published, and how many times a
+    # worker has started on them (the reconciler stops republishing past max_attempts;
+    # backfill still finds the missing formats).
+    extras_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    extras_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="task",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,14 +133,25 @@ class RenderResult:
     # The source's sha256 where the caller took it while reading the source (a direct
     # upload's: the API never reads it whole, the worker does); None otherwise.
     source_sha256: str | None = None
+    # Extra formats the previews lack (``render_previews(..., extras=False)``, or a
+    # duplicate's copy of a task whose extras were still due): made afterwards.
+    extras_due: tuple[FormatName, ...] = ()
 
 
 def render_previews(
     source: Path | BinaryIO,
     options: RenderOptions,
     on_rendition: Callable[[str, Rendition], None] | None = None,
+    *,
+    extras: bool = True,
+    on_image: Callable[[str, Image.Image], object] | None = None,
 ) -> RenderResult:
     """Decode ``source`` once and return one Preview per box.
+
+    ``extras=False``: only the base format (the still first frame of an animation);
+    the extra formats (animated WebP included) are named in ``extras_due`` and made
+    later by ``encode_extra``. ``on_image(variant name, resized image)`` sees each
+    variant's pixels before they are encoded (a caller may keep them for the extras).
 
     Previews come in the order of ``options.boxes``. Raises InvalidImage (cannot be
     decoded, truncated), ImageTooLarge or UnsupportedMediaType (both re-checked here).
@@ -170,17 +181,19 @@ def render_previews(
         if failed:
             failures[name] = failed
         smallest = image
+        if on_image is not None:
+            on_image(name, image)
         renditions = []
         with timings.stage("encode"):
-            for fmt in options.formats(base):
-                if animated and fmt == "WEBP":
+            for fmt in options.formats(base) if extras else (base,):
+                if animated and fmt == "WEBP" and extras:
                     continue  # made below, from every frame
                 data = encode(image, fmt, quality=options.quality(fmt))
                 spec = options.spec(name, fmt)
                 renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type, spec))
                 if on_rendition is not None:
                     on_rendition(name, renditions[-1])
-        if animated:
+        if animated and extras:
             with timings.stage("animate"):
                 data, frames = animation.animated_webp(
                     source,
@@ -218,7 +231,17 @@ def render_previews(
         qa_checks=qa.CHECKS,
         placeholder=placeholder,
         render_spec=options.render_spec,
+        extras_due=() if extras or base is None else extras_for(options.formats(base), animated),
     )
+
+
+def extras_for(formats: Sequence[FormatName], animated: bool) -> tuple[FormatName, ...]:
+    """The formats a variant has beside its base (``formats[0]``): the configured
+    extras, and an animation's animated WebP (which takes the place of a still WebP)."""
+    extra = [f for f in formats[1:] if not (animated and f == "WEBP")]
+    if animated and formats[0] != "WEBP":
+        extra.append("WEBP")
+    return tuple(extra)
 
 
 def _applied(decoded: Decoded, smallest_box: int, animated: bool) -> tuple[str, ...]:

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.db.models import Task, TaskStatus, Variant, live
-from imagepipe.imaging import Preview, RenderOptions, RenderResult
+from imagepipe.imaging import Preview, RenderOptions, RenderResult, animation
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.placeholders import Placeholder
-from imagepipe.imaging.render import Rendition
+from imagepipe.imaging.render import Rendition, extras_for
 from imagepipe.services import renditions
 from imagepipe.storage import ObjectNotFound, Storage
 
@@ -35,7 +35,7 @@ class Reused:
 
 def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
     """The earliest succeeded task of the same owner with this task's bytes and the
-    same spec.
+    same spec (one whose extra formats are all made, if there is one).
 
     Only the same owner's: a copy from another owner's task would tell this one (in
     ``report.deduplicated_from``, and by finishing early) that someone else uploaded
@@ -57,7 +57,8 @@ def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
             Task.id != task_id,
             live(),  # a task being deleted is no source
         )
-        .order_by(Task.finished_at)
+        # One with every format made first: more to copy, less left due.
+        .order_by(Task.extras_due.is_not(None), Task.finished_at)
         .limit(1)
     ).first()
 
@@ -65,7 +66,7 @@ def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
 def reuse(
     sessions: sessionmaker[Session], storage: Storage, task_id: uuid.UUID, options: RenderOptions
 ) -> Reused | None:
-    """The previews of an earlier identical task (every stored format), ready to be
+    """The previews of an earlier identical task (every format it has stored), ready to be
     stored as this task's; None when there is none (or it went away meanwhile): render."""
     started = time.perf_counter()
     with sessions() as session:
@@ -73,6 +74,7 @@ def reuse(
         if source is None or not source.report or not source.variants:
             return None
         source_id, described, placeholder = source.id, source.report, source.placeholder
+        animated = animation.is_animated(source.original_format, source.original_frames)
         variants = [
             (v.name, v.width, v.height, renditions.stored(v), _frames(v)) for v in source.variants
         ]
@@ -97,6 +99,9 @@ def reuse(
         previews.append(
             Preview(name, base.data, width, height, base.format, base.content_type, made)
         )
+    # What exists is copied; the formats the earlier task still lacks (its extras were
+    # due) are due for this one too, and made by its own follow-up.
+    expected = extras_for(options.formats(previews[0].format), animated)
     facts = described.get("source")
     result = RenderResult(
         previews=previews,
@@ -108,6 +113,7 @@ def reuse(
         qa_checks=tuple(described.get("qa", {}).get("checks", [])),
         placeholder=Placeholder(**placeholder) if placeholder else None,
         render_spec=options.render_spec,
+        extras_due=expected,
     )
     return Reused(result=result, source_task=source_id)
 

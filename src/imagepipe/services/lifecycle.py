@@ -352,8 +352,9 @@ def swap_variants(
             .where(Task.id == claim.task_id, live())
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == claim.attempt)
-            # attempts unchanged: the update takes the row lock for the swap.
-            .values(attempts=claim.attempt, **(described or {}))
+            # A re-render makes every format: nothing stays due (the fencing token
+            # is unchanged, so this also takes the row lock for the swap).
+            .values(attempts=claim.attempt, extras_due=None, extras_attempts=0, **(described or {}))
             .execution_options(synchronize_session=False)
         )
         if still_ours.rowcount != 1:  # type: ignore[attr-defined]

@@ -82,6 +82,22 @@ def stored(variant: Variant) -> list[Stored]:
     ]
 
 
+def encode_due(formats: Sequence[str]) -> str | None:
+    """``tasks.extras_due`` for these due formats (None: nothing is due)."""
+    return " ".join(formats) or None
+
+
+def decode_due(value: str | None) -> list[FormatName]:
+    return [named(name).name for name in (value or "").split()]
+
+
+def due(extras_due: str | None, variant: Variant) -> list[FormatName]:
+    """The extra formats ``variant`` is still to have (``tasks.extras_due``), those it
+    already has left out."""
+    have = {s.format for s in stored(variant)}
+    return [fmt for fmt in decode_due(extras_due) if fmt not in have]
+
+
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 

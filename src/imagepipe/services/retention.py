@@ -92,6 +92,9 @@ def _originals_due(cutoff: datetime) -> ColumnElement[bool]:
         live()
         & (Task.status == TaskStatus.succeeded)
         & Task.original_removed_at.is_(None)
+        # Extra formats still due may need the original (another host, the spool
+        # evicted, an animation's frames): it stays until they are made.
+        & Task.extras_due.is_(None)
         & (_finished_at() < cutoff)
     )
 

@@ -8,17 +8,20 @@ This module only decides which transition a render's outcome calls for.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
+from imagepipe.db.models import utcnow
 from imagepipe.errors import (
     ImageTooLarge,
     InternalError,
@@ -32,9 +35,10 @@ from imagepipe.errors import (
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import dedup, lifecycle, renditions, tidy
+from imagepipe.services import dedup, extras, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
+from imagepipe.services.spool import Spool
 from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -79,16 +83,31 @@ def render(
     storage: Storage,
     settings: Settings,
     on_rendition: Callable[[str, Encoded], None] | None = None,
+    *,
+    spool: Spool | None = None,
+    base_only: bool = False,
 ) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
     render. Raises ObjectNotFound if the original is gone, StorageError if unreadable.
     An original whose digest is not known yet (a direct upload) is hashed on the way,
-    and must be the version its completion checked (ObjectChanged otherwise)."""
+    and must be the version its completion checked (ObjectChanged otherwise).
+
+    ``base_only``: the base renditions only (the extras follow the task's success);
+    each variant's pixels are then kept in ``spool`` for them."""
+    on_image = None
+    if base_only and spool is not None and spool.enabled and settings.extra_formats:
+        on_image = functools.partial(spool.put, claim.task_id, claim.attempt)
     # Until its digest is recorded; after that, renders read what the first one hashed.
     expected = claim.original_etag if claim.original_etag and not claim.original_sha256 else None
     with storage.open_seekable(claim.original_key, etag=expected) as source:
         digest = None if claim.original_sha256 else _sha256(source)
-        result = render_previews(source, render_options(settings), on_rendition)
+        result = render_previews(
+            source,
+            render_options(settings),
+            on_rendition,
+            extras=not base_only,
+            on_image=on_image,
+        )
     result.source_sha256 = digest
     return result
 
@@ -122,6 +141,7 @@ def store_and_finish(
     *,
     deduplicated_from: uuid.UUID | None = None,
     writer: renditions.Writer | None = None,
+    publish_extras: Callable[[uuid.UUID], None] | None = None,
 ) -> bool:
     """Write the previews, then record them and mark the task succeeded in one commit.
 
@@ -131,6 +151,9 @@ def store_and_finish(
     superseded (its result is dropped, and so are its objects). ``writer``: the one the
     render already stored through (what it stored is waited for, the rest written);
     without it every rendition is written here.
+
+    The extra formats the previews lack are recorded as due in the same commit, and
+    handed to ``publish_extras`` after it (a lost publish is found by the reconciler).
     """
     started = time.perf_counter()
     if writer is None:
@@ -144,6 +167,12 @@ def store_and_finish(
     described = describe(result, store_seconds=stored, deduplicated_from=deduplicated_from)
     if result.source_sha256:  # a direct upload's digest, first known now
         described["original_sha256"] = result.source_sha256
+    due = extras.due_after_render(result.extras_due, rows)
+    described |= {
+        "extras_due": renditions.encode_due(due),
+        "extras_enqueued_at": utcnow() if due and publish_extras else None,
+        "extras_attempts": 0,
+    }
     finished = lifecycle.finish(sessions, claim, rows, described)
     if finished == Finished.gone:
         # Deleted (DELETE /tasks/{id}) while we rendered: the objects just written
@@ -160,21 +189,42 @@ def store_and_finish(
         # What earlier claims wrote (a killed worker's previews, a re-render's old set):
         # only the winner's objects are referenced by rows now.
         tidy.quietly(renditions.remove_unreferenced, storage, claim.task_id, rows)
+    if due and publish_extras is not None:
+        try:
+            publish_extras(claim.task_id)
+        except Exception as error:  # recorded as due: the reconciler publishes it
+            log.warning(
+                "could not publish extras: %r", error, extra={"task_id": str(claim.task_id)}
+            )
     return True
 
 
 def process(
-    sessions: sessionmaker[Session], storage: Storage, settings: Settings, task_id: uuid.UUID
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    settings: Settings,
+    task_id: uuid.UUID,
+    *,
+    publish_extras: Callable[[uuid.UUID], None] | None = None,
+    spool: Spool | None = None,
 ) -> Outcome:
-    """Claim, render, store, finish. Bad images and the soft time limit fail the task at
-    once (fenced by the claim); transient errors give the claim back and propagate to
-    the caller (the Celery task), which retries them."""
+    """Claim, render the base renditions, store, finish; the extra formats are due
+    then, and handed to ``publish_extras``. Bad images and the soft time limit fail the
+    task at once (fenced by the claim); transient errors give the claim back and
+    propagate to the caller (the Celery task), which retries them."""
     current = lifecycle.claim(sessions, task_id, settings)
     if current is None:
         return Outcome.skipped
     # Stores each rendition as it is encoded; removes them if the task does not finish.
     with renditions.Writer(storage, task_id, current.attempt) as writer:
-        return _render_and_finish(sessions, storage, settings, current, writer)
+        follow = _FollowUp(publish_extras, spool)
+        return _render_and_finish(sessions, storage, settings, current, writer, follow)
+
+
+@dataclass(frozen=True)
+class _FollowUp:
+    publish: Callable[[uuid.UUID], None] | None
+    spool: Spool | None
 
 
 def _render_and_finish(
@@ -183,12 +233,17 @@ def _render_and_finish(
     settings: Settings,
     current: Claim,
     writer: renditions.Writer,
+    follow: _FollowUp,
 ) -> Outcome:
     task_id = current.task_id
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
         reused = dedup.reuse(sessions, storage, task_id, render_options(settings))
-        result = reused.result if reused else render(current, storage, settings, writer.put)
+        result = (
+            reused.result
+            if reused
+            else render(current, storage, settings, writer.put, spool=follow.spool, base_only=True)
+        )
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
     except SoftTimeLimitExceeded:
@@ -233,6 +288,7 @@ def _render_and_finish(
             result,
             deduplicated_from=reused.source_task if reused else None,
             writer=writer,
+            publish_extras=follow.publish,
         )
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
     except SoftTimeLimitExceeded:

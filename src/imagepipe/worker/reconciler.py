@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, live, utcnow
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
-from imagepipe.queue import TaskQueue
-from imagepipe.services import fairness, lifecycle, tidy
+from imagepipe.queue import FollowUpQueue, TaskQueue
+from imagepipe.services import extras, fairness, lifecycle, tidy
+from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ STAGING_BATCH = 500
 
 
 def run(
-    sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
+    sessions: sessionmaker[Session], storage: Storage, queue: FollowUpQueue, settings: Settings
 ) -> dict[str, int]:
     now = utcnow()
     # Queued rows past the grace period are republished only while the render queue
@@ -40,6 +41,7 @@ def run(
     recovered = lifecycle.recover(sessions, settings, now, republish_queued=republish)
     expired = lifecycle.expire_uploads(sessions, now)
     tidy.stale_temp_files(storage)
+    tidy.quietly(Spool.from_settings(settings).sweep)
     for key in expired:
         # After the commit: the row says failed before the partial object goes.
         tidy.quietly(storage.delete, key)
@@ -52,6 +54,7 @@ def run(
         levels = fairness.priorities(session, recovered.requeued)
     for task_id in recovered.requeued:
         queue.enqueue(task_id, levels[task_id])
+    extras_published = republish_extras(sessions, queue, settings)
     if recovered.requeued or recovered.failed:
         log.warning(
             "reconciled: %d requeued, %d failed", len(recovered.requeued), len(recovered.failed)
@@ -61,7 +64,31 @@ def run(
         "failed": len(recovered.failed),
         "expired": len(expired),
         "purged": purged,
+        "extras": extras_published,
     }
+
+
+def republish_extras(
+    sessions: sessionmaker[Session], queue: FollowUpQueue, settings: Settings
+) -> int:
+    """Publish again the extras of tasks whose follow-up never finished (worker killed,
+    publish lost). Only while the follow-up queue is short: in a long one (a burst's
+    extras) they are waiting, not lost."""
+    try:
+        waiting = queue.follow_up_depth()
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
+        log.warning("follow-up queue depth unknown: %r", error)
+        return 0
+    if waiting >= extras.REPUBLISH_BATCH:
+        return 0
+    due = extras.due_pending(sessions, settings)
+    for task_id in due:
+        queue.enqueue_extras(task_id)
+    if due:
+        log.warning("republished the extra formats of %d tasks", len(due))
+    return len(due)
 
 
 def _depth(queue: TaskQueue) -> int | None:

@@ -23,8 +23,16 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
-from imagepipe.queue import DELIVER_WEBHOOK, PROCESS_TASK, RECONCILE, REFRESH_TASK, CeleryQueue
-from imagepipe.services import events, lifecycle, webhooks
+from imagepipe.queue import (
+    DELIVER_WEBHOOK,
+    MAKE_EXTRAS,
+    PROCESS_TASK,
+    RECONCILE,
+    REFRESH_TASK,
+    CeleryQueue,
+)
+from imagepipe.services import events, extras, lifecycle, webhooks
+from imagepipe.services.spool import Spool
 from imagepipe.storage import ObjectNotFound, Storage, open_storage
 from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app
@@ -42,6 +50,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     storage: Storage
     queue: CeleryQueue
+    spool: Spool
 
 
 @cache
@@ -58,6 +67,7 @@ def runtime() -> Runtime:
         sessions=sync_session_factory(engine),
         storage=open_storage(settings),
         queue=CeleryQueue(celery_app),
+        spool=Spool.from_settings(settings),
     )
 
 
@@ -92,7 +102,14 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         log.error("dropping message with a malformed task id", extra={"task_id": task_id})
         return processing.Outcome.skipped.value
     try:
-        outcome = processing.process(rt.sessions, rt.storage, rt.settings, parsed)
+        outcome = processing.process(
+            rt.sessions,
+            rt.storage,
+            rt.settings,
+            parsed,
+            publish_extras=rt.queue.enqueue_extras,
+            spool=rt.spool,
+        )
     except SoftTimeLimitExceeded:
         # process() fails the task it holds when its render times out; this is the
         # soft limit striking outside a claim (while claiming, or a cold start): the
@@ -146,6 +163,32 @@ def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     except Exception:
         log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
         return processing.Outcome.failed.value
+    return outcome.value
+
+
+@celery_app.task(name=MAKE_EXTRAS, bind=True, max_retries=MAX_RETRIES)
+def make_extras(self: CeleryTask[Any, Any], task_id: str) -> str:
+    """Make the extra formats of a task that succeeded with its base renditions.
+
+    Whatever happens here the task stays succeeded; what is not made stays due (the
+    reconciler republishes it, backfill re-renders it)."""
+    rt = runtime()
+    options = processing.render_options(rt.settings)
+    try:
+        outcome = extras.make(rt.sessions, rt.storage, options, uuid.UUID(task_id), rt.spool)
+    except ObjectNotFound:
+        log.error("cannot make extras: the original is gone", extra={"task_id": task_id})
+        return extras.Outcome.skipped.value
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error) or self.request.retries >= MAX_RETRIES:
+            log.exception("extras not made; they stay due", extra={"task_id": task_id})
+            return extras.Outcome.partial.value
+        countdown = min(2 ** (self.request.retries + 1), 60)
+        raise self.retry(exc=error, countdown=countdown) from error
+    except Exception:  # the original no longer decodes, a bug: the formats stay due
+        log.exception("extras not made; they stay due", extra={"task_id": task_id})
+        return extras.Outcome.partial.value
+    log.info("extras %s", outcome.value, extra={"task_id": task_id})
     return outcome.value
 
 

@@ -22,7 +22,13 @@ from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, T
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.api.state import app_state
 from imagepipe.db.models import Task, TaskStatus, live
-from imagepipe.errors import FormatNotFound, InvalidRequest, NotAcceptable, VariantNotFound
+from imagepipe.errors import (
+    FormatNotFound,
+    FormatNotReady,
+    InvalidRequest,
+    NotAcceptable,
+    VariantNotFound,
+)
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
 from imagepipe.services import events, lifecycle, renditions, tidy
 from imagepipe.services.following import ENDED, wait_until_ended
@@ -31,6 +37,9 @@ from imagepipe.storage import ObjectNotFound, ObjectReader
 log = logging.getLogger(__name__)
 # Bytes per read while streaming a variant from storage to the client.
 STREAM_CHUNK = 256 * 1024
+# Seconds a cache may keep the base served in place of a preferred format still being
+# made (an extra format follows its task's success within seconds).
+NOT_READY_MAX_AGE = 60
 
 router = APIRouter()
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
@@ -116,7 +125,8 @@ async def get_task(
         307: {"description": "IMAGEPIPE_VARIANT_DELIVERY=redirect: a presigned URL"},
         404: {
             "model": ErrorBody,
-            "description": "`task_not_found` / `variant_not_found` / `format_not_found`",
+            "description": "`task_not_found` / `variant_not_found` / `format_not_found` / "
+            "`format_not_ready` (an extra format still being made: `Retry-After`)",
         },
         406: {"model": ErrorBody, "description": "`not_acceptable`"},
     },
@@ -136,23 +146,34 @@ async def get_variant(
     if task.status != TaskStatus.succeeded or variant is None or (dot and wanted is None):
         raise VariantNotFound(f"No variant {name!r} for this task (status: {task.status}).")
     choices = renditions.stored(variant)
+    due = renditions.due(task.extras_due, variant)
+    # With keys, a preview is one key's: shared caches must not serve it to others.
+    scope = "private" if settings.keys_required else "public"
     headers = {
-        # With keys, a preview is one key's: shared caches must not serve it to others.
-        "Cache-Control": f"{'private' if settings.keys_required else 'public'}, "
-        "max-age=31536000, immutable",
+        "Cache-Control": f"{scope}, max-age=31536000, immutable",
         "X-Content-Type-Options": "nosniff",
     }
     if wanted is not None:
         found = [r for r in choices if r.format == wanted.name]
         if not found:
+            if wanted.name in due:
+                raise FormatNotReady(f"Variant {name!r} is not stored as {wanted.name} yet.")
             raise FormatNotFound(f"Variant {name!r} is not stored as {wanted.name}.")
         chosen = found[0]
     else:
         # One URL, several bodies: every answer says which header picked it.
         headers["Vary"] = "Accept"
-        index = negotiate.choose(
-            request.headers.get("accept"), [FORMATS[r.format] for r in choices]
+        index, waiting = negotiate.choose_stored(
+            request.headers.get("accept"),
+            [FORMATS[r.format] for r in choices],
+            [FORMATS[fmt] for fmt in due],
         )
+        if waiting:
+            # The client prefers a format still being made: the best stored one goes
+            # now, and a cache may keep it only until that format is there.
+            if index is None:
+                raise FormatNotReady(f"Variant {name!r} has no acceptable format yet.")
+            headers["Cache-Control"] = f"{scope}, max-age={NOT_READY_MAX_AGE}"
         if index is None:
             raise NotAcceptable()
         chosen = choices[index]

@@ -230,11 +230,18 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def _insert_at_0012(name: str, **values: object) -> sa.Insert:
+    """An INSERT naming only ``values``' columns, typed as the models type them: the
+    models' later columns (and their defaults) did not exist at revision 0012."""
+    model = {t.name: t for t in (Task.__table__, Webhook.__table__, IdempotencyKey.__table__)}
+    columns = [sa.column(column, model[name].c[column].type) for column in values]
+    return sa.table(name, *columns).insert().values(**values)
+
+
 def write_keyed_release(settings: Settings) -> dict[str, uuid.UUID]:
     """At revision 0012: a task, a webhook and an answered Idempotency-Key of each of two
     keys, owned by the keys' digests as the release before tenants wrote them."""
     upgrade(settings.resolved_database_url, "0012")
-    tables = {t.name: t for t in (Task.__table__, Webhook.__table__, IdempotencyKey.__table__)}
     engine = make_sync_engine(settings.resolved_database_url)
     ids: dict[str, uuid.UUID] = {}
     now = datetime.now(UTC)
@@ -243,7 +250,8 @@ def write_keyed_release(settings: Settings) -> dict[str, uuid.UUID]:
             for key in (KEY_ONE, KEY_TWO):
                 task_id = ids[key] = uuid.uuid4()
                 connection.execute(
-                    tables["tasks"].insert().values(
+                    _insert_at_0012(
+                        "tasks",
                         id=task_id, status="queued", created_at=now, enqueued_at=now,
                         attempts=0, transient_releases=0, filename="old.jpg",
                         original_key=f"originals/{task_id}", original_format="JPEG",
@@ -253,14 +261,16 @@ def write_keyed_release(settings: Settings) -> dict[str, uuid.UUID]:
                     )
                 )  # fmt: skip
                 connection.execute(
-                    tables["webhooks"].insert().values(
+                    _insert_at_0012(
+                        "webhooks",
                         id=uuid.uuid4(), scope=_digest(key), url="http://127.0.0.1:9/h",
                         events="task.succeeded", secret="whsec_x", created_at=now,
                     )
                 )  # fmt: skip
                 body = f'{{"task_id": "{task_id}", "status": "queued"}}'
                 connection.execute(
-                    tables["idempotency_keys"].insert().values(
+                    _insert_at_0012(
+                        "idempotency_keys",
                         scope=_digest(key), key="order-1", fingerprint="f" * 64,
                         task_id=task_id, response_status=202, response_body=body,
                         created_at=now, expires_at=now + timedelta(hours=1),

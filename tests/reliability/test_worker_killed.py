@@ -19,7 +19,7 @@ from imagepipe.db.models import TaskStatus
 from imagepipe.storage import LocalStorage
 from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
-from tests.images import photo
+from tests.images import photo, tagged_png
 from tests.reliability.stack import StackFactory, children, cpu_ticks, report, upload
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,8 @@ def test_whole_worker_killed_three_times_mid_render(
     stack = make_stack(pg_url, private_redis.url, max_attempts=KILLS + 1)
     image = photo(*BIG_PNG, "PNG")
     with stack.api.client() as client:
-        ids = [upload(client, image) for _ in range(TASKS)]
+        # Bytes of their own: identical ones would be copied from the first, not rendered.
+        ids = [upload(client, tagged_png(image, str(n))) for n in range(TASKS)]
 
     mid_render: list[int] = []
     stale: set[uuid.UUID] = set()  # left in processing by an earlier kill
@@ -47,11 +48,18 @@ def test_whole_worker_killed_three_times_mid_render(
         rows = stack.records.tasks()
         return {i for i, r in rows.items() if r.status == TaskStatus.processing} - stale
 
+    def in_flight() -> set[uuid.UUID] | None:
+        """Renders seen in processing now and still 0.2 s later: past the claim, into
+        decode/resize. (A render seen near its end finishes in between: look again.)"""
+        seen = rendering()
+        if not seen:
+            return None
+        time.sleep(0.2)
+        return (rendering() & seen) or None
+
     for _ in range(KILLS):
         worker = stack.start_worker()
-        wait_until(rendering, within=30, every=0.02, what="a render", logs=stack.logs)
-        time.sleep(0.2)  # past the claim, into decode/resize
-        caught = rendering()
+        caught = wait_until(in_flight, within=30, every=0.02, what="a render", logs=stack.logs)
         worker.kill()
         mid_render.append(len(caught))
         stale |= caught
@@ -99,7 +107,7 @@ def test_pool_child_killed_mid_render(
     stack = make_stack(pg_url, private_redis.url)
     image = photo(*BIG_PNG, "PNG")
     with stack.api.client() as client:
-        ids = [upload(client, image) for _ in range(8)]
+        ids = [upload(client, tagged_png(image, str(n))) for n in range(8)]
     worker = stack.start_worker()  # the reconciler runs beside it, as its own service
     stack.start_beat()
     assert worker.process is not None
@@ -147,7 +155,7 @@ def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
     stack = make_stack(pg_url, private_redis.url, lease_margin_seconds=600, visibility_timeout=900)
     image = photo(*BIG_PNG, "PNG")
     with stack.api.client() as client:
-        ids = [upload(client, image) for _ in range(4)]
+        ids = [upload(client, tagged_png(image, str(n))) for n in range(4)]
     worker = stack.start_worker()
     assert worker.process is not None
     pool = children(worker.process.pid)

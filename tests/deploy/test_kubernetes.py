@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from imagepipe.queue import QUEUES, RENDER_LISTS
+from imagepipe.queue import FOLLOW_UP_QUEUE, QUEUES, RENDER_LISTS
 from tests.deploy.names import setting_names
 
 KUSTOMIZE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
@@ -151,6 +151,16 @@ def test_keda_scaled_object_scales_the_render_workers_on_the_render_queue() -> N
         assert trigger["metadata"]["databaseIndex"] == database
     # KEDA owns the replica count.
     assert "replicas" not in _one("Deployment", "imagepipe-worker")["spec"]
+
+
+def test_keda_scales_the_follow_up_workers_on_the_follow_up_queue() -> None:
+    scaled = _one("ScaledObject", "imagepipe-follow-up-worker")
+    jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "imagepipe-follow-up-worker"
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["listName"] == FOLLOW_UP_QUEUE
+    assert scaled["spec"]["minReplicaCount"] >= 1  # it also serves the periodic passes
+    assert "replicas" not in _one("Deployment", "imagepipe-follow-up-worker")["spec"]
 
 
 def test_render_and_follow_up_workers_serve_every_queue_apart() -> None:

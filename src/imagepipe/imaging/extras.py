@@ -14,11 +14,16 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from imagepipe.imaging import animation
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
 from imagepipe.imaging.formats import FORMATS, FormatName
-from imagepipe.imaging.render import RenderOptions, Rendition, boxes_largest_first, cascade
+from imagepipe.imaging.render import (
+    RenderOptions,
+    Rendition,
+    animated_rendition,
+    boxes_largest_first,
+    cascade,
+)
 
 
 @dataclass(frozen=True)
@@ -49,20 +54,12 @@ def encode_extra(
     """One extra format of variant ``name`` from its resized ``image``. With
     ``animation_of`` (the source and its decode), WebP is the animation, made from
     every frame of the source."""
-    spec = options.spec(name, fmt)
-    content_type = FORMATS[fmt].content_type
     if animation_of is not None and fmt == "WEBP":
         source, decoded = animation_of
         if not isinstance(source, Path):
             source.seek(0)
-        data, frames = animation.animated_webp(
-            source,
-            image.size,
-            limits=options.limits,
-            max_frames=options.max_animation_frames,
-            quality=options.quality("WEBP"),
-            orientation=decoded.orientation,
-            icc_profile=decoded.icc_profile,
+        return animated_rendition(
+            name, image.size, source, decoded.orientation, decoded.icc_profile, options
         )
-        return Rendition(fmt, data, content_type, spec, frames)
-    return Rendition(fmt, encode(image, fmt, quality=options.quality(fmt)), content_type, spec)
+    data = encode(image, fmt, quality=options.quality(fmt))
+    return Rendition(fmt, data, FORMATS[fmt].content_type, options.spec(name, fmt))

@@ -138,6 +138,29 @@ class RenderResult:
     extras_due: tuple[FormatName, ...] = ()
 
 
+def animated_rendition(
+    name: str,
+    size: tuple[int, int],
+    source: Path | BinaryIO,
+    orientation: int,
+    icc_profile: bytes | None,
+    options: RenderOptions,
+) -> Rendition:
+    """Variant ``name``'s animated WebP, ``size`` pixels, made from every frame of
+    ``source`` (a render's, or the follow-up's that adds the extra formats)."""
+    data, frames = animation.animated_webp(
+        source,
+        size,
+        limits=options.limits,
+        max_frames=options.max_animation_frames,
+        quality=options.quality("WEBP"),
+        orientation=orientation,
+        icc_profile=icc_profile,
+    )
+    spec = options.spec(name, "WEBP")
+    return Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames)
+
+
 def render_previews(
     source: Path | BinaryIO,
     options: RenderOptions,
@@ -195,17 +218,11 @@ def render_previews(
                     on_rendition(name, renditions[-1])
         if animated and extras:
             with timings.stage("animate"):
-                data, frames = animation.animated_webp(
-                    source,
-                    image.size,
-                    limits=options.limits,
-                    max_frames=options.max_animation_frames,
-                    quality=options.quality("WEBP"),
-                    orientation=decoded.orientation,
-                    icc_profile=decoded.icc_profile,
+                renditions.append(
+                    animated_rendition(
+                        name, image.size, source, decoded.orientation, decoded.icc_profile, options
+                    )
                 )
-            spec = options.spec(name, "WEBP")
-            renditions.append(Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames))
             if on_rendition is not None:
                 on_rendition(name, renditions[-1])
         first = renditions[0]

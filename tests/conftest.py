@@ -107,6 +107,18 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+# SQLite settings and an in-process client whose tasks get AVIF and WebP as extras.
+@pytest.fixture
+def avif_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    return make_settings(tmp_path, sqlite_url, redis_url, extra_formats=("AVIF", "WEBP"))
+
+
+@pytest.fixture
+async def avif_client(avif_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(avif_settings)) as client:
+        yield client
+
+
 @pytest.fixture
 async def any_db_client(any_db_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client(create_app(any_db_settings)) as c:

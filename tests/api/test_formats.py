@@ -4,20 +4,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from imagepipe.api.app import create_app
 from imagepipe.api.negotiate import choose, choose_stored
 from imagepipe.config import Settings
 from imagepipe.imaging.formats import FORMATS
 from imagepipe.worker import processing
-from tests.harness.app import make_settings, open_client, run_inline
+from tests.harness.app import run_inline
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -33,17 +30,6 @@ async def rendered(client: httpx.AsyncClient, settings: Settings) -> dict[str, A
     assert run_inline(settings, task_id) == processing.Outcome.succeeded
     task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
     return task
-
-
-@pytest.fixture
-def avif_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, extra_formats=("AVIF", "WEBP"))
-
-
-@pytest.fixture
-async def avif_client(avif_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(avif_settings)) as client:
-        yield client
 
 
 @pytest.mark.parametrize(

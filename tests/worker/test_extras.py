@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -266,17 +265,6 @@ async def test_duplicate_copies_what_exists_and_leaves_the_rest_due(
     assert all(
         list(v["formats"]) == ["image/jpeg", "image/webp"] for v in task["variants"].values()
     )
-
-
-@pytest.fixture
-def avif_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, extra_formats=("AVIF", "WEBP"))
-
-
-@pytest.fixture
-async def avif_client(avif_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(avif_settings)) as client:
-        yield client
 
 
 async def test_each_format_is_listed_as_it_lands(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +25,8 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from imagepipe.imaging.crop import FocalPoint
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -143,6 +146,11 @@ class Task(Base):
     extras_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     extras_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # The owner's point of interest (PATCH /tasks/{id}), fractions of the upright
+    # original; both NULL when none is set. ``cover`` boxes with gravity ``focal`` keep it.
+    focal_x: Mapped[float | None] = mapped_column(Float)
+    focal_y: Mapped[float | None] = mapped_column(Float)
+
     variants: Mapped[list[Variant]] = relationship(
         back_populates="task",
         cascade="all, delete-orphan",
@@ -150,6 +158,12 @@ class Task(Base):
         lazy="selectin",
         order_by="Variant.width",
     )
+
+    @property
+    def focal_point(self) -> FocalPoint | None:
+        if self.focal_x is None or self.focal_y is None:
+            return None
+        return FocalPoint(self.focal_x, self.focal_y)
 
 
 def live() -> ColumnElement[bool]:

@@ -10,6 +10,7 @@ from PIL import ExifTags, Image
 
 from imagepipe.errors import ImageTooLarge, InvalidImage
 from imagepipe.imaging import colour, facts, geometry, resample
+from imagepipe.imaging.crop import Box, resize_size
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.geometry import Size
 from imagepipe.imaging.opening import BAD_BYTES_ERRORS, BOMB_ERRORS, Limits, open_image
@@ -34,8 +35,11 @@ class Decoded:
         return geometry.displayed(self.original_size, self.orientation)
 
 
-def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decoded:
+def decode(path: Path | BinaryIO, *, largest_box: int | Box, limits: Limits) -> Decoded:
     """Open (allowlist, caps), decode frame 0 and normalise its mode.
+
+    ``largest_box``: the largest rendition to be made (a number is a square ``contain``
+    box); a JPEG is decoded at the smallest DCT scale that still covers it.
 
     Raises UnsupportedMediaType, ImageTooLarge, or InvalidImage for any decoding failure.
     """
@@ -51,7 +55,8 @@ def decode(path: Path | BinaryIO, *, largest_box: int, limits: Limits) -> Decode
             if is_jpeg:
                 # The DCT can scale by 1/2, 1/4, 1/8 while decoding: aim at the largest
                 # preview, in stored (unrotated) orientation, at a scale that stays clean.
-                target = geometry.fit(geometry.displayed(original_size, orientation), largest_box)
+                box = Box.square(largest_box) if isinstance(largest_box, int) else largest_box
+                target = resize_size(geometry.displayed(original_size, orientation), box)
                 stored_target = geometry.stored(target, orientation)
                 image.draft(image.mode, resample.draft_request(original_size, stored_target))
             image.load()

@@ -32,6 +32,7 @@ from PIL import Image
 
 from imagepipe.errors import QualityCheckFailed
 from imagepipe.imaging import animation, colour, facts, geometry, placeholders, qa, resample
+from imagepipe.imaging.crop import Box, FocalPoint, crop, resize_size
 from imagepipe.imaging.decode import Decoded, decode
 from imagepipe.imaging.encode import choose_format, encode
 from imagepipe.imaging.formats import FORMATS, FormatName
@@ -250,6 +251,39 @@ def render_previews(
         render_spec=options.render_spec,
         extras_due=() if extras or base is None else extras_for(options.formats(base), animated),
     )
+
+
+@dataclass(frozen=True)
+class OneRendition:
+    """One rendition made on request (not a task's variant): bytes and what they are."""
+
+    data: bytes
+    format: FormatName
+    content_type: str
+    width: int
+    height: int
+
+
+def render_one(
+    source: Path | BinaryIO,
+    box: Box,
+    output_format: FormatName | Literal["auto"],
+    *,
+    quality: int,
+    focal: FocalPoint | None,
+    limits: Limits,
+) -> OneRendition:
+    """Decode ``source`` (its first frame) at the smallest scale that covers ``box``,
+    shrink, crop and encode one rendition. ``auto``: PNG with transparency, else JPEG.
+
+    Raises what ``render_previews`` raises for a bad source.
+    """
+    decoded = decode(source, largest_box=box, limits=limits)
+    image = _first_step(decoded, resize_size(decoded.display_size, box))
+    image = crop(image, box, focal)
+    chosen = choose_format(output_format, has_alpha=image.mode in colour.ALPHA_MODES)
+    data = encode(image, chosen, quality=quality)
+    return OneRendition(data, chosen, FORMATS[chosen].content_type, image.width, image.height)
 
 
 def extras_for(formats: Sequence[FormatName], animated: bool) -> tuple[FormatName, ...]:

@@ -23,6 +23,10 @@ SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 # Retention: originals and finished tasks past their settings (services.retention).
 PURGE = "imagepipe.purge"
 PURGE_IDEMPOTENCY_KEYS = "imagepipe.purge_idempotency_keys"
+# Make one on-demand rendition a request is waiting for (services/on_demand).
+RENDER_ON_DEMAND = "imagepipe.render_on_demand"
+# Keep the on-demand renditions within IMAGEPIPE_ON_DEMAND_MAX_BYTES.
+EVICT_DERIVED = "imagepipe.evict_derived"
 
 # The queue layout. Four queues, so that no kind of work can delay a render:
 # - render: uploads' base renditions, in priority lists that give every owner a fair
@@ -48,7 +52,7 @@ QUEUES = {
 # What the render pool serves and what the follow-up pool serves.
 RENDER_POOL_QUEUES = (RENDER_QUEUE, ON_DEMAND_QUEUE, LEGACY_RENDER_QUEUE)
 FOLLOW_UP_POOL_QUEUES = (FOLLOW_UP_QUEUE, MAINTENANCE_QUEUE)
-MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS)
+MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS, EVICT_DERIVED)
 FOLLOW_UP_TASKS = (MAKE_EXTRAS, DELIVER_WEBHOOK, REFRESH_TASK)
 
 # Redis has no priority queue: kombu keeps one list per priority level and pops them
@@ -116,6 +120,15 @@ class CeleryQueue:
         self.app.send_task(
             MAKE_EXTRAS,
             args=[str(task_id)],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
+
+    def enqueue_on_demand(self, args: list[str]) -> None:
+        """Publish one on-demand render (its queue is served by render workers only)."""
+        self.app.send_task(
+            RENDER_ON_DEMAND,
+            args=args,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )

@@ -26,7 +26,7 @@ from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware, storage_origins
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
-from imagepipe.api.routes import direct, health, metrics, tasks, upload
+from imagepipe.api.routes import direct, health, metrics, renditions, tasks, upload
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
@@ -36,6 +36,8 @@ from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.queue import CeleryQueue
 from imagepipe.services import events, tenancy, webhooks
+from imagepipe.services.on_demand import options as on_demand_options
+from imagepipe.services.on_demand.serving import OnDemand
 from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
 from imagepipe.worker.celery_app import create_celery
@@ -49,6 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.configure(settings)
     LimitedHttpToolsProtocol.configure(head_timeout=settings.request_head_timeout_seconds)
     access = AccessControl(settings)
+    # A preset that does not parse stops the service here, not each request for it.
+    on_demand_options.check_presets(
+        settings.on_demand_presets, max_side=settings.on_demand_max_side
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.configure(queue.publish_delivery)
         listener = events.Listener(settings.redis_url)
         sessions = async_session_factory(engine)
+        on_demand = OnDemand(
+            settings, sessions, listener, lambda job: queue.enqueue_on_demand(job.args())
+        )
         await _adopt_owners(sessions, access)
         await access.start()
         state.start(
@@ -76,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 queue_depth=QueueDepthGate(settings, queue),
                 listener=listener,
                 metrics=registry,
+                on_demand=on_demand,
             )
         )
         await listener.start()
@@ -85,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.start(None)
             await access.stop()
             await listener.stop()
+            await on_demand.close()
             events.configure(None)
             webhooks.configure(None)
             publisher.close()
@@ -127,6 +138,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Authenticated by the upload token in its URL, like a presigned S3 PUT.
     app.include_router(direct.token_router, tags=["tasks"])
     include_keyed(tasks.router, tags=["tasks"])
+    include_keyed(renditions.router)
+    # Signed links: no API key, the signature (checked by the route) is the credential.
+    app.include_router(renditions.signed_router)
     include_keyed(event_routes.router, tags=["tasks"])
     include_keyed(webhook_routes.router, tags=["webhooks"])
     include_keyed(metrics.router)

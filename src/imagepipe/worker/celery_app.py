@@ -15,15 +15,18 @@ from celery import Celery
 
 from imagepipe.config import Settings
 from imagepipe.queue import (
+    EVICT_DERIVED,
     FOLLOW_UP_QUEUE,
     FOLLOW_UP_TASKS,
     MAINTENANCE_QUEUE,
     MAINTENANCE_TASKS,
+    ON_DEMAND_QUEUE,
     PRIORITY_LEVELS,
     PRIORITY_SEPARATOR,
     PURGE,
     PURGE_IDEMPOTENCY_KEYS,
     RECONCILE,
+    RENDER_ON_DEMAND,
     RENDER_QUEUE,
     SWEEP_WEBHOOKS,
 )
@@ -39,6 +42,7 @@ def create_celery(settings: Settings) -> Celery:
             "imagepipe.worker.webhooks",
             "imagepipe.worker.retention",
             "imagepipe.worker.housekeeping",
+            "imagepipe.worker.on_demand",
         ],
     )
     timeout = settings.broker_timeout_seconds
@@ -75,6 +79,7 @@ def create_celery(settings: Settings) -> Celery:
         task_routes={
             **{name: {"queue": MAINTENANCE_QUEUE} for name in MAINTENANCE_TASKS},
             **{name: {"queue": FOLLOW_UP_QUEUE} for name in FOLLOW_UP_TASKS},
+            RENDER_ON_DEMAND: {"queue": ON_DEMAND_QUEUE},
         },
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval_seconds},
@@ -88,6 +93,11 @@ def create_celery(settings: Settings) -> Celery:
             # Idempotency keys past their 24 h.
             "purge-idempotency-keys": {
                 "task": PURGE_IDEMPOTENCY_KEYS,
+                "schedule": settings.reconcile_interval_seconds,
+            },
+            # On-demand renditions over their byte budget (returns at once without one).
+            "evict-derived": {
+                "task": EVICT_DERIVED,
                 "schedule": settings.reconcile_interval_seconds,
             },
         },

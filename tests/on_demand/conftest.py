@@ -1,0 +1,29 @@
+"""Settings of the on-demand tests: signing keys on; first requests do not wait (the
+in-process tests render the published messages themselves)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from imagepipe.api.app import create_app
+from imagepipe.config import Settings
+from tests.harness.app import make_settings, open_client
+
+SIGNING_KEY = "on-demand-test-key"
+
+
+@pytest.fixture
+def od_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    return make_settings(
+        tmp_path, sqlite_url, redis_url, url_signing_keys=(SIGNING_KEY,), on_demand_wait_seconds=0
+    )
+
+
+@pytest.fixture
+async def od_client(od_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(od_settings)) as client:
+        yield client

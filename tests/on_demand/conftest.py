@@ -17,9 +17,10 @@ SIGNING_KEY = "on-demand-test-key"
 
 
 @pytest.fixture
-def od_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+def od_settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
+    """On SQLite and on PostgreSQL (the derived rows, their races and the eviction)."""
     return make_settings(
-        tmp_path, sqlite_url, redis_url, url_signing_keys=(SIGNING_KEY,), on_demand_wait_seconds=0
+        tmp_path, database_url, redis_url, url_signing_keys=(SIGNING_KEY,), on_demand_wait_seconds=0
     )
 
 

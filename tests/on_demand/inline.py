@@ -36,7 +36,11 @@ def published(settings: Settings) -> list[RenderJob]:
 
 def render_published(settings: Settings) -> list[making.Outcome]:
     """Render every waiting message; the outcome of each."""
-    jobs = published(settings)
+    return render(settings, published(settings))
+
+
+def render(settings: Settings, jobs: list[RenderJob]) -> list[making.Outcome]:
+    """Run the worker's service on each job, in order."""
     client = redis.Redis.from_url(settings.redis_url)
     storage = open_storage(settings)
     try:

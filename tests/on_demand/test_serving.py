@@ -24,7 +24,7 @@ from imagepipe.storage import open_storage
 from tests.harness.app import make_settings, open_client, worker_sessions
 from tests.images import photo
 from tests.on_demand.conftest import SIGNING_KEY
-from tests.on_demand.inline import link, published, render_published, rendered_task
+from tests.on_demand.inline import link, published, render, render_published, rendered_task
 
 pytestmark = pytest.mark.anyio
 
@@ -345,3 +345,19 @@ async def test_the_byte_budget_evicts_the_oldest_made(
         storage.close()
     # An evicted rendition is simply made again.
     await first_and_made(od_client, od_settings, f"/tasks/{task_id}/renditions/w:100")
+
+
+async def test_a_render_delivered_twice_is_made_once(
+    od_client: httpx.AsyncClient, od_settings: Settings
+) -> None:
+    task_id = await rendered_task(od_client, od_settings)
+    assert (await od_client.get(f"/tasks/{task_id}/renditions/w:70")).status_code == 503
+    [job] = published(od_settings)
+    # The broker's redelivery (or a republish after the lock expired) finds the row.
+    assert render(od_settings, [job, job]) == [Outcome.made, Outcome.cached]
+    assert len(rows(od_settings)) == 1
+    storage = open_storage(od_settings)
+    try:
+        assert len(list(storage.list(f"derived/{task_id}/"))) == 1
+    finally:
+        storage.close()

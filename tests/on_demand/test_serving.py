@@ -22,6 +22,7 @@ from imagepipe.services.on_demand import records, signing
 from imagepipe.services.on_demand.making import Outcome
 from imagepipe.storage import open_storage
 from tests.harness.app import make_settings, open_client, worker_sessions
+from tests.harness.app import run_inline as run_task
 from tests.images import photo
 from tests.on_demand.conftest import SIGNING_KEY
 from tests.on_demand.inline import link, published, render, render_published, rendered_task
@@ -361,3 +362,42 @@ async def test_a_render_delivered_twice_is_made_once(
         assert len(list(storage.list(f"derived/{task_id}/"))) == 1
     finally:
         storage.close()
+
+
+async def test_with_api_keys_links_need_none_and_the_owner_route_is_private(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        redis_url,
+        api_keys={"tenant-a": ("key-a",), "tenant-b": ("key-b",)},
+        url_signing_keys=(SIGNING_KEY,),
+        on_demand_wait_seconds=0,
+    )
+    a = {"Authorization": "Bearer key-a"}
+    async with open_client(create_app(settings)) as client:
+        response = await client.post("/upload", headers=a, files={"file": ("a.jpg", photo(80, 60))})
+        task_id = response.json()["task_id"]
+        assert run_task(settings, task_id).value == "succeeded"
+        assert (
+            await client.post(f"/tasks/{task_id}/links", json={"options": "w:40"})
+        ).status_code == 401
+        made = await client.post(f"/tasks/{task_id}/links", headers=a, json={"options": "w:40"})
+        url = made.json()["url"]
+        # The link needs no key (the access layer lets /r/ through), and renders.
+        assert (await client.get(url)).json()["error"]["code"] == "rendering"
+        assert render_published(settings) == [Outcome.made]
+        public = await client.get(url)
+        assert (
+            public.status_code == 200 and public.headers["cache-control"] == "public, max-age=86400"
+        )
+        owned = await client.get(f"/tasks/{task_id}/renditions/w:40", headers=a)
+        assert (
+            owned.status_code == 200 and owned.headers["cache-control"] == "private, max-age=86400"
+        )
+        # Another tenant's key does not see the task, nor may it make links to it.
+        b = {"Authorization": "Bearer key-b"}
+        assert (await client.get(f"/tasks/{task_id}/renditions/w:40", headers=b)).status_code == 404
+        other = await client.post(f"/tasks/{task_id}/links", headers=b, json={"options": "w:40"})
+        assert other.status_code == 404

@@ -20,6 +20,7 @@ from imagepipe.api.state import app_state
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, live
 from imagepipe.errors import (
+    InvalidOptions,
     NotAcceptable,
     NotFound,
     PresetRequired,
@@ -145,6 +146,8 @@ async def create_link(
     parsed = _parse(body.options, settings)
     if settings.on_demand_presets and parsed.preset is None:
         raise PresetRequired("Links serve only named presets here: use p:<name>.")
+    if body.extension and not can_write(BY_EXTENSION[body.extension].name):
+        raise InvalidOptions(f"This service cannot write .{body.extension} renditions.")
     target = f"{task.id}.{body.extension}" if body.extension else str(task.id)
     url = signing.link(
         settings.url_signing_keys, parsed.in_url, target, base_url=settings.public_base_url

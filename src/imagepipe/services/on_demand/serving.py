@@ -65,7 +65,7 @@ class OnDemand:
     ) -> DerivedRendition:
         """The stored rendition, made first if need be. ``charge`` takes one unit of the
         owner's rate limit (raising to refuse) and is awaited only by a first render."""
-        if task.status in (TaskStatus.failed,):
+        if task.status == TaskStatus.failed:
             raise TaskNotFound("The task failed: it has no renditions.")
         if task.status != TaskStatus.succeeded:
             raise Rendering("The task is not finished yet; try again shortly.")

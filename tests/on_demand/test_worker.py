@@ -6,8 +6,6 @@ storage (SeaweedFS) with redirect delivery, and gone with the task."""
 from __future__ import annotations
 
 import io
-import math
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,9 +23,6 @@ from imagepipe.queue import (
     RENDER_ON_DEMAND,
     RENDER_POOL_QUEUES,
 )
-from imagepipe.services.on_demand import records
-from imagepipe.services.on_demand.flight import lock_key
-from imagepipe.services.on_demand.options import parse
 from imagepipe.worker.celery_app import create_celery
 from tests.harness import s3
 from tests.harness.app import make_settings, open_client
@@ -110,57 +105,66 @@ async def test_concurrent_first_requests_cause_one_render(
 
 @pytest.fixture
 def impatient_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    # Requests do not wait; a render's lock outlives a killed worker by 3 s only.
     return make_settings(
         tmp_path,
         sqlite_url,
         redis_url,
         url_signing_keys=(SIGNING_KEY,),
-        on_demand_wait_seconds=0.5,
+        on_demand_wait_seconds=0,
+        on_demand_lock_seconds=3,
     )
 
 
-@pytest.fixture
-def impatient_worker(impatient_settings: Settings) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(settings_env(impatient_settings), concurrency=1)
-    process.start()
-    yield process
-    process.stop()
-
-
-async def test_a_render_that_never_finished_is_published_again_after_its_lock_expires(
-    impatient_settings: Settings, impatient_worker: WorkerProcess
+async def test_a_worker_killed_mid_render_the_next_request_after_the_lock_renders(
+    impatient_settings: Settings,
 ) -> None:
-    """What a render killed mid-way leaves behind: its lock taken, no row, and its
-    message out of reach (unacknowledged until the broker's visibility timeout)."""
+    """The whole worker is SIGKILLed once it has taken the render's message and before
+    the row is written: its message is unacknowledged (out of reach until the broker's
+    visibility timeout) and its lock held. Once the lock has expired, the next request
+    publishes again and another worker makes the rendition."""
     settings = impatient_settings
+    env = settings_env(settings)
     async with open_client(create_app(settings)) as client:
-        task_id = await upload(client, impatient_worker, photo(800, 600))
-        url = await signed(client, task_id, "w:300")
-        options = parse("w:300", max_side=settings.on_demand_max_side)
-        key = lock_key(uuid.UUID(task_id), records.cache_key(options, "auto", None, settings))
-        locks = redis.Redis.from_url(settings.redis_url)
+        first = WorkerProcess(env, concurrency=1)
+        first.start()
         try:
-            assert locks.set(key, b"1", nx=True, px=2000)
-            held = await client.get(url)
-            assert held.status_code == 503 and held.json()["error"]["code"] == "rendering"
-            assert MADE not in impatient_worker.output()  # nobody published
-            wait_until(lambda: not locks.exists(key), within=30, what="the lock to expire")
+            # A large PNG: long enough to decode that the kill lands mid-render.
+            task_id = await upload(client, first, photo(4000, 3000, "PNG"))
+            url = await signed(client, task_id, "w:300")
+            assert (await client.get(url)).status_code == 503  # published, not made yet
+            broker = redis.Redis.from_url(settings.redis_url)
+            try:
+                wait_until(
+                    lambda: broker.llen(ON_DEMAND_QUEUE) == 0 or None,
+                    within=30,
+                    every=0.01,
+                    what="the worker to take the render",
+                    logs=first.output,
+                )
+            finally:
+                broker.close()
         finally:
-            locks.close()
+            first.kill()
+        assert MADE not in first.output()  # killed before the row was written
 
-        async def served() -> httpx.Response | None:
-            response = await client.get(url)
-            assert response.status_code in (200, 503), response.text
-            return response if response.status_code == 200 else None
-
-        for _ in range(math.ceil(30 / settings.on_demand_wait_seconds)):
-            if answer := await served():
-                break
-        else:
-            raise AssertionError(impatient_worker.output()[-3000:])
-        with Image.open(io.BytesIO(answer.content)) as image:
-            assert image.size == (300, 225)
-        assert impatient_worker.output().count(MADE) == 1
+        second = WorkerProcess(env, concurrency=1)
+        second.start()
+        try:
+            answer = None
+            for _ in range(300):  # a request every 0.2 s, for up to a minute
+                response = await client.get(url)
+                assert response.status_code in (200, 503), response.text
+                if response.status_code == 200:
+                    answer = response
+                    break
+                await anyio.sleep(0.2)
+            assert answer is not None, second.output()[-3000:]
+            with Image.open(io.BytesIO(answer.content)) as image:
+                assert image.size == (300, 225)
+            assert second.output().count(MADE) == 1
+        finally:
+            second.stop()
 
 
 @pytest.fixture

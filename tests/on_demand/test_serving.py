@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,8 @@ from sqlalchemy import select, update
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from imagepipe.db.models import DerivedRendition, Task, TaskStatus
+from imagepipe.db.models import DerivedRendition, Task, TaskStatus, utcnow
+from imagepipe.services import retention
 from imagepipe.services.on_demand import records, signing
 from imagepipe.services.on_demand.making import Outcome
 from imagepipe.storage import open_storage
@@ -401,3 +403,20 @@ async def test_with_api_keys_links_need_none_and_the_owner_route_is_private(
         assert (await client.get(f"/tasks/{task_id}/renditions/w:40", headers=b)).status_code == 404
         other = await client.post(f"/tasks/{task_id}/links", headers=b, json={"options": "w:40"})
         assert other.status_code == 404
+
+
+async def test_retention_removes_derived_renditions_with_their_task(
+    od_client: httpx.AsyncClient, od_settings: Settings
+) -> None:
+    task_id = await rendered_task(od_client, od_settings)
+    await first_and_made(od_client, od_settings, f"/tasks/{task_id}/renditions/w:90")
+    expiring = od_settings.model_copy(update={"task_retention": "1h"})
+    storage = open_storage(od_settings)
+    try:
+        with worker_sessions(od_settings) as sessions:
+            later = utcnow() + timedelta(days=1)
+            report = retention.purge(sessions, storage, expiring, now=later)
+        assert report.tasks_removed == 1
+        assert list(storage.list("derived/")) == [] and rows(od_settings) == []
+    finally:
+        storage.close()

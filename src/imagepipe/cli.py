@@ -78,6 +78,11 @@ def worker(concurrency: int | None, beat: bool, queues: str | None, hostname: st
         served = pools.queue_names(queues or "render,on_demand")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--queues") from None
+    # Before the settings are read. An explicit spool directory may be a volume shared
+    # with the follow-up workers: then the operator's size stands.
+    narrowed = queues is not None
+    if not pools.keeps_pixels(served, narrowed) and "IMAGEPIPE_SPOOL_DIR" not in os.environ:
+        os.environ["IMAGEPIPE_SPOOL_MAX_MB"] = "0"
     # Before prometheus_client is imported: children write their samples here and
     # the main process serves the merged view (see imagepipe.worker.observe). A
     # follow-up pool started below writes into its parent's directory.

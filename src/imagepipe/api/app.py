@@ -34,11 +34,10 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
-from imagepipe.queue import CeleryQueue
+from imagepipe.queue import CeleryQueue, create_celery
 from imagepipe.services import events, tenancy, webhooks
 from imagepipe.storage import open_storage
 from imagepipe.web import routes as web
-from imagepipe.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 

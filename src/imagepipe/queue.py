@@ -17,7 +17,9 @@ Reliability settings and why (see docs/reliability.md):
 
 from __future__ import annotations
 
+import threading
 import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -230,3 +232,57 @@ class CeleryQueue:
     def close(self) -> None:
         self._redis.close()
         self.app.close()
+
+
+@dataclass(frozen=True)
+class Published:
+    """One message as the broker holds it: what to run, with what, where, at which level."""
+
+    task: str
+    args: tuple[str, ...]
+    queue: str
+    priority: int
+
+
+class MemoryQueue:
+    """The double of CeleryQueue for tests without a broker: it keeps every message it
+    is given, in the queue and at the priority level Celery would put it in (``ROUTES``),
+    and counts depths from them. ``outage`` makes publishing and ``ping`` fail as a
+    broker that does not answer does."""
+
+    def __init__(self) -> None:
+        self.published: list[Published] = []
+        self.outage: Exception | None = None
+        self._lock = threading.Lock()
+
+    def _publish(self, task: str, subject: uuid.UUID, priority: int = 0) -> None:
+        if self.outage is not None:
+            raise self.outage
+        message = Published(task, (str(subject),), queue_for(task), priority)
+        with self._lock:
+            self.published.append(message)
+
+    def enqueue(self, task_id: uuid.UUID, priority: int = 0) -> None:
+        self._publish(PROCESS_TASK, task_id, priority)
+
+    def enqueue_refresh(self, task_id: uuid.UUID) -> None:
+        self._publish(REFRESH_TASK, task_id)
+
+    def enqueue_extras(self, task_id: uuid.UUID) -> None:
+        self._publish(MAKE_EXTRAS, task_id)
+
+    def publish_delivery(self, delivery_id: uuid.UUID) -> None:
+        self._publish(DELIVER_WEBHOOK, delivery_id)
+
+    def ping(self) -> None:
+        if self.outage is not None:
+            raise self.outage
+
+    def depth(self) -> int:
+        return sum(1 for message in self.published if message.queue == RENDER_QUEUE)
+
+    def follow_up_depth(self) -> int:
+        return sum(1 for message in self.published if message.queue == FOLLOW_UP_QUEUE)
+
+    def close(self) -> None:
+        return

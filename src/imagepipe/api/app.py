@@ -30,10 +30,10 @@ from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.runtime import open_api_runtime
 from imagepipe.services import events, tenancy
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.web import routes as web
 
 log = logging.getLogger(__name__)

@@ -366,7 +366,7 @@ def spent() -> ColumnElement[int]:
 def release(sessions: sessionmaker[Session], claim: Claim, *, transient: bool) -> None:
     """Give the claim back (status queued) so a retry can take it at once.
 
-    ``transient``: a backing service failed (``errors.is_transient``), which says
+    ``transient``: a backing service failed (``services.transient``), which says
     nothing about the image, so the claim does not spend the poison-image budget.
     The attempt number is not reused: the next claim takes a new fencing token.
     """

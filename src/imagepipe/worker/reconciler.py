@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, live, utcnow
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.queue import FollowUpQueue, TaskQueue
 from imagepipe.services import deletion, extras, fairness, recovery, tidy
 from imagepipe.services.spool import Spool
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)

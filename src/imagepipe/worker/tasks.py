@@ -17,7 +17,6 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from PIL import Image
 from sqlalchemy.orm import configure_mappers
 
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import (
     MAKE_EXTRAS,
@@ -27,6 +26,7 @@ from imagepipe.queue import (
 )
 from imagepipe.runtime import Runtime, open_runtime
 from imagepipe.services import extras, lifecycle, recovery
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import ObjectNotFound
 from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app

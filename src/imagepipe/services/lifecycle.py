@@ -254,7 +254,11 @@ def finish(
         if done.rowcount != 1:  # type: ignore[attr-defined]
             exists = session.scalar(select(Task.id).where(Task.id == claim.task_id, live()))
             return Finished.superseded if exists is not None else Finished.gone
-        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        if claim.attempt > 1:
+            # Only an earlier claim can have recorded variants (attempts only grow,
+            # and only a finish under the claim's own attempt writes rows): the first
+            # attempt saves the round trip.
+            session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
         session.add_all(variants)
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(claim.task_id, deliveries)

@@ -37,7 +37,6 @@ from imagepipe.api.scope import ANONYMOUS, SCOPE_KEY, Caller
 from imagepipe.api.state import app_state
 from imagepipe.config import MAX_JSON_BODY_BYTES, Settings
 from imagepipe.errors import (
-    MAYBE_TRANSIENT,
     ImagepipeError,
     QuotaExceeded,
     RequestTimeout,
@@ -45,11 +44,11 @@ from imagepipe.errors import (
     ServiceUnavailable,
     TenantLimit,
     Unauthorized,
-    is_transient,
 )
 from imagepipe.services import tenancy
 from imagepipe.services.idempotency import HEADER as IDEMPOTENCY_HEADER
 from imagepipe.services.tenancy import Admission, KeyRing, Limiter, Rate, Slots
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 
 @dataclass(frozen=True)

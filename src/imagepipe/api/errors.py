@@ -1,7 +1,7 @@
 """One place that turns every error into ``{"error": {"code", "message"}}``.
 
 Codes, statuses and messages come from ``imagepipe.errors.CODES``; what is transient
-from ``imagepipe.errors.is_transient``. Anything else is a bug: a 500 whose details
+from ``imagepipe.services.transient``. Anything else is a bug: a 500 whose details
 go to the log only.
 """
 
@@ -20,7 +20,6 @@ from imagepipe.api.state import app_state
 from imagepipe.errors import (
     HTTP_ERROR,
     HTTP_STATUS_CODES,
-    MAYBE_TRANSIENT,
     FormatNotReady,
     ImagepipeError,
     InternalError,
@@ -28,8 +27,8 @@ from imagepipe.errors import (
     ServiceUnavailable,
     UnprocessableRequest,
     UploadTimeout,
-    is_transient,
 )
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from imagepipe.errors import MAYBE_TRANSIENT
+from imagepipe.services.transient import MAYBE_TRANSIENT
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)

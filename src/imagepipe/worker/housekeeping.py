@@ -1,4 +1,4 @@
-"""Periodic tidying that no request waits for (scheduled by beat, celery_app.py)."""
+"""Periodic tidying that no request waits for (scheduled by beat, queue.create_celery)."""
 
 from __future__ import annotations
 

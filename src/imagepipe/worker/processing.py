@@ -30,7 +30,6 @@ from imagepipe.errors import (
     OriginalMissing,
     ProcessingTimeout,
     QualityCheckFailed,
-    is_transient,
 )
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.render import Rendition as Encoded
@@ -39,6 +38,7 @@ from imagepipe.services import dedup, extras, lifecycle, renditions, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
 from imagepipe.services.spool import Spool
+from imagepipe.services.transient import is_transient
 from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from imagepipe.errors import (
     VariantNotFound,
 )
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
-from imagepipe.services import events, lifecycle, renditions, tidy
+from imagepipe.services import deletion, events, renditions
 from imagepipe.services.following import ENDED, wait_until_ended
 from imagepipe.storage import ObjectNotFound
 
@@ -193,17 +193,14 @@ router.add_api_route(
 
 @router.delete("/tasks/{task_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -> Response:
-    """Tombstone, files, row — in that order (see ``lifecycle.mark_deleted``): a crash
-    at any point leaves either a live task with all its files, or a tombstone the
-    reconciler finishes; never a row naming files that are gone."""
+    """``services.deletion``'s steps on the API's session: tombstone, files, row."""
     task_id = task.id
-    await session.run_sync(lifecycle.mark_deleted, task_id)
+    await session.run_sync(deletion.mark_deleted, task_id)
     await session.commit()
     # Followers of the task stop now, not at their next re-read.
     await to_thread.run_sync(events.notify, task_id)
-    removed = await to_thread.run_sync(tidy.quietly, tidy.task_objects, storage, task_id)
-    if removed:
-        await session.run_sync(lifecycle.purge, task_id)
+    if await to_thread.run_sync(deletion.remove_files, storage, task_id):
+        await session.run_sync(deletion.purge, task_id)
         await session.commit()
     # Otherwise the storage failed: the reconciler retries from the tombstone. The
     # task is gone for every reader already, so the delete succeeded for the client.

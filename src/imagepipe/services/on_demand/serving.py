@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import DerivedRendition, Task, TaskStatus
-from imagepipe.errors import MAYBE_TRANSIENT, Rendering, ServiceUnavailable, TaskNotFound
+from imagepipe.errors import Rendering, ServiceUnavailable, TaskNotFound
 from imagepipe.services.events import Listener
 from imagepipe.services.on_demand import records
 from imagepipe.services.on_demand.flight import Flights
 from imagepipe.services.on_demand.options import RenditionOptions
 from imagepipe.services.on_demand.records import RenderJob, focal_of
+from imagepipe.services.transient import MAYBE_TRANSIENT
 
 log = logging.getLogger(__name__)
 

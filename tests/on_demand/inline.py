@@ -1,12 +1,14 @@
-"""The on-demand worker's service called in the test's own process: the messages the
-API published are read off the broker's list and rendered one by one, as a render
-worker would (the Celery shell is tested with a real worker in test_worker.py)."""
+"""Helpers of the on-demand tests. The worker's service is called in the test's own
+process: the messages the API published are read off the broker's list and rendered
+one by one, as a render worker would (the Celery shell is tested with a real worker
+in test_worker.py); also a succeeded task to start from, and a link to it."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx
 import redis
@@ -18,6 +20,10 @@ from imagepipe.services.on_demand.records import RenderJob
 from imagepipe.storage import open_storage
 from tests.harness.app import run_inline, worker_sessions
 from tests.images import photo
+
+SIGNING_KEY = "on-demand-test-key"
+# A factory of settings (the settings_with fixture): keyword overrides in, Settings out.
+SettingsWith = Callable[..., Settings]
 
 
 def published(settings: Settings) -> list[RenderJob]:

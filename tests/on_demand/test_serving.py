@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,11 +22,18 @@ from imagepipe.services import retention
 from imagepipe.services.on_demand import records, signing
 from imagepipe.services.on_demand.making import Outcome
 from imagepipe.storage import open_storage
-from tests.harness.app import make_settings, open_client, worker_sessions
+from tests.harness.app import open_client, worker_sessions
 from tests.harness.app import run_inline as run_task
 from tests.images import photo
-from tests.on_demand.conftest import SIGNING_KEY
-from tests.on_demand.inline import link, published, render, render_published, rendered_task
+from tests.on_demand.inline import (
+    SIGNING_KEY,
+    SettingsWith,
+    link,
+    published,
+    render,
+    render_published,
+    rendered_task,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -173,8 +179,8 @@ async def test_unfinished_failed_and_unknown_tasks(
     assert published(od_settings) == []  # neither published a render
 
 
-async def test_without_signing_keys(tmp_path: Path, sqlite_url: str, redis_url: str) -> None:
-    settings = make_settings(tmp_path, sqlite_url, redis_url)
+async def test_without_signing_keys(settings_with: SettingsWith) -> None:
+    settings = settings_with(url_signing_keys=())
     async with open_client(create_app(settings)) as client:
         task_id = await rendered_task(client, settings)
         response = await client.post(f"/tasks/{task_id}/links", json={"options": "w:10"})
@@ -184,16 +190,10 @@ async def test_without_signing_keys(tmp_path: Path, sqlite_url: str, redis_url: 
         assert (await client.get(f"/r/{signature}/w:10/{task_id}")).status_code == 404
 
 
-async def test_rotated_keys_and_absolute_links(
-    tmp_path: Path, sqlite_url: str, redis_url: str
-) -> None:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
+async def test_rotated_keys_and_absolute_links(settings_with: SettingsWith) -> None:
+    settings = settings_with(
         url_signing_keys="new-key, old-key",  # as the environment gives it
         public_base_url="https://img.example.com/",
-        on_demand_wait_seconds=0,
     )
     assert settings.url_signing_keys == ("new-key", "old-key")
     async with open_client(create_app(settings)) as client:
@@ -209,15 +209,8 @@ async def test_rotated_keys_and_absolute_links(
             assert (await client.get(verified)).status_code == 503  # past the signature
 
 
-async def test_presets_only_mode(tmp_path: Path, sqlite_url: str, redis_url: str) -> None:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        url_signing_keys=(SIGNING_KEY,),
-        on_demand_presets={"thumb": "w:80,h:80,fit:cover,g:smart"},
-        on_demand_wait_seconds=0,
-    )
+async def test_presets_only_mode(settings_with: SettingsWith) -> None:
+    settings = settings_with(on_demand_presets={"thumb": "w:80,h:80,fit:cover,g:smart"})
     async with open_client(create_app(settings)) as client:
         task_id = await rendered_task(client, settings)
         refused = await client.post(f"/tasks/{task_id}/links", json={"options": "w:80"})
@@ -240,16 +233,9 @@ async def test_presets_only_mode(tmp_path: Path, sqlite_url: str, redis_url: str
 
 
 async def test_first_renders_and_links_count_against_the_rate_limit(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    settings_with: SettingsWith,
 ) -> None:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        url_signing_keys=(SIGNING_KEY,),
-        key_rate_limit="4/hour",
-        on_demand_wait_seconds=0,
-    )
+    settings = settings_with(key_rate_limit="4/hour")
     async with open_client(create_app(settings)) as client:
         task_id = await rendered_task(client, settings)  # the upload: one unit
         url = await link(client, task_id, "w:40")  # two
@@ -367,16 +353,9 @@ async def test_a_render_delivered_twice_is_made_once(
 
 
 async def test_with_api_keys_links_need_none_and_the_owner_route_is_private(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    settings_with: SettingsWith,
 ) -> None:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        api_keys={"tenant-a": ("key-a",), "tenant-b": ("key-b",)},
-        url_signing_keys=(SIGNING_KEY,),
-        on_demand_wait_seconds=0,
-    )
+    settings = settings_with(api_keys={"tenant-a": ("key-a",), "tenant-b": ("key-b",)})
     a = {"Authorization": "Bearer key-a"}
     async with open_client(create_app(settings)) as client:
         response = await client.post("/upload", headers=a, files={"file": ("a.jpg", photo(80, 60))})

@@ -25,11 +25,11 @@ from imagepipe.queue import (
 )
 from imagepipe.worker.celery_app import create_celery
 from tests.harness import s3
-from tests.harness.app import make_settings, open_client
+from tests.harness.app import open_client
 from tests.harness.processes import WorkerProcess, settings_env
 from tests.harness.wait import wait_complete, wait_until
 from tests.images import photo
-from tests.on_demand.conftest import SIGNING_KEY
+from tests.on_demand.inline import SIGNING_KEY, SettingsWith
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -44,15 +44,9 @@ def test_on_demand_renders_go_to_the_render_pool(settings: Settings) -> None:
 
 
 @pytest.fixture
-def waiting_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+def waiting_settings(settings_with: SettingsWith) -> Settings:
     # Long enough for a render on a busy machine; the requests end when it is there.
-    return make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        url_signing_keys=(SIGNING_KEY,),
-        on_demand_wait_seconds=30,
-    )
+    return settings_with(on_demand_wait_seconds=30)
 
 
 @pytest.fixture
@@ -104,16 +98,9 @@ async def test_concurrent_first_requests_cause_one_render(
 
 
 @pytest.fixture
-def impatient_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+def impatient_settings(settings_with: SettingsWith) -> Settings:
     # Requests do not wait; a render's lock outlives a killed worker by 3 s only.
-    return make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url,
-        url_signing_keys=(SIGNING_KEY,),
-        on_demand_wait_seconds=0,
-        on_demand_lock_seconds=3,
-    )
+    return settings_with(on_demand_lock_seconds=3)
 
 
 async def test_a_worker_killed_mid_render_the_next_request_after_the_lock_renders(

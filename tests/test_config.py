@@ -81,6 +81,10 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         task_retention="90d",
         keep_originals="30d",
         key_rate_limit="600/minute",
+        url_signing_keys=("[not json", "second key"),
+        public_base_url="https://img.example.com",
+        on_demand_presets={"thumb": "w:160,h:160,fit:cover"},
+        on_demand_max_bytes=10_000_000,
     )
     env = original.to_env()
     assert set(env) == {f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields}
@@ -130,3 +134,12 @@ def test_storage_url_defaults_and_alias(tmp_path: Path) -> None:
 def test_bad_storage_urls_are_refused_at_start(url: str) -> None:
     with pytest.raises(ValidationError):
         Settings(storage_url=url)
+
+
+def test_url_signing_keys_are_raw_comma_separated_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEPIPE_URL_SIGNING_KEYS", " first key ,{second},, third")
+    assert Settings().url_signing_keys == ("first key", "{second}", "third")
+    with pytest.raises(ValueError, match="on_demand_lock_seconds"):
+        Settings(on_demand_lock_seconds=400)  # over half the visibility timeout
+    with pytest.raises(ValueError):
+        Settings(on_demand_presets={"Bad Name": "w:10"})

@@ -229,6 +229,7 @@ def _beat_schedule_path(settings: Settings) -> Path:
 # The HTTP client side: `imagepipe upload` and `imagepipe status`.
 main.add_command(client.upload)
 main.add_command(client.status)
+main.add_command(client.sign)
 
 if __name__ == "__main__":
     main()

@@ -249,6 +249,63 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"
 
+    # --- on-demand renditions (services/on_demand) ----------------------------------
+    # HMAC keys of /r/ links, comma-separated raw strings: the first signs, all verify
+    # (rotation). Empty: /r/ answers 404 and POST /tasks/{id}/links 409.
+    url_signing_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # Set: links are absolute (https://img.example.com/r/…); unset: paths (/r/…).
+    public_base_url: str | None = None
+    # Largest w or h an option string may ask for (400 invalid_options past it).
+    on_demand_max_side: int = Field(default=4096, ge=1, le=65535)
+    # Named option strings ({"thumb": "w:160,h:160,fit:cover"}); set: /r/ serves p:<name>.
+    on_demand_presets: dict[str, str] = Field(default_factory=dict)
+    # How long a first request waits for the worker before 503 rendering.
+    on_demand_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+    # The single-render lock: a render not finished by then (its worker killed) is
+    # published again by the next request. Kept well below visibility_timeout.
+    on_demand_lock_seconds: float = Field(default=120.0, gt=0)
+    # Bytes all derived renditions may take together (oldest made evicted by the
+    # maintenance sweep); unset: no budget.
+    on_demand_max_bytes: int | None = Field(default=None, ge=0)
+
+    @field_validator("url_signing_keys", mode="before")
+    @classmethod
+    def _signing_keys_from_env(cls, value: object) -> object:
+        # Raw strings, comma-separated; a JSON list of strings (what to_env writes) too.
+        if not isinstance(value, str):
+            return value
+        try:
+            listed = json.loads(value) if value.startswith("[") else None
+        except ValueError:
+            listed = None
+        if isinstance(listed, list) and all(isinstance(key, str) for key in listed):
+            return tuple(key for key in listed if key.strip())
+        return tuple(key.strip() for key in value.split(",") if key.strip())
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url_valid(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("IMAGEPIPE_PUBLIC_BASE_URL starts with http:// or https://")
+        return value.strip().rstrip("/")
+
+    @field_validator("on_demand_presets")
+    @classmethod
+    def _presets_named(cls, value: dict[str, str]) -> dict[str, str]:
+        # The option strings themselves are parsed when the app starts (on_demand.options).
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+                raise ValueError(f"preset name {name!r}: 1-32 of a-z 0-9 _ -")
+        return value
+
+    @model_validator(mode="after")
+    def _on_demand_lock_below_visibility(self) -> Settings:
+        if self.on_demand_lock_seconds * 2 > self.visibility_timeout:
+            raise ValueError("on_demand_lock_seconds must be at most half of visibility_timeout")
+        return self
+
     @field_validator("variants")
     @classmethod
     def _variants_valid(cls, value: dict[str, int]) -> dict[str, int]:

@@ -97,6 +97,14 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "original_changed": ErrorSpec(
         409, False, "The original was replaced after the upload was completed."
     ),
+    # On-demand renditions (services/on_demand).
+    "invalid_options": ErrorSpec(400, False, "The rendition options are not valid."),
+    "invalid_signature": ErrorSpec(403, False, "The link's signature is not valid."),
+    "preset_required": ErrorSpec(403, False, "Only named presets (p:<name>) are served here."),
+    "signing_disabled": ErrorSpec(
+        409, False, "Signed links are off: IMAGEPIPE_URL_SIGNING_KEYS is not set."
+    ),
+    "rendering": ErrorSpec(503, True, "The rendition is being made; try again shortly."),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -162,6 +170,10 @@ class UnprocessableRequest(InvalidRequest):
 
 class Unauthorized(ImagepipeError):
     code = "unauthorized"
+
+
+class NotFound(ImagepipeError):
+    code = "not_found"
 
 
 class TaskNotFound(ImagepipeError):
@@ -328,6 +340,28 @@ class TooManyFollowers(TenantLimit):
 
 class TooManyConcurrentUploads(TenantLimit):
     code = "too_many_concurrent_uploads"
+
+
+class InvalidOptions(ImagepipeError):
+    code = "invalid_options"
+
+
+class InvalidSignature(ImagepipeError):
+    code = "invalid_signature"
+
+
+class PresetRequired(ImagepipeError):
+    code = "preset_required"
+
+
+class SigningDisabled(ImagepipeError):
+    code = "signing_disabled"
+
+
+class Rendering(ServiceUnavailable):
+    """An on-demand rendition not made yet (or its task not finished): ``Retry-After``."""
+
+    code = "rendering"
 
 
 class OriginalMissing(ImagepipeError):

@@ -38,6 +38,10 @@ SWEEP_WEBHOOKS = "imagepipe.sweep_webhooks"
 # Retention: originals and finished tasks past their settings (services.retention).
 PURGE = "imagepipe.purge"
 PURGE_IDEMPOTENCY_KEYS = "imagepipe.purge_idempotency_keys"
+# Make one on-demand rendition a request is waiting for (services/on_demand).
+RENDER_ON_DEMAND = "imagepipe.render_on_demand"
+# Keep the on-demand renditions within IMAGEPIPE_ON_DEMAND_MAX_BYTES.
+EVICT_DERIVED = "imagepipe.evict_derived"
 
 # The queue layout. Four queues, so that no kind of work can delay a render:
 # - render: uploads' base renditions, in priority lists that give every owner a fair
@@ -63,12 +67,13 @@ QUEUES = {
 # What the render pool serves and what the follow-up pool serves.
 RENDER_POOL_QUEUES = (RENDER_QUEUE, ON_DEMAND_QUEUE, LEGACY_RENDER_QUEUE)
 FOLLOW_UP_POOL_QUEUES = (FOLLOW_UP_QUEUE, MAINTENANCE_QUEUE)
-MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS)
+MAINTENANCE_TASKS = (RECONCILE, SWEEP_WEBHOOKS, PURGE, PURGE_IDEMPOTENCY_KEYS, EVICT_DERIVED)
 FOLLOW_UP_TASKS = (MAKE_EXTRAS, DELIVER_WEBHOOK, REFRESH_TASK)
 # Where each task is published; anything else is a render.
 ROUTES = {
     **{name: MAINTENANCE_QUEUE for name in MAINTENANCE_TASKS},
     **{name: FOLLOW_UP_QUEUE for name in FOLLOW_UP_TASKS},
+    RENDER_ON_DEMAND: ON_DEMAND_QUEUE,
 }
 
 
@@ -104,6 +109,7 @@ def create_celery(settings: Settings) -> Celery:
             "imagepipe.worker.webhooks",
             "imagepipe.worker.retention",
             "imagepipe.worker.housekeeping",
+            "imagepipe.worker.on_demand",
         ],
     )
     timeout = settings.broker_timeout_seconds
@@ -150,6 +156,11 @@ def create_celery(settings: Settings) -> Celery:
             # Idempotency keys past their 24 h.
             "purge-idempotency-keys": {
                 "task": PURGE_IDEMPOTENCY_KEYS,
+                "schedule": settings.reconcile_interval_seconds,
+            },
+            # On-demand renditions over their byte budget (returns at once without one).
+            "evict-derived": {
+                "task": EVICT_DERIVED,
                 "schedule": settings.reconcile_interval_seconds,
             },
         },
@@ -209,6 +220,15 @@ class CeleryQueue:
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )
 
+    def enqueue_on_demand(self, args: list[str]) -> None:
+        """Publish one on-demand render (its queue is served by render workers only)."""
+        self.app.send_task(
+            RENDER_ON_DEMAND,
+            args=args,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
+
     def publish_delivery(self, delivery_id: uuid.UUID) -> None:
         """Hand one webhook delivery to the workers."""
         self.app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)])
@@ -256,9 +276,11 @@ class MemoryQueue:
         self._lock = threading.Lock()
 
     def _publish(self, task: str, subject: uuid.UUID, priority: int = 0) -> None:
+        self._put(Published(task, (str(subject),), queue_for(task), priority))
+
+    def _put(self, message: Published) -> None:
         if self.outage is not None:
             raise self.outage
-        message = Published(task, (str(subject),), queue_for(task), priority)
         with self._lock:
             self.published.append(message)
 
@@ -273,6 +295,9 @@ class MemoryQueue:
 
     def publish_delivery(self, delivery_id: uuid.UUID) -> None:
         self._publish(DELIVER_WEBHOOK, delivery_id)
+
+    def enqueue_on_demand(self, args: list[str]) -> None:
+        self._put(Published(RENDER_ON_DEMAND, tuple(args), queue_for(RENDER_ON_DEMAND), 0))
 
     def ping(self) -> None:
         if self.outage is not None:

@@ -17,9 +17,11 @@ from imagepipe.queue import (
     DELIVER_WEBHOOK,
     FOLLOW_UP_QUEUE,
     MAKE_EXTRAS,
+    ON_DEMAND_QUEUE,
     PROCESS_TASK,
     QUEUES,
     REFRESH_TASK,
+    RENDER_ON_DEMAND,
     RENDER_QUEUE,
     CeleryQueue,
     MemoryQueue,
@@ -75,7 +77,11 @@ def test_each_message_lands_in_its_queue_at_its_level(producer: Producer) -> Non
     queue.enqueue_extras(c)
     queue.enqueue_refresh(d)
     queue.publish_delivery(e)
+    queue.enqueue_on_demand([str(a), "w:640,fit:contain", "auto", "0" * 32])
     expected = [
+        Published(
+            RENDER_ON_DEMAND, (str(a), "w:640,fit:contain", "auto", "0" * 32), ON_DEMAND_QUEUE, 0
+        ),
         Published(PROCESS_TASK, (str(a),), RENDER_QUEUE, 3),
         Published(PROCESS_TASK, (str(b),), RENDER_QUEUE, 0),
         Published(MAKE_EXTRAS, (str(c),), FOLLOW_UP_QUEUE, 0),
@@ -83,5 +89,5 @@ def test_each_message_lands_in_its_queue_at_its_level(producer: Producer) -> Non
         Published(DELIVER_WEBHOOK, (str(e),), FOLLOW_UP_QUEUE, 0),
     ]
     assert sorted(published(), key=_key) == sorted(expected, key=_key)
-    # Follow-up work is no waiting render.
+    # Follow-up work, and on-demand renders, are no waiting upload render.
     assert (queue.depth(), queue.follow_up_depth()) == (2, 3)

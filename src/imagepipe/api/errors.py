@@ -23,6 +23,7 @@ from imagepipe.errors import (
     FormatNotReady,
     ImagepipeError,
     InternalError,
+    Rendering,
     ServiceUnavailable,
     UnprocessableRequest,
     UploadTimeout,
@@ -41,9 +42,9 @@ def error_response(error: ImagepipeError, headers: dict[str, str] | None = None)
 
 
 def headers_for(error: ImagepipeError, retry_after_seconds: int) -> dict[str, str] | None:
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable) and not isinstance(error, Rendering):
         return {"Retry-After": str(retry_after_seconds)}
-    if isinstance(error, FormatNotReady):
+    if isinstance(error, FormatNotReady | Rendering):
         # Made within seconds: no cache may keep this answer past them.
         return {"Retry-After": str(retry_after_seconds), "Cache-Control": "no-store"}
     if error.status_code == 401:

@@ -93,6 +93,10 @@ def worker(concurrency: int | None, beat: bool, queues: str | None, hostname: st
     from imagepipe.worker.app import celery_app, settings
 
     argv = ["worker", "--loglevel", settings.log_level, "--pool", "prefork"]
+    # Mingle asks the other workers for revoked task ids at start (a one-second wait)
+    # and gossip follows their events: imagepipe revokes nothing and its workers
+    # coordinate through the database, so both would cost start time and broker traffic.
+    argv += ["--without-mingle", "--without-gossip"]
     argv += ["--queues", ",".join(served)]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
@@ -105,6 +109,11 @@ def worker(concurrency: int | None, beat: bool, queues: str | None, hostname: st
     )
     if follow_up is not None:
         follow_up.start()
+        from celery.signals import worker_shutting_down
+
+        # The follow-up pool winds down beside the render pool, not after it: a
+        # container runtime signals only this process, and its grace period is short.
+        worker_shutting_down.connect(lambda **_: follow_up.terminate(), weak=False)
     try:
         celery_app.worker_main(argv)
     finally:

@@ -124,14 +124,22 @@ class FollowUpPool:
             log.error("follow-up pool exited with %s; starting it again", code)
             self._spawn()
 
-    def stop(self, timeout: float) -> None:
-        """SIGTERM (Celery's warm shutdown: running work finishes), then SIGKILL."""
+    def terminate(self) -> None:
+        """Start its warm shutdown (SIGTERM) without waiting: called as the render
+        worker's own begins, so that both pools wind down at once."""
         self._stopping.set()
         with self._lock:
             process = self._process
-        if process is None or process.poll() is not None:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM (Celery's warm shutdown: running work finishes), then SIGKILL."""
+        self.terminate()
+        with self._lock:
+            process = self._process
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -17,7 +17,8 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imagepipe.imaging import plugins
+from imagepipe.imaging import plugins, shapes
+from imagepipe.imaging.crop import Box
 from imagepipe.imaging.formats import FormatName, can_write
 
 MiB = 1024 * 1024
@@ -123,9 +124,11 @@ class Settings(BaseSettings):
     probe_concurrency: int = Field(default=2, ge=1)
     probe_cpu_seconds: float = Field(default=1.0, gt=0)
 
-    # Previews: name -> longest side in pixels. Order does not matter.
-    variants: dict[str, int] = Field(
-        default_factory=lambda: {"small": 150, "medium": 600, "large": 1200}
+    # Previews: name -> longest side in pixels (fit inside that square), or a box
+    # {"width", "height", "fit": contain|cover, "gravity": center|smart|focal}; both
+    # forms mix in one map. Kept as given; ``boxes`` has every variant as a Box.
+    variants: dict[str, shapes.Variant] = Field(
+        default_factory=lambda: dict[str, shapes.Variant](small=150, medium=600, large=1200)
     )
     # "auto": JPEG for opaque images, PNG for images with transparency.
     output_format: OutputFormat = "auto"
@@ -249,15 +252,14 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"
 
-    @field_validator("variants")
+    @field_validator("variants", mode="before")
     @classmethod
-    def _variants_valid(cls, value: dict[str, int]) -> dict[str, int]:
-        if not value:
-            raise ValueError("at least one variant is needed")
-        for name, box in value.items():
-            if not name.isidentifier() or box <= 0:
-                raise ValueError(f"variant {name!r}: name must be an identifier, box > 0")
-        return value
+    def _variants_valid(cls, value: object) -> dict[str, shapes.Variant]:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict) or not value:
+            raise ValueError("at least one variant is needed (a JSON object: name -> box)")
+        return {str(name): shapes.parse(str(name), entry) for name, entry in value.items()}
 
     @field_validator("allowed_formats")
     @classmethod
@@ -446,6 +448,12 @@ class Settings(BaseSettings):
             env[f"IMAGEPIPE_{name.upper()}"] = text
         return env
 
-    def variant_boxes_desc(self) -> list[tuple[str, int]]:
-        """Variants from the largest box to the smallest: the order previews are made in."""
-        return sorted(self.variants.items(), key=lambda item: item[1], reverse=True)
+    @property
+    def boxes(self) -> dict[str, Box]:
+        """Every variant as a Box (a number n is contain in n x n), in configured order."""
+        return shapes.boxes(self.variants)
+
+    def variant_boxes_desc(self) -> list[tuple[str, Box]]:
+        """Variants from the longest side to the shortest (the render orders its steps
+        by the sizes each box gives the image it has)."""
+        return shapes.largest_first(self.variants)

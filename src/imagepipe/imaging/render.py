@@ -81,7 +81,7 @@ class RenderOptions:
         duplicate detection relies on)."""
         decided_by = {
             "specs": [
-                self.spec(name, fmt).as_json() for name in sorted(self.boxes) for fmt in FORMATS
+                self.spec(name, fmt).render_key() for name in sorted(self.boxes) for fmt in FORMATS
             ],
             "output_format": self.output_format,
             "extra_formats": list(self.extra_formats),

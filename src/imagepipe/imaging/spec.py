@@ -46,6 +46,20 @@ class VariantSpec:
         fields["options"] = dict(self.options)
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
+    def render_key(self) -> str:
+        """What ``RenderOptions.render_spec`` hashes for this spec: ``as_json``, except
+        that a square ``contain`` box is spelled as releases before crop modes spelled
+        it (``"box": n``). A task's render spec depends on settings the database does
+        not hold, so no migration can recompute it: this way the tasks earlier releases
+        made still match their duplicates."""
+        if not (self.fit == "contain" and self.width == self.height and self.focal is None):
+            return self.as_json()
+        fields = asdict(self)
+        for name in ("width", "height", "fit", "gravity", "focal"):
+            del fields[name]
+        fields |= {"box": self.width, "options": dict(self.options)}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.as_json().encode()).hexdigest()[:16]

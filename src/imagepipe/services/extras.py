@@ -16,8 +16,10 @@ follow-up wrote is removed. A format whose encoder fails is logged, counted
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import Rendition, Task, TaskStatus, Variant, live, utcnow
 from imagepipe.imaging import animation
+from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.extras import Resized, encode_extra, resized
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.render import RenderOptions
@@ -62,6 +65,7 @@ class Job:
     original_key: str
     animated: bool
     due: list[FormatName]
+    focal: FocalPoint | None  # the task's, as the render that made the base used it
     # Variant name -> (row id, formats stored), largest first as the render makes them.
     variants: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
 
@@ -92,8 +96,20 @@ def take(sessions: sessionmaker[Session], task_id: uuid.UUID) -> Job | None:
             original_key=task.original_key,
             animated=animation.is_animated(task.original_format, task.original_frames),
             due=decode_due(task.extras_due),
+            focal=_focal_made_with(variants),
             variants={v.name: (v.id, {r.format for r in v.renditions}) for v in variants},
         )
+
+
+def _focal_made_with(variants: Sequence[Variant]) -> FocalPoint | None:
+    """The focal point the stored renditions were made with (their specs keep it where
+    it placed a crop); None when none of them followed one."""
+    for variant in variants:
+        for row in variant.renditions:
+            point = json.loads(row.spec).get("focal") if row.spec else None
+            if point:
+                return FocalPoint(*point)
+    return None
 
 
 def make(
@@ -108,6 +124,10 @@ def make(
     job = take(sessions, task_id)
     if job is None:
         return Outcome.skipped
+    # The extras complete the base: crops (a decode's) and specs follow the point the
+    # base was made with, whatever the task says now (a changed point re-renders the
+    # task under a new attempt, and what this makes is then refused at _record).
+    options = dataclasses.replace(options, focal=job.focal)
     failed = False
     with ExitStack() as stack:
         pixels = _Pixels(job, storage, options, spool, stack)

@@ -33,6 +33,7 @@ from imagepipe.errors import (
     is_transient,
 )
 from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import dedup, extras, lifecycle, renditions, tidy
@@ -62,9 +63,11 @@ class Outcome(enum.StrEnum):
     skipped = "skipped"  # already finished, deleted, or another worker holds the claim
 
 
-def render_options(settings: Settings) -> RenderOptions:
+def render_options(settings: Settings, focal: FocalPoint | None = None) -> RenderOptions:
+    """What the settings render; ``focal``: the task's point (its cover/focal crops)."""
     return RenderOptions(
         boxes=dict(settings.variant_boxes_desc()),
+        focal=focal,
         output_format=settings.output_format,
         jpeg_quality=settings.jpeg_quality,
         webp_quality=settings.webp_quality,
@@ -103,7 +106,7 @@ def render(
         digest = None if claim.original_sha256 else _sha256(source)
         result = render_previews(
             source,
-            render_options(settings),
+            render_options(settings, claim.focal),
             on_rendition,
             extras=not base_only,
             on_image=on_image,
@@ -238,7 +241,8 @@ def _render_and_finish(
     task_id = current.task_id
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
-        reused = dedup.reuse(sessions, storage, task_id, render_options(settings))
+        options = render_options(settings, current.focal)
+        reused = dedup.reuse(sessions, storage, task_id, options)
         result = (
             reused.result
             if reused

@@ -1,0 +1,210 @@
+"""Crop modes through the service: cover variants get their box's exact size, the
+focal point is set with PATCH /tasks/{id} (owner only, rate limited, validated), a
+changed point re-renders the cover/focal variants, and dedup matches only tasks with
+the same point."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagepipe.api.app import create_app
+from imagepipe.config import Settings
+from imagepipe.services import backfill
+from imagepipe.storage import LocalStorage
+from imagepipe.worker import processing, refresh
+from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
+from tests.images import photo
+
+pytestmark = pytest.mark.anyio
+
+VARIANTS = {
+    "small": 150,
+    "avatar": {"width": 200, "height": 200, "fit": "cover", "gravity": "focal"},
+    "banner": {"width": 300, "height": 100, "fit": "cover", "gravity": "smart"},
+}
+ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef0"
+
+
+@pytest.fixture
+def crop_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    return make_settings(tmp_path, sqlite_url, redis_url, variants=VARIANTS)
+
+
+@pytest.fixture
+async def crop_client(crop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(crop_settings)) as client:
+        yield client
+
+
+async def upload(client: httpx.AsyncClient, data: bytes, **headers: str) -> str:
+    response = await client.post("/upload", files={"file": ("a.jpg", data)}, headers=headers)
+    assert response.status_code == 202, response.text
+    task_id: str = response.json()["task_id"]
+    return task_id
+
+
+async def rendered(client: httpx.AsyncClient, settings: Settings, task_id: str) -> dict[str, Any]:
+    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "succeeded", task
+    return task
+
+
+async def fetched(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    response = await client.get(url)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def centre_colour(data: bytes) -> tuple[int, ...]:
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        return tuple(rgb.getpixel((rgb.width // 2, rgb.height // 2)))  # type: ignore[arg-type]
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+async def test_cover_variants_have_their_box_size_and_contain_ones_keep_the_aspect(
+    crop_client: httpx.AsyncClient, crop_settings: Settings
+) -> None:
+    task = await rendered(crop_client, crop_settings, await upload(crop_client, photo(800, 600)))
+    sizes = {name: (v["width"], v["height"]) for name, v in task["variants"].items()}
+    assert sizes == {"small": (150, 113), "avatar": (200, 200), "banner": (300, 100)}
+    for name, variant in task["variants"].items():
+        assert list(variant["formats"]) == ["image/jpeg", "image/webp"]
+        for url in (variant["url"], variant["formats"]["image/webp"]["url"]):
+            assert size_of((await fetched(crop_client, url)).content) == sizes[name]
+    # Configured order, whatever order the cascade made them in.
+    assert list(task["variants"]) == ["small", "avatar", "banner"]
+    assert task["focal_point"] is None
+    assert task["report"]["qa"]["passed"] is True
+
+
+async def test_patch_validates_the_point(crop_client: httpx.AsyncClient) -> None:
+    task_id = await upload(crop_client, photo(400, 300))
+    url = f"/tasks/{task_id}"
+    for body, code in [
+        ({"focal_point": {"x": 1.5, "y": 0.5}}, "invalid_focal_point"),
+        ({"focal_point": {"x": -0.1, "y": 0.5}}, "invalid_focal_point"),
+        ({"focal_point": {"x": "0.3", "y": 0.5}}, "invalid_focal_point"),
+        ({"focal_point": {"x": True, "y": 0.5}}, "invalid_focal_point"),
+        ({"focal_point": {"x": 0.3}}, "invalid_focal_point"),
+        ({"focal_point": [0.3, 0.5]}, "invalid_focal_point"),
+        ({"focal": {"x": 0.3, "y": 0.5}}, "invalid_request"),
+        ([], "invalid_request"),
+    ]:
+        response = await crop_client.patch(url, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["error"]["code"] == code, body
+    not_json = await crop_client.patch(url, content=b"{x", headers={"Content-Type": "text/plain"})
+    assert not_json.json()["error"]["code"] == "invalid_request"
+
+    # A task not rendered yet keeps the point (its render reads it); null clears it.
+    response = await crop_client.patch(url, json={"focal_point": {"x": 0, "y": 1}})
+    assert response.status_code == 200, response.text
+    assert response.json()["focal_point"] == {"x": 0.0, "y": 1.0}
+    assert (await crop_client.get(url)).json()["focal_point"] == {"x": 0.0, "y": 1.0}
+    cleared = await crop_client.patch(url, json={"focal_point": None})
+    assert cleared.json()["focal_point"] is None
+    unknown = await crop_client.patch(f"/tasks/{uuid.uuid4()}", json={"focal_point": None})
+    assert unknown.status_code == 404
+
+
+async def test_patch_is_the_owners_and_rate_limited(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path, sqlite_url, redis_url, variants=VARIANTS, api_keys=(ALICE, BOB),
+        key_rate_limit="2/minute",
+    )  # fmt: skip
+    alice, bob = {"Authorization": f"Bearer {ALICE}"}, {"Authorization": f"Bearer {BOB}"}
+    async with open_client(create_app(settings)) as client:
+        task_id = await upload(client, photo(400, 300), **alice)  # one unit of the rate
+        body = {"focal_point": {"x": 0.5, "y": 0.5}}
+        other = await client.patch(f"/tasks/{task_id}", json=body, headers=bob)
+        assert other.status_code == 404  # another key's task is not found
+        assert (await client.patch(f"/tasks/{task_id}", json=body)).status_code == 401
+        allowed = await client.patch(f"/tasks/{task_id}", json=body, headers=alice)
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["ratelimit-policy"] == '"default";q=2;w=60'
+        refused = await client.patch(f"/tasks/{task_id}", json=body, headers=alice)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+
+
+async def test_a_new_point_re_renders_the_focal_variants_only(
+    crop_client: httpx.AsyncClient, crop_settings: Settings
+) -> None:
+    # Wide, red at the left end and blue elsewhere: the avatar's window can move along
+    # the whole width, and its colour says where it is.
+    image = Image.new("RGB", (1200, 400), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 300, 400))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    task_id = await upload(crop_client, buffer.getvalue())
+    before = await rendered(crop_client, crop_settings, task_id)
+    old = {name: await fetched(crop_client, v["url"]) for name, v in before["variants"].items()}
+
+    response = await crop_client.patch(
+        f"/tasks/{task_id}", json={"focal_point": {"x": 0.05, "y": 0.5}}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["focal_point"] == {"x": 0.05, "y": 0.5}
+    # The old variants serve until the re-render (a follow-up) replaces them.
+    assert (await fetched(crop_client, before["variants"]["avatar"]["url"])).content == (
+        old["avatar"].content
+    )
+    options = processing.render_options(crop_settings)
+    with worker_sessions(crop_settings) as sessions:
+        stale = [t for batch in backfill.scan(sessions, options) for t in batch.stale]
+        assert stale == [uuid.UUID(task_id)]
+        storage = LocalStorage(crop_settings.resolved_storage_root)
+        outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
+        assert outcome == processing.Outcome.succeeded
+        # Backfill keeps the task's point: it is up to date now.
+        assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
+
+    after = (await crop_client.get(f"/tasks/{task_id}")).json()
+    new = {name: await fetched(crop_client, v["url"]) for name, v in after["variants"].items()}
+    assert new["avatar"].content != old["avatar"].content
+    assert new["avatar"].headers["etag"] != old["avatar"].headers["etag"]
+    assert size_of(new["avatar"].content) == (200, 200)
+    # The avatar shows the left end now (red), not the centre (blue).
+    assert centre_colour(new["avatar"].content)[0] > 200
+    assert centre_colour(old["avatar"].content)[2] > 200
+    # Variants the point does not place are the same pixels and the same ETag.
+    for name in ("small", "banner"):
+        assert new[name].content == old[name].content
+        assert new[name].headers["etag"] == old[name].headers["etag"]
+
+
+async def test_dedup_matches_only_the_same_focal_point(
+    crop_client: httpx.AsyncClient, crop_settings: Settings
+) -> None:
+    data = photo(900, 600)
+    point = {"focal_point": {"x": 0.2, "y": 0.3}}
+
+    async def with_point(body: dict[str, Any]) -> dict[str, Any]:
+        task_id = await upload(crop_client, data)
+        assert (await crop_client.patch(f"/tasks/{task_id}", json=body)).status_code == 200
+        return await rendered(crop_client, crop_settings, task_id)
+
+    first = await with_point(point)
+    elsewhere = await with_point({"focal_point": {"x": 0.8, "y": 0.3}})
+    assert elsewhere["report"]["deduplicated_from"] is None
+    same = await with_point(point)
+    assert same["report"]["deduplicated_from"] == first["task_id"]
+    first_avatar = await fetched(crop_client, first["variants"]["avatar"]["url"])
+    same_avatar = await fetched(crop_client, same["variants"]["avatar"]["url"])
+    assert same_avatar.content == first_avatar.content

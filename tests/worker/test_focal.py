@@ -17,7 +17,8 @@ from PIL import Image
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from imagepipe.services import backfill
+from imagepipe.services import backfill, extras
+from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing, refresh
 from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
@@ -208,3 +209,29 @@ async def test_dedup_matches_only_the_same_focal_point(
     first_avatar = await fetched(crop_client, first["variants"]["avatar"]["url"])
     same_avatar = await fetched(crop_client, same["variants"]["avatar"]["url"])
     assert same_avatar.content == first_avatar.content
+
+
+@pytest.mark.parametrize("spooled", [True, False], ids=["spool", "decode"])
+async def test_extra_formats_of_cover_variants_follow_the_base(
+    crop_client: httpx.AsyncClient, crop_settings: Settings, tmp_path: Path, spooled: bool
+) -> None:
+    """From the spool's pixels or from a fresh decode: the box's size, and the point
+    the base was made with (so backfill finds every format up to date)."""
+    spool = Spool(tmp_path / "spool", 64 * 1024 * 1024) if spooled else None
+    task_id = await upload(crop_client, photo(1200, 400))
+    point = {"focal_point": {"x": 0.1, "y": 0.5}}
+    assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+    options = processing.render_options(crop_settings)
+    with worker_sessions(crop_settings) as sessions:
+        storage = LocalStorage(crop_settings.resolved_storage_root)
+        outcome = processing.process(
+            sessions, storage, crop_settings, uuid.UUID(task_id), spool=spool
+        )
+        assert outcome == processing.Outcome.succeeded
+        made = extras.make(sessions, storage, options, uuid.UUID(task_id), spool)
+        assert made == extras.Outcome.made
+        assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
+    task = (await crop_client.get(f"/tasks/{task_id}")).json()
+    for name, size in {"avatar": (200, 200), "banner": (300, 100)}.items():
+        webp = task["variants"][name]["formats"]["image/webp"]["url"]
+        assert size_of((await fetched(crop_client, webp)).content) == size

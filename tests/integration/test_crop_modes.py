@@ -5,38 +5,18 @@ workers re-render its cover/focal variant (new bytes, new ETag)."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import anyio
 import httpx
 import pytest
 from PIL import Image
 
-from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from tests.harness.app import make_settings, open_client
 from tests.harness.processes import WorkerProcess, settings_env
 from tests.harness.wait import Deadline, wait_complete
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-VARIANTS = {
-    "small": 150,
-    "avatar": {"width": 120, "height": 120, "fit": "cover", "gravity": "focal"},
-    "banner": {"width": 240, "height": 80, "fit": "cover", "gravity": "smart"},
-}
-
-
-@pytest.fixture
-def crop_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, variants=VARIANTS)
-
-
-@pytest.fixture
-async def crop_client(crop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(crop_settings)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -70,14 +50,14 @@ async def test_cover_variants_are_exact_and_a_new_point_re_renders_them(
     task_id = response.json()["task_id"]
     task = await wait_complete(crop_client, task_id, logs=crop_worker.output)
     assert task["status"] == "succeeded", task
-    expected = {"small": (150, 50), "avatar": (120, 120), "banner": (240, 80)}
+    expected = {"small": (150, 50), "avatar": (200, 200), "banner": (300, 100)}
     for name, variant in task["variants"].items():
         assert (variant["width"], variant["height"]) == expected[name]
         for url in (variant["url"], variant["formats"]["image/webp"]["url"]):
             assert opened((await crop_client.get(url)).content).size == expected[name]
     avatar_url = task["variants"]["avatar"]["url"]
     before = await crop_client.get(avatar_url)
-    assert opened(before.content).convert("RGB").getpixel((60, 60))[2] > 200  # the centre
+    assert opened(before.content).convert("RGB").getpixel((100, 100))[2] > 200  # the centre
 
     patched = await crop_client.patch(
         f"/tasks/{task_id}", json={"focal_point": {"x": 0.02, "y": 0.5}}
@@ -91,10 +71,10 @@ async def test_cover_variants_are_exact_and_a_new_point_re_renders_them(
         deadline.expire()
         await anyio.sleep(0.1)
     assert after.content != before.content
-    assert opened(after.content).size == (120, 120)
-    assert opened(after.content).convert("RGB").getpixel((60, 60))[0] > 200
+    assert opened(after.content).size == (200, 200)
+    assert opened(after.content).convert("RGB").getpixel((100, 100))[0] > 200
     task = (await crop_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "succeeded" and task["focal_point"] == {"x": 0.02, "y": 0.5}
     # Every format of it was made again with the point, the WebP too.
     webp = await crop_client.get(task["variants"]["avatar"]["formats"]["image/webp"]["url"])
-    assert opened(webp.content).convert("RGB").getpixel((60, 60))[0] > 200
+    assert opened(webp.content).convert("RGB").getpixel((100, 100))[0] > 200

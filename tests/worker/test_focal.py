@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +20,18 @@ from imagepipe.services import backfill, extras
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing, refresh
-from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
+from tests.harness.app import (
+    CROP_VARIANTS,
+    make_settings,
+    open_client,
+    run_inline,
+    worker_sessions,
+)
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
 
-VARIANTS = {
-    "small": 150,
-    "avatar": {"width": 200, "height": 200, "fit": "cover", "gravity": "focal"},
-    "banner": {"width": 300, "height": 100, "fit": "cover", "gravity": "smart"},
-}
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef0"
-
-
-@pytest.fixture
-def crop_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, variants=VARIANTS)
-
-
-@pytest.fixture
-async def crop_client(crop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_client(create_app(crop_settings)) as client:
-        yield client
 
 
 async def upload(client: httpx.AsyncClient, data: bytes, **headers: str) -> str:
@@ -126,7 +115,7 @@ async def test_patch_is_the_owners_and_rate_limited(
     tmp_path: Path, sqlite_url: str, redis_url: str
 ) -> None:
     settings = make_settings(
-        tmp_path, sqlite_url, redis_url, variants=VARIANTS, api_keys=(ALICE, BOB),
+        tmp_path, sqlite_url, redis_url, variants=CROP_VARIANTS, api_keys=(ALICE, BOB),
         key_rate_limit="2/minute",
     )  # fmt: skip
     alice, bob = {"Authorization": f"Bearer {ALICE}"}, {"Authorization": f"Bearer {BOB}"}

@@ -27,10 +27,12 @@ SUITES = [
     "upload",
     "e2e",
     "overhead",
+    "ready",
     "cost",
     "dedup",
     "placeholders",
     "tenancy",
+    "crops",
 ]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
@@ -41,10 +43,12 @@ TITLES = {
     "upload": "3. Upload acknowledgement: imagepipe against a bare FastAPI endpoint",
     "e2e": "4. End to end: upload → succeeded, local files and S3",
     "overhead": "7. Overhead per task beyond the imaging (one worker, one core)",
+    "ready": "13. Ready and the whole set: a burst until succeeded, JPEG only and defaults",
     "cost": "8. Cost per task, counted",
     "dedup": "9. Content dedup: what a duplicate upload costs",
     "placeholders": "10. Placeholders: BlurHash, ThumbHash and the dominant colour",
     "tenancy": "11. Per-key checks: what they cost an upload",
+    "crops": "12. Crops: the smart window beside libvips' attention, and one on-demand rendition",
 }
 
 
@@ -90,7 +94,7 @@ def chart(results: dict[str, Any]) -> Path | None:
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """Each target of issue 4 against this run: (target, measured, met)."""
+    """Each target against this run: (target, measured, met)."""
     rows: list[tuple[str, str, bool]] = []
     if pipeline := results.get("pipeline"):
         cell = pipeline["results"]["jpeg-12mp"]
@@ -126,6 +130,31 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     if placeholder := results.get("placeholders"):
         ms = placeholder["median_ms"]["all three (compute)"]
         rows.append(("placeholders <= 1 ms", f"{ms:.2f} ms", ms <= placeholder["target_ms"]))
+    if ready := results.get("ready"):
+        from bench.ready import TARGETS
+
+        for backend, cell in ready["summary"].items():
+            rows += [
+                (f"JPEG only, ready >= 3x the tutorial way, {backend}",
+                 f"{cell['vs_tutorial']:.2f}x", cell["vs_tutorial"] >= TARGETS["vs_tutorial"]),
+                (f"JPEG only, ready >= 1.3x pyvips, {backend}",
+                 f"{cell['vs_pyvips']:.2f}x", cell["vs_pyvips"] >= TARGETS["vs_pyvips"]),
+                (f"defaults ready within 1.15x of JPEG only, {backend}",
+                 f"{cell['defaults_over_jpeg']:.2f}x",
+                 cell["defaults_over_jpeg"] <= TARGETS["defaults_over_jpeg"]),
+                (f"whole set, worker CPU >= 1.0x pyvips, {backend}",
+                 f"{cell['set_cpu']:.2f}x", cell["set_cpu"] >= TARGETS["set_cpu"]),
+                (f"overhead <= 20% of the pipeline, {backend}",
+                 f"{cell['overhead_share']:.0%}", cell["overhead_share"] <= 0.2),
+            ]  # fmt: skip
+    if crops := results.get("crops"):
+        win = crops["windows"]
+        ours, theirs = (win["whole_subject_kept"][k] for k in ("smart", "pyvips attention"))
+        rows.append(("smart crop keeps an off-centre subject at least as often as libvips",
+                     f"{ours} vs {theirs} of {win['scenes']}", ours >= theirs))  # fmt: skip
+        ratio = crops["one_rendition"]["smart_vs_pyvips"]
+        rows.append(("640x480 cover WebP from 12 MP >= 1.0x pyvips (imaging)", f"{ratio:.2f}x",
+                     ratio >= 1))  # fmt: skip
     if memory := results.get("memory"):
         cells = memory["results"]
         peak = cells["jpeg-50mp"]["peak_mb"]

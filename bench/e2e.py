@@ -170,10 +170,16 @@ class Stack:
     root: Path  # a temp directory for logs
 
 
-def stacks(prefix: str, backends: Iterable[str], *, api_cpu: int | None = None) -> Iterator[Stack]:
+def stacks(
+    prefix: str,
+    backends: Iterable[str],
+    *,
+    api_cpu: int | None = None,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     """Redis and PostgreSQL (as in compose: the production path), then for each storage
     backend in turn its environment and a running API; each is stopped once the next
-    is asked for."""
+    is asked for. ``settings``: extra IMAGEPIPE_* variables for API and workers."""
     with (
         tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         redis_server() as redis,
@@ -182,7 +188,9 @@ def stacks(prefix: str, backends: Iterable[str], *, api_cpu: int | None = None) 
         root = Path(tmp)
         for backend in backends:
             with storage_env(backend, root) as extra:
-                env = env_for(root / f"data-{backend}", redis.url, database, **extra)
+                env = env_for(
+                    root / f"data-{backend}", redis.url, database, **extra, **(settings or {})
+                )
                 with api_server(env, root / f"api-{backend}.log", cpu=api_cpu) as url:
                     yield Stack(backend, env, url, root)
 

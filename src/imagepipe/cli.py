@@ -78,6 +78,11 @@ def worker(concurrency: int | None, beat: bool, queues: str | None, hostname: st
         served = pools.queue_names(queues or "render,on_demand")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--queues") from None
+    # Before the settings are read. An explicit spool directory may be a volume shared
+    # with the follow-up workers: then the operator's size stands.
+    narrowed = queues is not None
+    if not pools.keeps_pixels(served, narrowed) and "IMAGEPIPE_SPOOL_DIR" not in os.environ:
+        os.environ["IMAGEPIPE_SPOOL_MAX_MB"] = "0"
     # Before prometheus_client is imported: children write their samples here and
     # the main process serves the merged view (see imagepipe.worker.observe). A
     # follow-up pool started below writes into its parent's directory.
@@ -134,32 +139,26 @@ def migrate() -> None:
 def backfill(dry_run: bool, after: uuid.UUID | None, batch_size: int) -> None:
     """Re-render, through the workers, every task whose variants no longer match the
     settings (sizes, formats, qualities). Safe to run twice or to stop and resume."""
-    from imagepipe.db.engine import make_sync_engine, sync_session_factory
-    from imagepipe.queue import CeleryQueue
+    from imagepipe.runtime import open_runtime
     from imagepipe.services import backfill as service
-    from imagepipe.worker.app import celery_app
     from imagepipe.worker.processing import render_options
 
-    settings = Settings()
-    engine = make_sync_engine(settings.resolved_database_url)
-    queue = None if dry_run else CeleryQueue(celery_app)
+    runtime = open_runtime()
 
     def progress(batch: service.Batch) -> None:
         click.echo(f"checked {batch.checked}, out of date {len(batch.stale)}, up to {batch.last}")
 
     try:
         checked, stale = service.run(
-            sync_session_factory(engine),
-            render_options(settings),
-            None if queue is None else queue.enqueue_refresh,
+            runtime.sessions,
+            render_options(runtime.settings),
+            None if dry_run else runtime.queue.enqueue_refresh,
             after=after,
             batch_size=batch_size,
             progress=progress,
         )
     finally:
-        engine.dispose()
-        if queue is not None:
-            queue.close()
+        runtime.close()
     verb = "would re-render" if dry_run else "queued for re-rendering"
     click.echo(f"{checked} tasks checked, {stale} {verb}")
 
@@ -168,18 +167,16 @@ def backfill(dry_run: bool, after: uuid.UUID | None, batch_size: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 def purge(dry_run: bool) -> None:
     """Apply IMAGEPIPE_KEEP_ORIGINALS and IMAGEPIPE_TASK_RETENTION now."""
-    from imagepipe.db.engine import make_sync_engine, sync_session_factory
+    from imagepipe.runtime import open_runtime
     from imagepipe.services import retention
-    from imagepipe.storage import open_storage
 
-    settings = Settings()
-    engine = make_sync_engine(settings.resolved_database_url)
-    storage = open_storage(settings)
+    runtime = open_runtime()
     try:
-        report = retention.purge(sync_session_factory(engine), storage, settings, dry_run=dry_run)
+        report = retention.purge(
+            runtime.sessions, runtime.storage, runtime.settings, dry_run=dry_run
+        )
     finally:
-        storage.close()
-        engine.dispose()
+        runtime.close()
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {report.tasks_removed} tasks and {report.originals_removed} originals")
     if report.interrupted:
@@ -190,31 +187,26 @@ def purge(dry_run: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list the tasks that would be queued.")
 def requeue(dry_run: bool) -> None:
     """Queue again the tasks that failed because storage or the database failed."""
-    from imagepipe.db.engine import make_sync_engine, sync_session_factory
-    from imagepipe.queue import CeleryQueue
+    from imagepipe.runtime import open_runtime
     from imagepipe.services import lifecycle
-    from imagepipe.worker.app import celery_app, settings
 
-    engine = make_sync_engine(settings.resolved_database_url)
-    sessions = sync_session_factory(engine)
-    queue = CeleryQueue(celery_app)
+    runtime = open_runtime()
     queued = 0
     try:
         if dry_run:
-            for task_id in lifecycle.requeueable(sessions):
+            for task_id in lifecycle.requeueable(runtime.sessions):
                 click.echo(str(task_id))
                 queued += 1
         else:
             # Batch by batch: a task moved to queued no longer matches, so this ends.
-            while batch := lifecycle.requeue(sessions):
+            while batch := lifecycle.requeue(runtime.sessions):
                 for task_id in batch:
                     # A lost publish is not lost work: the reconciler publishes
                     # queued rows after the grace period.
-                    queue.enqueue(task_id)
+                    runtime.queue.enqueue(task_id)
                 queued += len(batch)
     finally:
-        queue.close()
-        engine.dispose()
+        runtime.close()
     click.echo(f"{'would queue' if dry_run else 'queued'} {queued} tasks")
 
 

@@ -22,7 +22,7 @@ from imagepipe.queue import (
 )
 from imagepipe.services import fairness
 from imagepipe.worker.celery_app import create_celery
-from imagepipe.worker.pools import queue_names
+from imagepipe.worker.pools import keeps_pixels, queue_names
 
 
 def test_level_grows_with_the_log_of_the_backlog() -> None:
@@ -103,3 +103,10 @@ def test_worker_queue_names() -> None:
     assert queue_names("follow_up, maintenance") == [FOLLOW_UP_QUEUE, MAINTENANCE_QUEUE]
     with pytest.raises(ValueError, match="unknown queue 'celery'"):
         queue_names("celery")
+
+
+def test_only_a_worker_whose_host_makes_the_extras_keeps_the_pixels() -> None:
+    plain = queue_names("render,on_demand")
+    assert keeps_pixels(plain, narrowed=False)  # its follow-up pool runs beside it
+    assert not keeps_pixels(plain, narrowed=True)  # compose's render-only workers
+    assert keeps_pixels(queue_names("render,follow_up"), narrowed=True)

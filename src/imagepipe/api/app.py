@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
@@ -31,14 +30,11 @@ from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
-from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
-from imagepipe.queue import CeleryQueue
-from imagepipe.services import events, tenancy, webhooks
-from imagepipe.storage import open_storage
+from imagepipe.runtime import open_api_runtime
+from imagepipe.services import events, tenancy
 from imagepipe.web import routes as web
-from imagepipe.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +48,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_async_engine(settings.resolved_database_url)
-        queue = CeleryQueue(create_celery(settings))
-        storage = await to_thread.run_sync(open_storage, settings)
+        runtime = await open_api_runtime(settings)
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(QueueDepthCollector(queue.depth))
-        publisher = events.Publisher(settings.redis_url)
-        events.configure(publisher)
-        # Deliveries the API writes (a direct upload refused or expired at completion)
-        # go to the broker after the commit; a lost publish is found by the sweep.
-        webhooks.configure(queue.publish_delivery)
+        registry.register(QueueDepthCollector(runtime.queue.depth))
         listener = events.Listener(settings.redis_url)
-        sessions = async_session_factory(engine)
-        await _adopt_owners(sessions, access)
+        await _adopt_owners(runtime.sessions, access)
         await access.start()
         state.start(
             Services(
-                engine=engine,
-                sessions=sessions,
-                storage=storage,
-                queue=queue,
-                uploads=UploadGate(settings, storage),
-                queue_depth=QueueDepthGate(settings, queue),
+                engine=runtime.engine,
+                sessions=runtime.sessions,
+                storage=runtime.storage,
+                queue=runtime.queue,
+                uploads=UploadGate(settings, runtime.storage),
+                queue_depth=QueueDepthGate(settings, runtime.queue),
                 listener=listener,
                 metrics=registry,
             )
@@ -85,12 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.start(None)
             await access.stop()
             await listener.stop()
-            events.configure(None)
-            webhooks.configure(None)
-            publisher.close()
-            await engine.dispose()
-            queue.close()
-            storage.close()
+            await runtime.close()
 
     # FastAPIOffline serves Swagger UI's JS/CSS from the package: /docs works offline.
     app = FastAPIOffline(

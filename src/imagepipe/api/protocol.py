@@ -153,8 +153,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self._body_unread or not self._real_transport.can_write_eof():
             self._real_transport.close()
             return
+        try:
+            # The peer may have reset the connection since: shutting our side then
+            # fails (ENOTCONN, EPIPE), and there is nothing left to linger for.
+            self._real_transport.write_eof()
+        except (OSError, RuntimeError):
+            self._real_transport.close()
+            return
         self.lingering = True
-        self._real_transport.write_eof()
         self._linger_deadline = self.loop.call_later(LINGER_SECONDS, self._real_transport.close)
 
     # --- limits ----------------------------------------------------------------

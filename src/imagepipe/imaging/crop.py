@@ -159,11 +159,20 @@ def attention(image: Image.Image) -> npt.NDArray[np.float64]:
         4 * luma - padded[:-2, 1:-1] - padded[2:, 1:-1] - padded[1:-1, :-2] - padded[1:-1, 2:]
     )
     saturation = rgb.max(axis=2) - rgb.min(axis=2)
-    # Skin: a band of red-heavy chromaticity at mid brightness (a classic rule of thumb
-    # that holds across skin tones, since it looks at the hue, not the brightness).
+    # Skin: a band of red-heavy chromaticity at mid brightness (a rule of thumb that
+    # holds across skin tones, since it looks at the hue, not the brightness). Some
+    # saturation is required: muted, warm-grey scenery would pass the hue test alone.
     total = red + green + blue + 1e-6
     r_share, g_share = red / total, green / total
-    skin = (r_share > 0.36) & (r_share < 0.47) & (g_share > 0.28) & (g_share < 0.36) & (luma > 0.2)
+    skin = (
+        (r_share > 0.36)
+        & (r_share < 0.47)
+        & (g_share > 0.28)
+        & (g_share < 0.36)
+        & (luma > 0.2)
+        & (luma < 0.9)
+        & (saturation > 0.15)
+    )
     score = 2.0 * edges + saturation * (saturation > 0.2) + 0.5 * skin
     if image.mode in ("RGBA", "LA"):
         alpha = np.asarray(small.getchannel("A"), dtype=np.float32) / 255.0

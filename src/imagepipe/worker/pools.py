@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from imagepipe.queue import (
     FOLLOW_UP_POOL_QUEUES,
+    FOLLOW_UP_QUEUE,
     LEGACY_RENDER_QUEUE,
     QUEUES,
     RENDER_QUEUE,
@@ -49,6 +50,14 @@ def queue_names(names: str) -> list[str]:
         if QUEUES[name] == RENDER_QUEUE:
             chosen.append(LEGACY_RENDER_QUEUE)
     return list(dict.fromkeys(chosen))
+
+
+def keeps_pixels(served: list[str], narrowed: bool) -> bool:
+    """Whether this worker's renders keep their resized pixels in the local spool for
+    the extra formats: only when the extras are made on this host, by the follow-up
+    pool of a plain worker or by this worker itself. Otherwise each render would write
+    megabytes that nobody reads before the sweep removes them."""
+    return not narrowed or FOLLOW_UP_QUEUE in served
 
 
 # Set in the follow-up pool's environment: the render worker's pid.

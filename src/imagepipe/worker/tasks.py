@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -16,24 +15,19 @@ from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
 from PIL import Image
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+from sqlalchemy.orm import configure_mappers
 
-from imagepipe.config import Settings
-from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import (
-    DELIVER_WEBHOOK,
     MAKE_EXTRAS,
     PROCESS_TASK,
     RECONCILE,
     REFRESH_TASK,
-    CeleryQueue,
 )
-from imagepipe.services import events, extras, lifecycle, webhooks
-from imagepipe.services.spool import Spool
-from imagepipe.storage import ObjectNotFound, Storage, open_storage
+from imagepipe.runtime import Runtime, open_runtime
+from imagepipe.services import extras, lifecycle
+from imagepipe.storage import ObjectNotFound
 from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.app import settings as app_settings
@@ -43,32 +37,10 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 5
 
 
-@dataclass(frozen=True)
-class Runtime:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    storage: Storage
-    queue: CeleryQueue
-    spool: Spool
-
-
 @cache
 def runtime() -> Runtime:
-    settings = app_settings
-    engine = make_sync_engine(settings.resolved_database_url)
-    events.configure(events.Publisher(settings.redis_url))
-    webhooks.configure(
-        lambda delivery_id: celery_app.send_task(DELIVER_WEBHOOK, args=[str(delivery_id)])
-    )
-    return Runtime(
-        settings=settings,
-        engine=engine,
-        sessions=sync_session_factory(engine),
-        storage=open_storage(settings),
-        queue=CeleryQueue(celery_app),
-        spool=Spool.from_settings(settings),
-    )
+    """This pool process's runtime, built once after the fork."""
+    return open_runtime(app_settings, celery=celery_app)
 
 
 @worker_process_init.connect
@@ -86,9 +58,7 @@ def _dispose(**_: object) -> None:
     """A pool process that ends closes its database connections and storage clients
     (only if it built them: nothing connects at import)."""
     if runtime.cache_info().currsize:
-        current = runtime()
-        current.engine.dispose()
-        current.storage.close()
+        runtime().close()
         runtime.cache_clear()
 
 

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis as redis_lib
 from PIL import Image
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from imagepipe.services import backfill, extras
+from imagepipe.db.models import Task, utcnow
+from imagepipe.services import backfill, extras, lifecycle
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, refresh
+from imagepipe.worker import processing, reconciler, refresh
 from tests.harness.app import (
     CROP_VARIANTS,
     make_settings,
@@ -27,6 +30,7 @@ from tests.harness.app import (
     run_inline,
     worker_sessions,
 )
+from tests.harness.queues import FollowUps
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +228,83 @@ async def test_extra_formats_of_cover_variants_follow_the_base(
     for name, size in {"avatar": (200, 200), "banner": (300, 100)}.items():
         webp = task["variants"][name]["formats"]["image/webp"]["url"]
         assert size_of((await fetched(crop_client, webp)).content) == size
+
+
+def rerender_due(settings: Settings, task_id: str) -> datetime | None:
+    with worker_sessions(settings) as sessions, sessions() as session:
+        task = session.get(Task, uuid.UUID(task_id))
+        assert task is not None
+        return task.rerender_enqueued_at
+
+
+def age_rerender(settings: Settings, task_id: str) -> None:
+    """As if the re-render was published longer ago than the grace period."""
+    with worker_sessions(settings) as sessions, sessions.begin() as session:
+        task = session.get(Task, uuid.UUID(task_id))
+        assert task is not None
+        task.rerender_enqueued_at = utcnow() - timedelta(seconds=settings.lease_seconds + 1)
+
+
+async def test_a_point_set_before_the_render_is_settled_by_it(
+    crop_client: httpx.AsyncClient, crop_settings: Settings
+) -> None:
+    task_id = await upload(crop_client, photo(800, 600))
+    point = {"focal_point": {"x": 0.3, "y": 0.3}}
+    assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+    assert rerender_due(crop_settings, task_id) is not None
+    await rendered(crop_client, crop_settings, task_id)
+    assert rerender_due(crop_settings, task_id) is None
+
+
+async def test_a_lost_re_render_is_published_again_by_the_reconciler(
+    crop_client: httpx.AsyncClient, crop_settings: Settings, redis_url: str
+) -> None:
+    task_id = await upload(crop_client, photo(1200, 400))
+    avatar = (await rendered(crop_client, crop_settings, task_id))["variants"]["avatar"]["url"]
+    old_etag = (await fetched(crop_client, avatar)).headers["etag"]
+    point = {"focal_point": {"x": 0.05, "y": 0.5}}
+    assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+    redis_lib.Redis.from_url(redis_url).flushall()  # the message is lost
+    with worker_sessions(crop_settings) as sessions:
+        queue = FollowUps()
+        # Published just now: waiting, not lost.
+        assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 0
+        age_rerender(crop_settings, task_id)
+        assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 1
+        assert queue.refreshed == [uuid.UUID(task_id)]
+        storage = LocalStorage(crop_settings.resolved_storage_root)
+        outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
+        assert outcome == processing.Outcome.succeeded
+    assert rerender_due(crop_settings, task_id) is None
+    assert (await fetched(crop_client, avatar)).headers["etag"] != old_etag
+
+
+async def test_a_point_set_while_the_task_renders_is_re_rendered_afterwards(
+    crop_client: httpx.AsyncClient, crop_settings: Settings
+) -> None:
+    """The worker claimed the task (and read its point) before the PATCH: the render
+    finishes with the old point, the re-render of the new one stays due."""
+    task_id = await upload(crop_client, photo(1200, 400))
+    with worker_sessions(crop_settings) as sessions:
+        claim = lifecycle.claim(sessions, uuid.UUID(task_id), crop_settings)
+        assert claim is not None and claim.focal is None
+        point = {"focal_point": {"x": 0.05, "y": 0.5}}
+        assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+        storage = LocalStorage(crop_settings.resolved_storage_root)
+        result = processing.render(claim, storage, crop_settings)
+        assert processing.store_and_finish(sessions, storage, claim, result)
+        assert rerender_due(crop_settings, task_id) is not None
+        options = processing.render_options(crop_settings)
+        assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == [
+            uuid.UUID(task_id)
+        ]
+        age_rerender(crop_settings, task_id)
+        queue = FollowUps()
+        assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 1
+        outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
+        assert outcome == processing.Outcome.succeeded
+        assert rerender_due(crop_settings, task_id) is None
+        # A duplicate message finds it up to date: nothing re-rendered.
+        assert refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id)) == (
+            processing.Outcome.skipped
+        )

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import BinaryIO
 
 from PIL import Image
@@ -41,7 +41,7 @@ from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.render import RenderOptions
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import EXTRA_FORMAT_FAILURES
-from imagepipe.services import events, tidy
+from imagepipe.services import due, events, tidy
 from imagepipe.services.renditions import decode_due, encode_due
 from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, keys
@@ -300,7 +300,7 @@ def due_pending(
     the grace period (or never) and that have tries left, oldest first; marked as
     published now (the caller publishes them after this commit)."""
     now = now or utcnow()
-    grace = now - timedelta(seconds=max(settings.queued_grace_seconds, settings.lease_seconds))
+    grace = due.grace_start(settings, now)
     lost = (
         live()
         & (Task.status == TaskStatus.succeeded)
@@ -308,21 +308,4 @@ def due_pending(
         & or_(Task.extras_enqueued_at.is_(None), Task.extras_enqueued_at < grace)
         & (Task.extras_attempts < settings.max_attempts)
     )
-    with sessions.begin() as session:
-        ids = list(
-            session.scalars(
-                select(Task.id)
-                .where(lost)
-                .order_by(Task.finished_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if ids:
-            session.execute(
-                update(Task)
-                .where(Task.id.in_(ids), lost)
-                .values(extras_enqueued_at=now)
-                .execution_options(synchronize_session=False)
-            )
-    return ids
+    return due.take(sessions, lost, Task.finished_at, {"extras_enqueued_at": now}, limit)

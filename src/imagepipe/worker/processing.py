@@ -36,7 +36,7 @@ from imagepipe.imaging import RenderOptions, RenderResult, render_previews
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import dedup, extras, lifecycle, renditions, tidy
+from imagepipe.services import dedup, extras, lifecycle, renditions, rerender, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
 from imagepipe.services.spool import Spool
@@ -175,6 +175,8 @@ def store_and_finish(
         "extras_due": renditions.encode_due(due),
         "extras_enqueued_at": utcnow() if due and publish_extras else None,
         "extras_attempts": 0,
+        # A point PATCHed while this rendered keeps its re-render due; else none is.
+        **rerender.settled(claim.focal),
     }
     finished = lifecycle.finish(sessions, claim, rows, described)
     if finished == Finished.gone:

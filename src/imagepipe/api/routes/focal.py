@@ -2,10 +2,11 @@
 
 The point is stored at once. It decides the pixels of ``cover`` variants with
 ``gravity: focal`` only (every other variant ignores it), so only a succeeded task
-that has such variants is re-rendered: by the follow-up workers, through the same
-fenced re-render ``imagepipe backfill`` uses. Its old variants serve until the new
-ones replace them in one commit. A task not rendered yet just keeps the point: its
-render reads it when the worker claims the task.
+whose settings have such variants is re-rendered: by the follow-up workers, through
+the same fenced re-render ``imagepipe backfill`` uses, recorded as due so that the
+reconciler publishes it again if the message is lost. Its old variants serve until
+the new ones replace them in one commit. A task not rendered yet just keeps the point:
+its render reads it when the worker claims the task.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from sqlalchemy import update
 from imagepipe.api.deps import SessionDep, SettingsDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, task_out
 from imagepipe.api.state import app_state
-from imagepipe.db.models import Task, TaskStatus
-from imagepipe.errors import InvalidFocalPoint, ServiceUnavailable, UnprocessableRequest
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.errors import InvalidFocalPoint, UnprocessableRequest
 from imagepipe.imaging import shapes
 from imagepipe.imaging.crop import FocalPoint
 
@@ -92,7 +93,6 @@ def _fraction(value: Any) -> bool:
             "description": "`invalid_focal_point` (out of 0..1, not numbers), or a "
             "malformed body (`invalid_request`)",
         },
-        503: {"model": ErrorBody, "description": "the re-render could not be handed over"},
     },
     openapi_extra=_BODY,
 )
@@ -104,26 +104,30 @@ async def patch_task(
 ) -> TaskOut:
     point = parse(await request.body())
     x, y = (point.x, point.y) if point is not None else (None, None)
+    values: dict[str, Any] = {"focal_x": x, "focal_y": y}
+    # Only cover/focal variants follow the point. Recorded as due in the commit that
+    # stores it, whatever the status: a worker may have claimed the task (with the old
+    # point) just before; the commit storing variants made with this point settles it,
+    # and the reconciler publishes it again if not (services/rerender.py).
+    due = task.status != TaskStatus.failed and shapes.any_follow_focal_point(
+        settings.boxes.values()
+    )
+    if due:
+        values |= {"rerender_enqueued_at": utcnow(), "rerender_attempts": 0}
     await session.execute(
         update(Task)
         .where(Task.id == task.id)
-        .values(focal_x=x, focal_y=y)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     await session.commit()
     task.focal_x, task.focal_y = x, y
-    if task.status == TaskStatus.succeeded and shapes.any_follow_focal_point(
-        settings.boxes.values()
-    ):
-        # Published even when the point did not change: a client retrying after a 503
-        # gets its re-render. The worker re-renders only if the stored variants differ
-        # from what the point gives (a no-op otherwise).
+    if due and task.status == TaskStatus.succeeded:
+        # The worker re-renders only if the stored variants differ from what the point
+        # gives: the same point again costs a message, not a render.
         queue = app_state(request.app).services.queue
         try:
             await to_thread.run_sync(queue.enqueue_refresh, task.id)
-        except Exception as error:
+        except Exception as error:  # recorded as due: the reconciler publishes it
             log.warning("could not publish re-render: %r", error, extra={"task_id": str(task.id)})
-            raise ServiceUnavailable(
-                "The point is stored, but its re-render could not be queued; retry the PATCH."
-            ) from None
     return task_out(task, settings.variants)

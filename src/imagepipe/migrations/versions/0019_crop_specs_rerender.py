@@ -1,4 +1,8 @@
-"""render specs record the box's shape and the focal point
+"""crop modes: specs record the box's shape; focal re-renders due
+
+Two columns say when a re-render asked for by ``PATCH /tasks/{id}`` (a new focal
+point) was published and how often the reconciler published it again; NULL: none due,
+which is what every earlier row says.
 
 A rendition's spec (``renditions.spec``, JSON, and ``renditions.spec_digest``) named its
 box by the longest side: ``{"box": 600, …}``. Boxes now have a width, a height, a fit
@@ -109,8 +113,23 @@ def _rewrite(convert: Callable[[str], str | None]) -> None:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("rerender_enqueued_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("rerender_attempts", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.create_index(
+            batch_op.f("ix_tasks_rerender_enqueued_at"), ["rerender_enqueued_at"], unique=False
+        )
     _rewrite(to_shaped)
 
 
 def downgrade() -> None:
     _rewrite(to_box)
+    # Not in batch mode: on SQLite that copies the table and drops the old one, which
+    # (foreign keys on) would cascade to every variant. SQLite >= 3.35 drops a column.
+    op.drop_index(op.f("ix_tasks_rerender_enqueued_at"), table_name="tasks")
+    op.drop_column("tasks", "rerender_attempts")
+    op.drop_column("tasks", "rerender_enqueued_at")

@@ -50,11 +50,12 @@ async def _round(url: str, task_id: str, first_quality: int, count: int) -> dict
         firsts, links = [], []
         for quality in range(first_quality, first_quality + count):
             options = f"w:640,h:480,fit:cover,g:smart,q:{quality}"
-            made = await client.post(f"/tasks/{task_id}/links", json={"options": options})
+            # The extension is part of what is signed: ask for a link that has it.
+            body = {"options": options, "extension": "webp"}
+            made = await client.post(f"/tasks/{task_id}/links", json=body)
             if made.status_code != 201:
                 raise RuntimeError(f"links: {made.status_code} {made.text[:200]}")
-            link = str(made.json()["url"]).removesuffix("") + ".webp"
-            # The extension is part of what is signed: ask for a link that has it.
+            link = str(made.json()["url"])
             links.append(link)
             firsts.append(await _timed_get(client, link))
         cached = [await _timed_get(client, link) for link in links for _ in range(5)]

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from imagepipe.config import Settings
-from imagepipe.imaging import RenderOptions
+from imagepipe.imaging import RenderOptions, shapes
 from imagepipe.imaging.crop import Box
 from imagepipe.worker.celery_app import create_celery
 
@@ -83,6 +83,10 @@ def test_to_env_round_trips_every_field(monkeypatch: pytest.MonkeyPatch, tmp_pat
         task_retention="90d",
         keep_originals="30d",
         key_rate_limit="600/minute",
+        url_signing_keys=("[not json", "second key"),
+        public_base_url="https://img.example.com",
+        on_demand_presets={"thumb": "w:160,h:160,fit:cover"},
+        on_demand_max_bytes=10_000_000,
     )
     env = original.to_env()
     assert set(env) == {f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields}
@@ -134,6 +138,15 @@ def test_bad_storage_urls_are_refused_at_start(url: str) -> None:
         Settings(storage_url=url)
 
 
+def test_url_signing_keys_are_raw_comma_separated_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEPIPE_URL_SIGNING_KEYS", " first key ,{second},, third")
+    assert Settings().url_signing_keys == ("first key", "{second}", "third")
+    with pytest.raises(ValueError, match="on_demand_lock_seconds"):
+        Settings(on_demand_lock_seconds=400)  # over half the visibility timeout
+    with pytest.raises(ValueError):
+        Settings(on_demand_presets={"Bad Name": "w:10"})
+
+
 # --- variants: numbers and boxes ------------------------------------------------------
 
 AVATAR = {"width": 160, "height": 160, "fit": "cover", "gravity": "smart"}
@@ -142,9 +155,12 @@ AVATAR = {"width": 160, "height": 160, "fit": "cover", "gravity": "smart"}
 def test_variants_mix_numbers_and_boxes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMAGEPIPE_VARIANTS", json.dumps({"small": 150, "avatar": AVATAR}))
     settings = Settings()
-    assert settings.variants == {"small": 150, "avatar": Box(160, 160, "cover", "smart")}
-    assert settings.boxes == {"small": Box.square(150), "avatar": Box(160, 160, "cover", "smart")}
-    assert settings.variant_boxes_desc() == [
+    assert settings.variants == {"small": 150, "avatar": AVATAR}
+    assert shapes.boxes(settings.variants) == {
+        "small": Box.square(150),
+        "avatar": Box(160, 160, "cover", "smart"),
+    }
+    assert shapes.largest_first(settings.variants) == [
         ("avatar", Box(160, 160, "cover", "smart")),
         ("small", Box.square(150)),
     ]
@@ -156,8 +172,11 @@ def test_variants_mix_numbers_and_boxes(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_a_box_takes_defaults_for_fit_and_gravity() -> None:
-    settings = Settings(variants={"card": {"width": 300, "height": 200}})  # type: ignore[dict-item]
-    assert settings.boxes == {"card": Box(300, 200, "contain", "center")}
+    settings = Settings(variants={"card": {"width": 300, "height": 200}})
+    assert settings.variants == {
+        "card": {"width": 300, "height": 200, "fit": "contain", "gravity": "center"}
+    }
+    assert shapes.boxes(settings.variants) == {"card": Box(300, 200, "contain", "center")}
 
 
 @pytest.mark.parametrize(

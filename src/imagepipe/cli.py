@@ -188,18 +188,18 @@ def purge(dry_run: bool) -> None:
 def requeue(dry_run: bool) -> None:
     """Queue again the tasks that failed because storage or the database failed."""
     from imagepipe.runtime import open_runtime
-    from imagepipe.services import lifecycle
+    from imagepipe.services import recovery
 
     runtime = open_runtime()
     queued = 0
     try:
         if dry_run:
-            for task_id in lifecycle.requeueable(runtime.sessions):
+            for task_id in recovery.requeueable(runtime.sessions):
                 click.echo(str(task_id))
                 queued += 1
         else:
             # Batch by batch: a task moved to queued no longer matches, so this ends.
-            while batch := lifecycle.requeue(runtime.sessions):
+            while batch := recovery.requeue(runtime.sessions):
                 for task_id in batch:
                     # A lost publish is not lost work: the reconciler publishes
                     # queued rows after the grace period.
@@ -229,6 +229,7 @@ def _beat_schedule_path(settings: Settings) -> Path:
 # The HTTP client side: `imagepipe upload` and `imagepipe status`.
 main.add_command(client.upload)
 main.add_command(client.status)
+main.add_command(client.sign)
 
 if __name__ == "__main__":
     main()

@@ -271,6 +271,15 @@ class Api:
         }
         return self.http.build_request("POST", "/upload", content=body(), headers=headers)
 
+    async def sign(self, task_id: str, options: str, extension: str | None = None) -> str:
+        """A signed /r/ link from POST /tasks/{id}/links: the service holds the key."""
+        payload = {"options": options} | ({"extension": extension} if extension else {})
+        path = f"/tasks/{quote(task_id, safe='')}/links"
+        response = await self._call("POST", path, 201, json=payload)
+        url: str = response.json()["url"]
+        # A path unless the service knows its public URL: make it one to click.
+        return url if "://" in url else str(self.http.base_url.join(url))
+
     async def task(self, task_id: str) -> tuple[TaskBody, str]:
         """The task and the raw JSON text of the answer."""
         path = f"/tasks/{quote(task_id, safe='')}"  # an id is never a path of its own
@@ -571,6 +580,35 @@ def status(task_id: str, as_json: bool, url: str, api_key: str | None) -> None:
     _print_task(Console(soft_wrap=True, highlight=False), _normalise_url(url), task)
 
 
+@click.command()
+@click.argument("task_id")
+@click.argument("options")
+@click.option(
+    "--format",
+    "extension",
+    type=click.Choice(["jpg", "png", "webp", "avif"]),
+    help="Fix the format in the link (otherwise the browser's Accept decides).",
+)
+@_URL_OPTION
+@_KEY_OPTION
+def sign(task_id: str, options: str, extension: str | None, url: str, api_key: str | None) -> None:
+    """Print a signed link to an on-demand rendition, e.g. OPTIONS w:640,h:480,fit:cover.
+
+    The service signs it (POST /tasks/{id}/links); no secret is needed here."""
+
+    async def main() -> str:
+        async with Api(url, api_key) as api:
+            return await api.sign(task_id, options, extension)
+
+    try:
+        click.echo(anyio.run(main))
+    except ServiceError as error:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            _error_line("", error.code, error.message)
+        )
+        raise SystemExit(1) from None
+
+
 def _print_task(out: Console, base_url: str, task: TaskBody) -> None:
     colour = {"succeeded": "green", "failed": "red"}.get(task["status"], "yellow")
     original = task["original"]
@@ -597,4 +635,4 @@ def _print_task(out: Console, base_url: str, task: TaskBody) -> None:
             out.print(line)
 
 
-__all__ = ["Api", "ServiceError", "collect_files", "status", "upload"]
+__all__ = ["Api", "ServiceError", "collect_files", "sign", "status", "upload"]

@@ -17,8 +17,7 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imagepipe.imaging import plugins, shapes
-from imagepipe.imaging.crop import Box
+from imagepipe.imaging import plugins
 from imagepipe.imaging.formats import FormatName, can_write
 
 MiB = 1024 * 1024
@@ -34,6 +33,50 @@ TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_JSON_BODY_BYTES = 64 * 1024
 _RATE = re.compile(r"(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)")
 _RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# A variant as IMAGEPIPE_VARIANTS gives it: the longest side (contain in that square),
+# or a box {"width", "height", "fit", "gravity"} (every key present once validated).
+# The names mirror imaging.crop's Fit and Gravity, which config may not import.
+VariantSetting = int | dict[str, int | str]
+VARIANT_FITS = ("contain", "cover")
+VARIANT_GRAVITIES = ("center", "smart", "focal")
+_VARIANT_FIELDS = ("width", "height", "fit", "gravity")
+
+
+def parse_variant(name: str, value: object) -> VariantSetting:
+    """One entry of IMAGEPIPE_VARIANTS; ValueError naming the variant and the fault."""
+    if not name.isidentifier():
+        raise ValueError(f"variant {name!r}: the name must be an identifier")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"variant {name!r}: the box must be > 0, not {value}")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"variant {name!r}: expected a number (longest side) or an object "
+            f'{{"width", "height", "fit", "gravity"}}, not {value!r}'
+        )
+    if unknown := sorted(set(value) - set(_VARIANT_FIELDS)):
+        raise ValueError(
+            f"variant {name!r}: unknown fields {unknown} (allowed: width, height, fit, gravity)"
+        )
+    box: dict[str, int | str] = {}
+    for side in ("width", "height"):
+        number = value.get(side)
+        if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+            raise ValueError(f"variant {name!r}: {side} must be a whole number > 0")
+        box[side] = number
+    box["fit"] = fit = value.get("fit", "contain")
+    box["gravity"] = gravity = value.get("gravity", "center")
+    if fit not in VARIANT_FITS:
+        raise ValueError(f"variant {name!r}: fit must be one of {list(VARIANT_FITS)}")
+    if gravity not in VARIANT_GRAVITIES:
+        raise ValueError(f"variant {name!r}: gravity must be one of {list(VARIANT_GRAVITIES)}")
+    if fit == "contain" and gravity != "center":
+        # A contained variant keeps the whole image: there is nothing to place.
+        raise ValueError(f"variant {name!r}: gravity {gravity!r} needs fit 'cover'")
+    return box
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -126,9 +169,10 @@ class Settings(BaseSettings):
 
     # Previews: name -> longest side in pixels (fit inside that square), or a box
     # {"width", "height", "fit": contain|cover, "gravity": center|smart|focal}; both
-    # forms mix in one map. Kept as given; ``boxes`` has every variant as a Box.
-    variants: dict[str, shapes.Variant] = Field(
-        default_factory=lambda: dict[str, shapes.Variant](small=150, medium=600, large=1200)
+    # forms mix in one map. Kept as given (a box with every key); imaging.shapes makes
+    # each an imaging Box.
+    variants: dict[str, VariantSetting] = Field(
+        default_factory=lambda: dict[str, VariantSetting](small=150, medium=600, large=1200)
     )
     # "auto": JPEG for opaque images, PNG for images with transparency.
     output_format: OutputFormat = "auto"
@@ -252,14 +296,71 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"
 
+    # --- on-demand renditions (services/on_demand) ----------------------------------
+    # HMAC keys of /r/ links, comma-separated raw strings: the first signs, all verify
+    # (rotation). Empty: /r/ answers 404 and POST /tasks/{id}/links 409.
+    url_signing_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # Set: links are absolute (https://img.example.com/r/…); unset: paths (/r/…).
+    public_base_url: str | None = None
+    # Largest w or h an option string may ask for (400 invalid_options past it).
+    on_demand_max_side: int = Field(default=4096, ge=1, le=65535)
+    # Named option strings ({"thumb": "w:160,h:160,fit:cover"}); set: /r/ serves p:<name>.
+    on_demand_presets: dict[str, str] = Field(default_factory=dict)
+    # How long a first request waits for the worker before 503 rendering.
+    on_demand_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+    # The single-render lock: a render not finished by then (its worker killed) is
+    # published again by the next request. Kept well below visibility_timeout.
+    on_demand_lock_seconds: float = Field(default=120.0, gt=0)
+    # Bytes all derived renditions may take together (oldest made evicted by the
+    # maintenance sweep); unset: no budget.
+    on_demand_max_bytes: int | None = Field(default=None, ge=0)
+
+    @field_validator("url_signing_keys", mode="before")
+    @classmethod
+    def _signing_keys_from_env(cls, value: object) -> object:
+        # Raw strings, comma-separated; a JSON list of strings (what to_env writes) too.
+        if not isinstance(value, str):
+            return value
+        try:
+            listed = json.loads(value) if value.startswith("[") else None
+        except ValueError:
+            listed = None
+        if isinstance(listed, list) and all(isinstance(key, str) for key in listed):
+            return tuple(key for key in listed if key.strip())
+        return tuple(key.strip() for key in value.split(",") if key.strip())
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url_valid(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("IMAGEPIPE_PUBLIC_BASE_URL starts with http:// or https://")
+        return value.strip().rstrip("/")
+
+    @field_validator("on_demand_presets")
+    @classmethod
+    def _presets_named(cls, value: dict[str, str]) -> dict[str, str]:
+        # The option strings themselves are parsed when the app starts (on_demand.options).
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+                raise ValueError(f"preset name {name!r}: 1-32 of a-z 0-9 _ -")
+        return value
+
+    @model_validator(mode="after")
+    def _on_demand_lock_below_visibility(self) -> Settings:
+        if self.on_demand_lock_seconds * 2 > self.visibility_timeout:
+            raise ValueError("on_demand_lock_seconds must be at most half of visibility_timeout")
+        return self
+
     @field_validator("variants", mode="before")
     @classmethod
-    def _variants_valid(cls, value: object) -> dict[str, shapes.Variant]:
+    def _variants_valid(cls, value: object) -> dict[str, VariantSetting]:
         if isinstance(value, str):
             value = json.loads(value)
         if not isinstance(value, dict) or not value:
             raise ValueError("at least one variant is needed (a JSON object: name -> box)")
-        return {str(name): shapes.parse(str(name), entry) for name, entry in value.items()}
+        return {str(name): parse_variant(str(name), entry) for name, entry in value.items()}
 
     @field_validator("allowed_formats")
     @classmethod
@@ -447,13 +548,3 @@ class Settings(BaseSettings):
             text = value if isinstance(value, str) else json.dumps(value)
             env[f"IMAGEPIPE_{name.upper()}"] = text
         return env
-
-    @property
-    def boxes(self) -> dict[str, Box]:
-        """Every variant as a Box (a number n is contain in n x n), in configured order."""
-        return shapes.boxes(self.variants)
-
-    def variant_boxes_desc(self) -> list[tuple[str, Box]]:
-        """Variants from the longest side to the shortest (the render orders its steps
-        by the sizes each box gives the image it has)."""
-        return shapes.largest_first(self.variants)

@@ -1,4 +1,4 @@
-"""Every client-visible error code, defined once, and what counts as transient.
+"""Every client-visible error code, defined once.
 
 ``CODES`` is the one table: for each stable code, its HTTP status, whether a client
 (or an operator, with ``imagepipe requeue``) may retry, and its fixed public message.
@@ -7,21 +7,14 @@ any of them as ``{"error": {"code", "message"}}``, and a failed task stores the 
 code and a fixed message. Raw exception text (SQL, hosts, paths, library internals)
 is logged, never stored or sent.
 
-Nothing here imports FastAPI: the imaging code, the services and the worker raise
-these too.
+Nothing here imports FastAPI or a driver: the imaging code, the services and the
+worker raise these too. What counts as transient is ``services.transient``.
 """
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from typing import Final
-
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeout
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 @dataclass(frozen=True)
@@ -107,6 +100,14 @@ CODES: Final[dict[str, ErrorSpec]] = {
     "original_changed": ErrorSpec(
         409, False, "The original was replaced after the upload was completed."
     ),
+    # On-demand renditions (services/on_demand).
+    "invalid_options": ErrorSpec(400, False, "The rendition options are not valid."),
+    "invalid_signature": ErrorSpec(403, False, "The link's signature is not valid."),
+    "preset_required": ErrorSpec(403, False, "Only named presets (p:<name>) are served here."),
+    "signing_disabled": ErrorSpec(
+        409, False, "Signed links are off: IMAGEPIPE_URL_SIGNING_KEYS is not set."
+    ),
+    "rendering": ErrorSpec(503, True, "The rendition is being made; try again shortly."),
 }
 # Any other HTTP error Starlette raises (it has no code of its own).
 HTTP_ERROR = "http_error"
@@ -172,6 +173,10 @@ class UnprocessableRequest(InvalidRequest):
 
 class Unauthorized(ImagepipeError):
     code = "unauthorized"
+
+
+class NotFound(ImagepipeError):
+    code = "not_found"
 
 
 class TaskNotFound(ImagepipeError):
@@ -344,6 +349,28 @@ class TooManyConcurrentUploads(TenantLimit):
     code = "too_many_concurrent_uploads"
 
 
+class InvalidOptions(ImagepipeError):
+    code = "invalid_options"
+
+
+class InvalidSignature(ImagepipeError):
+    code = "invalid_signature"
+
+
+class PresetRequired(ImagepipeError):
+    code = "preset_required"
+
+
+class SigningDisabled(ImagepipeError):
+    code = "signing_disabled"
+
+
+class Rendering(ServiceUnavailable):
+    """An on-demand rendition not made yet (or its task not finished): ``Retry-After``."""
+
+    code = "rendering"
+
+
 class OriginalMissing(ImagepipeError):
     """The original is gone from storage: the task can never be rendered."""
 
@@ -368,50 +395,3 @@ class QualityCheckFailed(ImagepipeError):
         self.failures = failures  # variant name -> the checks it failed
         detail = "; ".join(f"{name}: {', '.join(checks)}" for name, checks in failures.items())
         super().__init__(f"A preview failed the output quality checks ({detail}).")
-
-
-# --- transient -----------------------------------------------------------------------
-
-# Network-level failures: a peer (database, broker, S3) did not answer or hung up.
-_NETWORK = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeout, BrokerError)
-# The database did not answer, dropped the connection, or the pool had none to give.
-_DATABASE = (OperationalError, InterfaceError, PoolTimeout)
-# A local disk that is full, read-only or failing is an outage, not a bug.
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
-
-
-# Every type ``is_transient`` may say yes to: for ``except`` clauses and handler
-# registration, always followed by the ``is_transient`` check.
-MAYBE_TRANSIENT: Final = (
-    OSError,
-    DBAPIError,
-    PoolTimeout,
-    RedisConnectionError,
-    RedisTimeout,
-    BrokerError,
-)
-
-
-def is_transient(error: BaseException) -> bool:
-    """True when a backing service failed, not the request or our code: the same work
-    may succeed later, and it says nothing about the image.
-
-    The one definition: the API answers these with 503 ``service_unavailable``, the
-    worker gives such a claim back without spending an attempt, and anything else
-    is either a refusal with its own code or a bug (500, logged).
-    """
-    # Here, not at the top: the storage package imports the imaging code, which
-    # imports this module.
-    from imagepipe.storage.base import ObjectNotFound, StorageError
-
-    if isinstance(error, ServiceUnavailable):
-        return True
-    if isinstance(error, ObjectNotFound):
-        return False  # no retry makes a missing object appear
-    if isinstance(error, StorageError):
-        return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    if isinstance(error, _DATABASE + _NETWORK):
-        return True
-    return isinstance(error, OSError) and error.errno in _DISK_ERRNOS

@@ -26,11 +26,10 @@ from imagepipe.db.engine import (
     make_sync_engine,
     sync_session_factory,
 )
-from imagepipe.queue import CeleryQueue
+from imagepipe.queue import CeleryQueue, create_celery
 from imagepipe.services import events, webhooks
 from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, open_storage
-from imagepipe.worker.celery_app import create_celery
 
 
 def _wire(queue: CeleryQueue, publisher: events.Publisher) -> None:

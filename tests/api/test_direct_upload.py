@@ -27,7 +27,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
 from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE, CeleryQueue
-from imagepipe.services import events, lifecycle, webhooks
+from imagepipe.services import deletion, events, recovery, webhooks
 from imagepipe.storage import LocalStorage, Storage
 from imagepipe.worker import processing, reconciler
 from imagepipe.worker.celery_app import create_celery
@@ -329,9 +329,9 @@ async def test_expiry_is_batched(settings: Settings) -> None:
                         upload_expires_at=past + timedelta(seconds=n),
                     )
                 )
-        first = lifecycle.expire_uploads(sessions, utcnow(), limit=2)
+        first = recovery.expire_uploads(sessions, utcnow(), limit=2)
         assert first == ["originals/x0", "originals/x1"]
-        assert lifecycle.expire_uploads(sessions, utcnow(), limit=2) == ["originals/x2"]
+        assert recovery.expire_uploads(sessions, utcnow(), limit=2) == ["originals/x2"]
     finally:
         engine.dispose()
 
@@ -460,7 +460,7 @@ async def test_expired_uploads_are_failures_like_any_other(
         assert (await client.post(f"{at_completion['complete_url']}")).status_code == 409
         engine = make_sync_engine(settings.resolved_database_url)
         try:
-            expired = lifecycle.expire_uploads(sync_session_factory(engine), utcnow())
+            expired = recovery.expire_uploads(sync_session_factory(engine), utcnow())
         finally:
             engine.dispose()
         assert expired == [f"originals/{by_reconciler['task_id']}"]
@@ -510,9 +510,9 @@ def delete_rows(settings: Settings, task_id: object) -> None:
     try:
         sessions = sync_session_factory(engine)
         with sessions.begin() as session:
-            assert lifecycle.mark_deleted(session, ident)
+            assert deletion.mark_deleted(session, ident)
         with sessions.begin() as session:
-            lifecycle.purge(session, ident)
+            deletion.purge(session, ident)
     finally:
         engine.dispose()
 
@@ -655,7 +655,7 @@ async def test_complete_answers_an_expiry_that_won_the_race(
         _age(any_db_settings, body["task_id"])
         engine = make_sync_engine(any_db_settings.resolved_database_url)
         try:
-            assert lifecycle.expire_uploads(sync_session_factory(engine), utcnow()) != []
+            assert recovery.expire_uploads(sync_session_factory(engine), utcnow()) != []
         finally:
             engine.dispose()
 

@@ -12,6 +12,7 @@ from imagepipe import errors
 from imagepipe.api import deps
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
+from imagepipe.services import transient
 from imagepipe.storage import StorageUnavailable
 from tests.harness.app import open_client
 from tests.harness.server import free_port
@@ -42,12 +43,12 @@ def test_every_error_class_has_a_row_in_the_table() -> None:
 
 
 def test_transient_is_one_definition() -> None:
-    assert errors.is_transient(StorageUnavailable("S3 unreachable"))
-    assert errors.is_transient(OSError(28, "No space left on device"))
-    assert errors.is_transient(ConnectionRefusedError())
-    assert not errors.is_transient(FileNotFoundError(2, "No such file", "/srv/x"))
-    assert not errors.is_transient(PermissionError(13, "Permission denied"))
-    assert not errors.is_transient(ValueError("a bug"))
+    assert transient.is_transient(StorageUnavailable("S3 unreachable"))
+    assert transient.is_transient(OSError(28, "No space left on device"))
+    assert transient.is_transient(ConnectionRefusedError())
+    assert not transient.is_transient(FileNotFoundError(2, "No such file", "/srv/x"))
+    assert not transient.is_transient(PermissionError(13, "Permission denied"))
+    assert not transient.is_transient(ValueError("a bug"))
 
 
 async def _upload_with_storage(settings: Settings, storage: object) -> httpx.Response:

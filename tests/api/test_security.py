@@ -28,6 +28,8 @@ KEYS = ("k3y-one-0123456789abcdef", "k3y-two-fedcba9876543210")
 PUBLIC = {"/healthz", "/readyz"}
 # A direct upload's PUT carries its own credential, like a presigned S3 URL.
 TOKEN_ONLY = "/tasks/{task_id}/original"
+# A signed on-demand link: its signature is the credential (no signing key here: 404).
+SIGNED = "/r/"
 
 
 def operations(app: FastAPI, task_id: str) -> list[tuple[str, str]]:
@@ -90,6 +92,10 @@ async def test_every_endpoint_but_health_needs_a_key(
             for token in ("", "?token=guess"):
                 response = await client.request(method, path + token, headers=bearer(KEYS[0]))
                 assert response.status_code in (403, 422), (method, path, token)
+            continue
+        if path.startswith(SIGNED):
+            response = await client.request(method, path)
+            assert response.status_code in (403, 404), (method, path, response.status_code)
             continue
         assert_unauthorized(await client.request(method, path))
         if method == "DELETE":

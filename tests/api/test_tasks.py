@@ -12,9 +12,9 @@ from sqlalchemy import update
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
-from imagepipe.services import lifecycle
+from imagepipe.services import deletion, lifecycle
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, reconciler
+from imagepipe.worker import processing
 from tests.harness.app import run_inline
 from tests.images import photo
 
@@ -129,19 +129,19 @@ async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconci
     sessions = sync_session_factory(engine)
     try:
         with sessions.begin() as session:
-            assert lifecycle.mark_deleted(session, uuid.UUID(task_id))
+            assert deletion.mark_deleted(session, uuid.UUID(task_id))
         # Step 1 only: no reader sees it, no worker claims it, its files remain.
         assert (await client.get(f"/tasks/{task_id}")).status_code == 404
         assert task_id not in {t["task_id"] for t in (await client.get("/tasks")).json()["tasks"]}
         assert lifecycle.claim(sessions, uuid.UUID(task_id), settings) is None
         assert (root / "originals" / task_id).exists()
-        assert lifecycle.tombstones(sessions) == [uuid.UUID(task_id)]
+        assert deletion.tombstones(sessions) == [uuid.UUID(task_id)]
 
         storage = LocalStorage(root)
-        assert reconciler.finish_deletes(sessions, storage) == 1
+        assert deletion.finish_deletes(sessions, storage) == 1
         assert not (root / "originals" / task_id).exists()
         assert not (root / "variants" / task_id).exists()
-        assert lifecycle.tombstones(sessions) == []
+        assert deletion.tombstones(sessions) == []
         with sessions() as session:
             assert session.get(Task, uuid.UUID(task_id)) is None
     finally:

@@ -221,3 +221,22 @@ def test_a_single_frame_gif_stays_a_still(tmp_path: Path) -> None:
     path = images.save(images.photo((120, 90)), tmp_path / "a.gif")
     result = render_previews(path, RenderOptions(boxes={"small": 60}))
     assert [r.frames for r in result.previews[0].renditions] == [1, 1]
+
+
+def test_an_avif_encode_uses_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker runs a pool process per core: libavif's default (every core) would
+    oversubscribe them."""
+    from imagepipe.imaging.encode import encode
+
+    seen: dict[str, object] = {}
+    save = Image.Image.save
+
+    def recording(
+        self: Image.Image, fp: object, format: str | None = None, **params: object
+    ) -> None:
+        seen.update(params)
+        save(self, fp, format, **params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "save", recording)
+    assert encode(Image.new("RGB", (64, 48), "teal"), "AVIF", quality=60)
+    assert seen["max_threads"] == 1

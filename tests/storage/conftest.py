@@ -1,4 +1,5 @@
-"""The storage backends under test: every contract test runs on each."""
+"""The storage backends under test: every contract test runs on each, the in-memory
+double included (it is only worth its name while it passes the same suite)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from imagepipe.config import Settings
-from imagepipe.storage import Storage, open_storage
+from imagepipe.storage import Storage, open_storage, open_storage_url
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "memory"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "local":
-        settings = Settings(data_dir=tmp_path)
+    if request.param == "memory":
+        backend = open_storage_url("memory://", Settings(data_dir=tmp_path))
+    elif request.param == "local":
+        backend = open_storage(Settings(data_dir=tmp_path))
     else:
         env = request.getfixturevalue("s3_env")
         settings = Settings(
@@ -22,7 +25,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
             storage_url=env["IMAGEPIPE_STORAGE_URL"],
             s3_endpoint_url=env["IMAGEPIPE_S3_ENDPOINT_URL"],
         )
-    backend = open_storage(settings)
+        backend = open_storage(settings)
     try:
         yield backend
     finally:

@@ -184,3 +184,14 @@ def test_page_follows_the_event_stream(page: Page, dev_server: DevServer, watch:
     paths = [urlsplit(url).path for url in watch.requests]
     assert paths.count(f"/tasks/{task_id}/events") == 1
     assert f"/tasks/{task_id}" not in paths  # followed, never polled
+
+
+def test_a_task_offers_an_on_demand_link(page: Page, dev_server: DevServer) -> None:
+    """The form under the previews asks the service for a signed link; `imagepipe dev`
+    has no signing key, so the page shows the service's answer saying so."""
+    page.goto(dev_server.url + "/")
+    page.get_by_label("Or choose images").set_input_files([payload(ONE[0], ONE[1])])
+    item = expect_previews(page, ONE[0], ONE[2])
+    item.get_by_label("Rendition options").fill("w:300")
+    item.get_by_role("button", name="Make link").click()
+    expect(item.locator(".link-result code")).to_have_text("signing_disabled")

@@ -17,7 +17,7 @@ from imagepipe.config import Settings
 from imagepipe.db.clock import db_now, db_now_plus
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
 from imagepipe.errors import InvalidImage, UploadExpired
-from imagepipe.services import lifecycle
+from imagepipe.services import lifecycle, recovery
 from imagepipe.services.holder import current_holder, holder_is_dead
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
@@ -187,13 +187,13 @@ def test_requeue_takes_only_tasks_failed_by_transient_causes(
     transient = add_task(sessions, enqueued_at=utcnow())
     bad_image = add_task(sessions, enqueued_at=utcnow())
     refused_upload = add_task(sessions, status=TaskStatus.awaiting_upload)
-    assert lifecycle.fail(sessions, transient, lifecycle.gave_up())
+    assert lifecycle.fail(sessions, transient, recovery.gave_up())
     assert lifecycle.fail(sessions, bad_image, InvalidImage())
     with sessions.begin() as session:
         assert lifecycle.refuse_upload(session, refused_upload, UploadExpired()) == []
-    assert lifecycle.requeueable(sessions) == [transient]
-    assert lifecycle.requeue(sessions) == [transient]
-    assert lifecycle.requeue(sessions) == []  # moved: no longer matches
+    assert recovery.requeueable(sessions) == [transient]
+    assert recovery.requeue(sessions) == [transient]
+    assert recovery.requeue(sessions) == []  # moved: no longer matches
     with sessions() as session:
         task = session.get_one(Task, transient)
         assert (task.status, task.error_code, task.error_message, task.finished_at) == (

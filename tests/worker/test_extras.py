@@ -25,7 +25,6 @@ from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing, reconciler, refresh
 from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
-from tests.harness.queues import FollowUps
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -183,6 +182,27 @@ def _failures(fmt: str) -> float:
     return value or 0.0
 
 
+class FakeQueue:
+    def __init__(self, follow_up_waiting: int = 0) -> None:
+        self.extras: list[uuid.UUID] = []
+        self.waiting = follow_up_waiting
+
+    def enqueue(self, task_id: uuid.UUID, priority: int = 0) -> None:
+        raise AssertionError("no render is lost here")
+
+    def ping(self) -> None:
+        pass
+
+    def depth(self) -> int:
+        return 0
+
+    def enqueue_extras(self, task_id: uuid.UUID) -> None:
+        self.extras.append(task_id)
+
+    def follow_up_depth(self) -> int:
+        return self.waiting
+
+
 async def test_reconciler_republishes_extras_never_made(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -196,13 +216,13 @@ async def test_reconciler_republishes_extras_never_made(
             assert task is not None
             task.extras_enqueued_at = utcnow() - timedelta(seconds=settings.lease_seconds + 1)
         # A long follow-up queue: they are waiting, not lost.
-        busy = FollowUps(follow_up_waiting=extras.REPUBLISH_BATCH)
+        busy = FakeQueue(follow_up_waiting=extras.REPUBLISH_BATCH)
         assert reconciler.republish_extras(sessions, busy, settings) == 0
-        queue = FollowUps()
+        queue = FakeQueue()
         assert reconciler.republish_extras(sessions, queue, settings) == 1
         assert queue.extras == [uuid.UUID(lost)]
         # Published again just now: not again before its grace has passed.
-        assert reconciler.republish_extras(sessions, FollowUps(), settings) == 0
+        assert reconciler.republish_extras(sessions, FakeQueue(), settings) == 0
     assert make_extras(settings, lost) == extras.Outcome.made
     assert (
         "image/webp" in (await client.get(f"/tasks/{lost}")).json()["variants"]["small"]["formats"]
@@ -220,7 +240,7 @@ async def test_reconciler_stops_after_the_attempts(
             assert task is not None
             task.extras_enqueued_at = None
             task.extras_attempts = settings.max_attempts
-        assert reconciler.republish_extras(sessions, FollowUps(), settings) == 0
+        assert reconciler.republish_extras(sessions, FakeQueue(), settings) == 0
 
 
 async def test_duplicate_copies_what_exists_and_leaves_the_rest_due(

@@ -19,6 +19,7 @@ from PIL import Image
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
+from imagepipe.queue import FOLLOW_UP_QUEUE, REFRESH_TASK, MemoryQueue
 from imagepipe.services import backfill, extras, lifecycle
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
@@ -30,7 +31,6 @@ from tests.harness.app import (
     run_inline,
     worker_sessions,
 )
-from tests.harness.queues import FollowUps
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -266,12 +266,14 @@ async def test_a_lost_re_render_is_published_again_by_the_reconciler(
     assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
     redis_lib.Redis.from_url(redis_url).flushall()  # the message is lost
     with worker_sessions(crop_settings) as sessions:
-        queue = FollowUps()
+        queue = MemoryQueue()
         # Published just now: waiting, not lost.
         assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 0
         age_rerender(crop_settings, task_id)
         assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 1
-        assert queue.refreshed == [uuid.UUID(task_id)]
+        assert [(m.task, m.args, m.queue) for m in queue.published] == [
+            (REFRESH_TASK, (task_id,), FOLLOW_UP_QUEUE)
+        ]
         storage = LocalStorage(crop_settings.resolved_storage_root)
         outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
         assert outcome == processing.Outcome.succeeded
@@ -299,7 +301,7 @@ async def test_a_point_set_while_the_task_renders_is_re_rendered_afterwards(
             uuid.UUID(task_id)
         ]
         age_rerender(crop_settings, task_id)
-        queue = FollowUps()
+        queue = MemoryQueue()
         assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 1
         outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
         assert outcome == processing.Outcome.succeeded

@@ -15,7 +15,7 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.queue import MAINTENANCE_QUEUE, RECONCILE, RENDER_QUEUE, CeleryQueue
-from imagepipe.services import lifecycle
+from imagepipe.services import recovery
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import reconciler
 from imagepipe.worker.celery_app import create_celery
@@ -45,10 +45,10 @@ def test_recovery_is_batched_oldest_first(
     sessions: sessionmaker[Session], any_db_settings: Settings
 ) -> None:
     ids = lost_tasks(sessions, 5)
-    assert lifecycle.recover(sessions, any_db_settings, limit=2).requeued == ids[:2]
-    assert lifecycle.recover(sessions, any_db_settings, limit=2).requeued == ids[2:4]
-    assert lifecycle.recover(sessions, any_db_settings, limit=2).requeued == ids[4:]
-    assert lifecycle.recover(sessions, any_db_settings, limit=2).requeued == []
+    assert recovery.recover(sessions, any_db_settings, limit=2).requeued == ids[:2]
+    assert recovery.recover(sessions, any_db_settings, limit=2).requeued == ids[2:4]
+    assert recovery.recover(sessions, any_db_settings, limit=2).requeued == ids[4:]
+    assert recovery.recover(sessions, any_db_settings, limit=2).requeued == []
 
 
 def test_recovery_skips_rows_another_transaction_holds(
@@ -65,9 +65,9 @@ def test_recovery_skips_rows_another_transaction_holds(
             holder.execute(
                 select(Task.id).where(Task.id == ids[0]).with_for_update()
             ).one()  # held until this block ends
-            assert lifecycle.recover(sessions, settings).requeued == ids[1:]
+            assert recovery.recover(sessions, settings).requeued == ids[1:]
             holder.rollback()
-        assert lifecycle.recover(sessions, settings).requeued == [ids[0]]
+        assert recovery.recover(sessions, settings).requeued == [ids[0]]
     finally:
         engine.dispose()
 
@@ -81,10 +81,10 @@ def test_no_republishing_while_the_render_queue_is_long(
     try:
         ids = lost_tasks(sessions, 3)
         # A backlog: the rows are most likely waiting in it, not lost.
-        broker.rpush(RENDER_QUEUE, *[b"waiting"] * lifecycle.RECOVER_BATCH)
+        broker.rpush(RENDER_QUEUE, *[b"waiting"] * recovery.RECOVER_BATCH)
         report = reconciler.run(sessions, storage, queue, any_db_settings)
         assert report["requeued"] == 0
-        assert broker.llen(RENDER_QUEUE) == lifecycle.RECOVER_BATCH
+        assert broker.llen(RENDER_QUEUE) == recovery.RECOVER_BATCH
         # The backlog drained: now they are lost, and published once each.
         broker.delete(RENDER_QUEUE)
         assert reconciler.run(sessions, storage, queue, any_db_settings)["requeued"] == 3

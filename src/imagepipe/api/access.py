@@ -37,7 +37,6 @@ from imagepipe.api.scope import ANONYMOUS, SCOPE_KEY, Caller
 from imagepipe.api.state import app_state
 from imagepipe.config import MAX_JSON_BODY_BYTES, Settings
 from imagepipe.errors import (
-    MAYBE_TRANSIENT,
     ImagepipeError,
     QuotaExceeded,
     RequestTimeout,
@@ -45,11 +44,11 @@ from imagepipe.errors import (
     ServiceUnavailable,
     TenantLimit,
     Unauthorized,
-    is_transient,
 )
 from imagepipe.services import tenancy
 from imagepipe.services.idempotency import HEADER as IDEMPOTENCY_HEADER
 from imagepipe.services.tenancy import Admission, KeyRing, Limiter, Rate, Slots
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,9 @@ ROUTE_LIMITS: dict[tuple[str, str], Limits] = {
     ("POST", "/webhooks"): RATE,
     ("DELETE", "/webhooks/{webhook_id}"): RATE,
     ("POST", "/deliveries/{delivery_id}/replay"): RATE,
+    ("POST", "/tasks/{task_id}/links"): RATE,
+    # First renders of on-demand renditions cost a unit too, charged by the route
+    # (``charge_rate``) once it knows the request is one: cache hits are free.
     ("GET", "/tasks/{task_id}/events"): Limits(slot="followers"),
     ("GET", "/tasks/{task_id}"): Limits(slot="followers_if_waiting"),
 }
@@ -138,6 +140,8 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Routes that charge the rate limit themselves (charge_rate) find it here.
+        scope[CONTROL_KEY] = self.control
         policy = self._policy(scope)
         if policy is None:
             await self.app(scope, receive, send)
@@ -233,6 +237,29 @@ class AccessMiddleware:
 class Refused:
     error: ImagepipeError
     headers: dict[str, str]
+
+
+# Where the middleware leaves its AccessControl in the ASGI scope.
+CONTROL_KEY = "imagepipe.access"
+
+
+async def charge_rate(scope: Scope, owner: str) -> Refused | None:
+    """One unit of ``owner``'s rate limit for work a route starts on its own (a first
+    on-demand render, of a signed link too: the task's owner pays); a refusal carries
+    the headers of the middleware's own. No limit set, or Redis down: admitted."""
+    control = scope.get(CONTROL_KEY)
+    if not isinstance(control, AccessControl) or control.rate is None:
+        return None
+    if control.limiter is None:
+        return None
+    admission = await control.limiter.admit(owner, control.rate, None)
+    if admission.refused is None:
+        return None
+    retry = admission.retry_after or control.settings.retry_after_seconds
+    extra = {"Retry-After": str(retry), "RateLimit-Policy": control.rate.policy}
+    if field := admission.rate_field():
+        extra["RateLimit"] = field
+    return Refused(admission.refused(), extra)
 
 
 def _policy_of(route: APIRoute, method: str) -> _Policy:

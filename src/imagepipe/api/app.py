@@ -25,15 +25,17 @@ from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware, storage_origins
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
-from imagepipe.api.routes import direct, focal, health, metrics, tasks, upload
+from imagepipe.api.routes import direct, focal, health, metrics, renditions, tasks, upload
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import QueueDepthCollector
 from imagepipe.runtime import open_api_runtime
 from imagepipe.services import events, tenancy
+from imagepipe.services.on_demand import options as on_demand_options
+from imagepipe.services.on_demand.serving import OnDemand
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.web import routes as web
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.configure(settings)
     LimitedHttpToolsProtocol.configure(head_timeout=settings.request_head_timeout_seconds)
     access = AccessControl(settings)
+    # A preset that does not parse stops the service here, not each request for it.
+    on_demand_options.check_presets(
+        settings.on_demand_presets, max_side=settings.on_demand_max_side
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(QueueDepthCollector(runtime.queue.depth))
         listener = events.Listener(settings.redis_url)
+        on_demand = OnDemand(
+            settings,
+            runtime.sessions,
+            listener,
+            lambda job: runtime.queue.enqueue_on_demand(job.args()),
+        )
         await _adopt_owners(runtime.sessions, access)
         await access.start()
         state.start(
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 queue_depth=QueueDepthGate(settings, runtime.queue),
                 listener=listener,
                 metrics=registry,
+                on_demand=on_demand,
             )
         )
         await listener.start()
@@ -73,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.start(None)
             await access.stop()
             await listener.stop()
+            await on_demand.close()
             await runtime.close()
 
     # FastAPIOffline serves Swagger UI's JS/CSS from the package: /docs works offline.
@@ -111,6 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(direct.token_router, tags=["tasks"])
     include_keyed(tasks.router, tags=["tasks"])
     include_keyed(focal.router, tags=["tasks"])
+    include_keyed(renditions.router)
+    # Signed links: no API key, the signature (checked by the route) is the credential.
+    app.include_router(renditions.signed_router)
     include_keyed(event_routes.router, tags=["tasks"])
     include_keyed(webhook_routes.router, tags=["webhooks"])
     include_keyed(metrics.router)

@@ -16,8 +16,9 @@ import time
 from anyio import to_thread
 
 from imagepipe.config import Settings
-from imagepipe.errors import MAYBE_TRANSIENT, QueueFull, is_transient
+from imagepipe.errors import QueueFull
 from imagepipe.queue import TaskQueue
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One place that turns every error into ``{"error": {"code", "message"}}``.
 
 Codes, statuses and messages come from ``imagepipe.errors.CODES``; what is transient
-from ``imagepipe.errors.is_transient``. Anything else is a bug: a 500 whose details
+from ``imagepipe.services.transient``. Anything else is a bug: a 500 whose details
 go to the log only.
 """
 
@@ -20,15 +20,15 @@ from imagepipe.api.state import app_state
 from imagepipe.errors import (
     HTTP_ERROR,
     HTTP_STATUS_CODES,
-    MAYBE_TRANSIENT,
     FormatNotReady,
     ImagepipeError,
     InternalError,
+    Rendering,
     ServiceUnavailable,
     UnprocessableRequest,
     UploadTimeout,
-    is_transient,
 )
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ def error_response(error: ImagepipeError, headers: dict[str, str] | None = None)
 
 
 def headers_for(error: ImagepipeError, retry_after_seconds: int) -> dict[str, str] | None:
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable) and not isinstance(error, Rendering):
         return {"Retry-After": str(retry_after_seconds)}
-    if isinstance(error, FormatNotReady):
+    if isinstance(error, FormatNotReady | Rendering):
         # Made within seconds: no cache may keep this answer past them.
         return {"Retry-After": str(retry_after_seconds), "Cache-Control": "no-store"}
     if error.status_code == 401:

@@ -7,13 +7,28 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from anyio import to_thread
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-if TYPE_CHECKING:
-    from imagepipe.api.state import Services
+from imagepipe.queue import TaskQueue
+from imagepipe.storage import Storage
+
+
+class Services(Protocol):
+    """What the checks look at: the app's Services (api.state, which holds this
+    module's Readiness) provide it, so neither module imports the other."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def queue(self) -> TaskQueue: ...
+
+    @property
+    def storage(self) -> Storage: ...
 
 
 async def _database(services: Services) -> None:
@@ -30,7 +45,7 @@ async def _storage(services: Services) -> None:
     await to_thread.run_sync(services.storage.check)
 
 
-Check = Callable[["Services"], Awaitable[None]]
+Check = Callable[[Services], Awaitable[None]]
 CHECKS: dict[str, Check] = {
     "database": _database,
     "broker": _broker,

@@ -18,6 +18,7 @@ from imagepipe.api.readiness import Readiness
 from imagepipe.config import Settings
 from imagepipe.queue import CeleryQueue
 from imagepipe.services import events
+from imagepipe.services.on_demand.serving import OnDemand
 from imagepipe.storage import Storage
 
 
@@ -33,6 +34,7 @@ class Services:
     queue_depth: QueueDepthGate
     listener: events.Listener
     metrics: CollectorRegistry
+    on_demand: OnDemand
 
 
 @dataclass

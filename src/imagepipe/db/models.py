@@ -337,3 +337,31 @@ class WebhookSecret(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DerivedRendition(Base):
+    """One on-demand rendition of a task (services/on_demand): made by a worker on the
+    first request for its cache key, read by every later one, removed with its task
+    or by the byte budget's sweep (oldest made first)."""
+
+    __tablename__ = "derived_renditions"
+    __table_args__ = (UniqueConstraint("task_id", "cache_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    # Digest of what decides the bytes: normalised options, asked format, focal point
+    # (for g:focal), quality and pipeline version (on_demand.records.cache_key).
+    cache_key: Mapped[str] = mapped_column(String(32))
+    options: Mapped[str] = mapped_column(String(128))  # normalised, for people
+    format: Mapped[str] = mapped_column(String(8))  # the format made (JPEG, WEBP…)
+    content_type: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(80))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    # "original", or "variant:<name>" when retention had removed the original.
+    source: Mapped[str] = mapped_column(String(80))
+    made_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

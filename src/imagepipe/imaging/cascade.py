@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -23,7 +24,10 @@ from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.decode import Decoded
 from imagepipe.imaging.geometry import Size
 
-Boxes = Mapping[str, Box | int] | Iterable[tuple[str, Box | int]]
+if TYPE_CHECKING:  # config imports imaging (its plugins): no import back at run time
+    from imagepipe.config import VariantSetting
+
+    Boxes = Mapping[str, Box | VariantSetting] | Iterable[tuple[str, Box | VariantSetting]]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ def choose_format(output_format: str, *, has_alpha: bool) -> FormatName:
     raise ValueError(f"unknown output format {output_format!r}")
 
 
+# libavif uses every core by default. A worker already runs one pool process per core:
+# more threads per encode only contend with the other renders. Not part of the spec:
+# the bytes do not depend on it.
+_THREADS: Mapping[str, Mapping[str, int]] = {"AVIF": {"max_threads": 1}}
+
+
 def encode(image: Image.Image, output_format: FormatName, *, quality: int) -> bytes:
     """Encode ``image`` (L, LA, RGB or RGBA, sRGB) without any metadata."""
     spec = FORMATS[output_format]
@@ -34,7 +40,7 @@ def encode(image: Image.Image, output_format: FormatName, *, quality: int) -> by
     # Pillow copies some keys of ``info`` into the output (PNG: icc_profile, ...).
     image.info = {}
     buffer = io.BytesIO()
-    image.save(buffer, spec.name, **spec.save_options(quality))
+    image.save(buffer, spec.name, **spec.save_options(quality), **_THREADS.get(output_format, {}))
     return buffer.getvalue()
 
 

@@ -1,68 +1,42 @@
-"""What ``IMAGEPIPE_VARIANTS`` says of each variant, read into a ``Box``.
+"""Settings' variants as imaging Boxes.
 
-An entry is a number (the longest side: the variant fits inside that square, as every
-release before crop modes had it) or an object ``{"width", "height", "fit",
-"gravity"}``. Settings keep each entry in the form it was given (so they print and
-travel to subprocesses as written); the render works on ``Box`` only.
+``IMAGEPIPE_VARIANTS`` entries are validated by ``config.parse_variant`` and kept in
+the form they were given: a number (the longest side: the variant fits inside that
+square, as every release before crop modes had it) or a box ``{"width", "height",
+"fit", "gravity"}``. The render works on ``Box`` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, cast
 
-from imagepipe.imaging.crop import FITS, GRAVITIES, Box
+from imagepipe.imaging.crop import Box, Fit, Gravity
 
-Variant = int | Box
-FIELDS = ("width", "height", "fit", "gravity")
+if TYPE_CHECKING:  # config imports imaging (its plugins): no import back at run time
+    from imagepipe.config import VariantSetting
 
 
-def parse(name: str, value: object) -> Variant:
-    """One entry of ``IMAGEPIPE_VARIANTS``; ValueError with a message naming the
-    variant and what is wrong with it."""
-    if not name.isidentifier():
-        raise ValueError(f"variant {name!r}: the name must be an identifier")
+def as_box(value: VariantSetting | Box) -> Box:
+    """A number n is contain in n x n; a box setting becomes the Box it names."""
     if isinstance(value, Box):
-        value = {field: getattr(value, field) for field in FIELDS}
-    if _is_int(value):
-        assert isinstance(value, int)
-        if value <= 0:
-            raise ValueError(f"variant {name!r}: the box must be > 0, not {value}")
         return value
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"variant {name!r}: expected a number (longest side) or an object "
-            f'{{"width", "height", "fit", "gravity"}}, not {value!r}'
-        )
-    if unknown := sorted(set(value) - set(FIELDS)):
-        raise ValueError(f"variant {name!r}: unknown fields {unknown} (allowed: {list(FIELDS)})")
-    sides: list[int] = []
-    for side in ("width", "height"):
-        number = value.get(side)
-        if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
-            raise ValueError(f"variant {name!r}: {side} must be a whole number > 0")
-        sides.append(number)
-    fit = value.get("fit", "contain")
-    gravity = value.get("gravity", "center")
-    if fit not in FITS:
-        raise ValueError(f"variant {name!r}: fit must be one of {list(FITS)}")
-    if gravity not in GRAVITIES:
-        raise ValueError(f"variant {name!r}: gravity must be one of {list(GRAVITIES)}")
-    if fit == "contain" and gravity != "center":
-        # A contained variant keeps the whole image: there is nothing to place.
-        raise ValueError(f"variant {name!r}: gravity {gravity!r} needs fit 'cover'")
-    return Box(sides[0], sides[1], fit, gravity)
+    if isinstance(value, int):
+        return Box.square(value)
+    return Box(
+        int(value["width"]),
+        int(value["height"]),
+        cast(Fit, value["fit"]),
+        cast(Gravity, value["gravity"]),
+    )
 
 
-def as_box(value: Variant) -> Box:
-    return Box.square(value) if isinstance(value, int) else value
-
-
-def boxes(variants: Mapping[str, Variant]) -> dict[str, Box]:
+def boxes(variants: Mapping[str, VariantSetting | Box]) -> dict[str, Box]:
     """Every variant as a Box, in the order given."""
     return {name: as_box(value) for name, value in variants.items()}
 
 
-def largest_first(variants: Mapping[str, Variant]) -> list[tuple[str, Box]]:
+def largest_first(variants: Mapping[str, VariantSetting | Box]) -> list[tuple[str, Box]]:
     """By longest side, largest first (the render orders its steps by the sizes each
     box gives the image in hand; this order is only a stable default)."""
     return sorted(boxes(variants).items(), key=lambda item: item[1].longest, reverse=True)
@@ -76,7 +50,3 @@ def follows_focal_point(box: Box) -> bool:
 
 def any_follow_focal_point(variants: Iterable[Box]) -> bool:
     return any(follows_focal_point(box) for box in variants)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

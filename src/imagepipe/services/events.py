@@ -7,6 +7,9 @@ notification (Redis restarting, a writer killed between commit and publish) cost
 follower at most one re-read interval, never a hang: followers also re-read on a timer.
 
 Publishing is best effort and never fails the status change it reports.
+
+``RecordingNotifier`` is the double of ``Publisher`` for tests that call the services
+without Redis: it keeps the ids it was told of.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -32,6 +37,13 @@ _STOP_SECONDS = 5.0
 
 def channel(task_id: uuid.UUID) -> str:
     return f"{CHANNEL_PREFIX}{task_id}"
+
+
+class Notifier(Protocol):
+    def notify(self, task_id: uuid.UUID) -> None:
+        """Say the task's row changed; never raise (followers also re-read on a timer)."""
+
+    def close(self) -> None: ...
 
 
 class Publisher:
@@ -53,12 +65,28 @@ class Publisher:
         self._redis.close()
 
 
+class RecordingNotifier:
+    """A Notifier that keeps, in order, the id of every task it was told of."""
+
+    def __init__(self) -> None:
+        self.notified: list[uuid.UUID] = []
+        # Services notify from worker threads as well as the event loop's.
+        self._lock = threading.Lock()
+
+    def notify(self, task_id: uuid.UUID) -> None:
+        with self._lock:
+            self.notified.append(task_id)
+
+    def close(self) -> None:
+        return
+
+
 # The process's publisher, set by the process that owns the Redis URL (worker runtime,
 # API lifespan). Unset (a script, a test calling the services directly): no-op.
-_publisher: Publisher | None = None
+_publisher: Notifier | None = None
 
 
-def configure(publisher: Publisher | None) -> None:
+def configure(publisher: Notifier | None) -> None:
     global _publisher
     _publisher = publisher
 

@@ -6,6 +6,7 @@
         failed                      │ failed        │ failed
                                     └── release, recover (lease expired) ─┘
     any status ──delete──▶ deleted (a tombstone: invisible) ──purge──▶ no row
+                            (services.deletion)
 
 The rules every transition keeps:
 
@@ -33,8 +34,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, delete, or_, select, update
@@ -44,12 +44,7 @@ from imagepipe.config import Settings
 from imagepipe.db.clock import db_now, db_now_plus
 from imagepipe.db.models import Task, TaskStatus, Variant, live, utcnow
 from imagepipe.errors import (
-    CODES,
     ImagepipeError,
-    InternalError,
-    ProcessingTimeout,
-    ServiceUnavailable,
-    UploadExpired,
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.imaging.crop import FocalPoint
@@ -61,10 +56,6 @@ log = logging.getLogger(__name__)
 # Longest message stored with a failed task (the column's width).
 MAX_MESSAGE = 1024
 
-# Tasks handled per reconciler step; the rest wait for its next run.
-RECOVER_BATCH = 500
-EXPIRE_BATCH = 500
-PURGE_BATCH = 500
 
 _UNFINISHED = (TaskStatus.queued, TaskStatus.processing)
 
@@ -165,41 +156,6 @@ def forget(session: Session, task_id: uuid.UUID) -> None:
     session.execute(delete(Task).where(Task.id == task_id))
 
 
-# --- deleting (API, reconciler) ---------------------------------------------------
-
-
-def mark_deleted(session: Session, task_id: uuid.UUID) -> bool:
-    """Step 1 of a delete: the row becomes a tombstone, invisible to every reader and
-    never claimed or finished again. Its files go next (``services.tidy``), and the row
-    last (``purge``): a crash between steps leaves a tombstone that the reconciler
-    finishes, never a row claiming files that are gone, nor files nothing names."""
-    moved = session.execute(
-        update(Task)
-        .where(Task.id == task_id, live())
-        .values(deleted_at=db_now(), lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def purge(session: Session, task_id: uuid.UUID) -> None:
-    """Step 3 of a delete, once the files are gone: the tombstone itself."""
-    session.execute(delete(Task).where(Task.id == task_id, Task.deleted_at.is_not(None)))
-
-
-def tombstones(sessions: sessionmaker[Session], limit: int = PURGE_BATCH) -> list[uuid.UUID]:
-    """Deletes a crash (or a storage outage) interrupted, oldest first."""
-    with sessions() as session:
-        return list(
-            session.scalars(
-                select(Task.id)
-                .where(Task.deleted_at.is_not(None))
-                .order_by(Task.deleted_at)
-                .limit(limit)
-            )
-        )
-
-
 # --- claiming and working (worker) --------------------------------------------------
 
 
@@ -260,7 +216,7 @@ def _take(
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
-        .where(_spent() < settings.max_attempts)
+        .where(spent() < settings.max_attempts)
         .where(claimable)
         .values(
             status=TaskStatus.processing,
@@ -317,7 +273,11 @@ def finish(
         if done.rowcount != 1:  # type: ignore[attr-defined]
             exists = session.scalar(select(Task.id).where(Task.id == claim.task_id, live()))
             return Finished.superseded if exists is not None else Finished.gone
-        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        if claim.attempt > 1:
+            # Only an earlier claim can have recorded variants (attempts only grow,
+            # and only a finish under the claim's own attempt writes rows): the first
+            # attempt saves the round trip.
+            session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
         session.add_all(variants)
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(claim.task_id, deliveries)
@@ -427,7 +387,7 @@ def fail(
     return failed
 
 
-def _spent() -> ColumnElement[int]:
+def spent() -> ColumnElement[int]:
     """Claims that count towards ``max_attempts``: lease expiries, kills, and releases
     for causes that are not transient."""
     return Task.attempts - Task.transient_releases
@@ -436,7 +396,7 @@ def _spent() -> ColumnElement[int]:
 def release(sessions: sessionmaker[Session], claim: Claim, *, transient: bool) -> None:
     """Give the claim back (status queued) so a retry can take it at once.
 
-    ``transient``: a backing service failed (``errors.is_transient``), which says
+    ``transient``: a backing service failed (``services.transient``), which says
     nothing about the image, so the claim does not spend the poison-image budget.
     The attempt number is not reused: the next claim takes a new fencing token.
     """
@@ -457,192 +417,3 @@ def release(sessions: sessionmaker[Session], claim: Claim, *, transient: bool) -
             .execution_options(synchronize_session=False)
         )
     events.notify(claim.task_id)
-
-
-# --- the reconciler's transitions ----------------------------------------------------
-
-
-@dataclass
-class Recovered:
-    requeued: list[uuid.UUID] = field(default_factory=list)
-    failed: list[uuid.UUID] = field(default_factory=list)
-
-
-def recover(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    now: datetime | None = None,
-    *,
-    republish_queued: bool = True,
-    limit: int = RECOVER_BATCH,
-) -> Recovered:
-    """Find tasks the broker lost and hand them back; fail those out of attempts.
-
-    - queued, never enqueued or enqueued longer ago than the grace period → again
-      (only with ``republish_queued``: while the render queue is long, such a row is
-      most likely still waiting in it, and publishing it again would only add a
-      duplicate per run — the storm that grows with the backlog);
-    - processing with an expired lease (database clock) → queued again, or failed
-      once its counted attempts are used up.
-
-    One batch of at most ``limit`` rows, oldest first; on PostgreSQL the rows are
-    locked with SKIP LOCKED, so two reconcilers (or a slow one) never wait on each
-    other or take the same rows. The caller publishes the requeued ids after the
-    commit.
-    """
-    now = now or utcnow()
-    grace = now - timedelta(seconds=settings.queued_grace_seconds)
-    report = Recovered()
-    deliveries: list[uuid.UUID] = []
-    lease_expired = (Task.status == TaskStatus.processing) & (Task.lease_expires_at < db_now())
-    lost_in_queue = (
-        (Task.status == TaskStatus.queued)
-        & or_(Task.enqueued_at.is_(None), Task.enqueued_at < grace)
-        & (Task.created_at < grace)
-    )
-    lost = live() & (or_(lease_expired, lost_in_queue) if republish_queued else lease_expired)
-    with sessions.begin() as session:
-        rows = session.execute(
-            select(Task.id, Task.status, _spent())
-            .where(lost)
-            .order_by(Task.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for task_id, status, spent in rows:
-            failing = spent >= settings.max_attempts
-            if failing:
-                report.failed.append(task_id)
-                error = _out_of_attempts(status, settings.max_attempts)
-                values: dict[str, object] = {
-                    "status": TaskStatus.failed,
-                    "finished_at": db_now(),
-                    "error_code": error.code,
-                    "error_message": error.message,
-                }
-            else:
-                report.requeued.append(task_id)
-                values = {"status": TaskStatus.queued, "enqueued_at": now}
-            # Re-check the condition in the update: a worker may have moved on since.
-            changed = session.execute(
-                update(Task)
-                .where(Task.id == task_id, lost)
-                .values(lease_expires_at=None, **values)
-                .execution_options(synchronize_session=False)
-            )
-            if failing and changed.rowcount == 1:  # type: ignore[attr-defined]
-                deliveries += webhooks.record(session, task_id, "task.failed")
-    for task_id in report.requeued + report.failed:
-        events.notify(task_id)
-    webhooks.dispatch(deliveries)
-    return report
-
-
-def _out_of_attempts(status: TaskStatus, max_attempts: int) -> ImagepipeError:
-    if status == TaskStatus.processing:
-        return ProcessingTimeout(
-            f"The task did not finish in {max_attempts} attempts "
-            "(the worker was killed or hit the time limit each time)."
-        )
-    return InternalError(f"The task failed {max_attempts} times.")
-
-
-def gave_up() -> ServiceUnavailable:
-    """What a task that failed for transient causes only says (``imagepipe requeue``
-    queues such tasks again)."""
-    return ServiceUnavailable("A backing service (storage or database) failed on every try.")
-
-
-# Codes of failures that a later try may not repeat: a task failed with one of them
-# can be queued again as it is.
-REQUEUEABLE = tuple(code for code, spec in CODES.items() if spec.retryable)
-
-
-def _failed_transiently() -> ColumnElement[bool]:
-    # enqueued_at: it was queued once (a refused direct upload never was).
-    return (
-        (Task.status == TaskStatus.failed)
-        & Task.error_code.in_(REQUEUEABLE)
-        & Task.enqueued_at.is_not(None)
-        & live()
-    )
-
-
-def requeueable(sessions: sessionmaker[Session]) -> list[uuid.UUID]:
-    """Tasks failed by transient causes, oldest first (``imagepipe requeue --dry-run``)."""
-    with sessions() as session:
-        return list(
-            session.scalars(select(Task.id).where(_failed_transiently()).order_by(Task.finished_at))
-        )
-
-
-def requeue(sessions: sessionmaker[Session], limit: int = RECOVER_BATCH) -> list[uuid.UUID]:
-    """failed (transient cause) → queued, one batch, oldest first. Counted attempts
-    stay as they were: the budget still stops a poison image. The caller publishes
-    the ids after the commit."""
-    moved: list[uuid.UUID] = []
-    with sessions.begin() as session:
-        ids = session.scalars(
-            select(Task.id).where(_failed_transiently()).order_by(Task.finished_at).limit(limit)
-        ).all()
-        for task_id in ids:
-            done = session.execute(
-                update(Task)
-                .where(Task.id == task_id, _failed_transiently())
-                .values(
-                    status=TaskStatus.queued,
-                    enqueued_at=utcnow(),
-                    finished_at=None,
-                    error_code=None,
-                    error_message=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if done.rowcount == 1:  # type: ignore[attr-defined]
-                moved.append(task_id)
-    for task_id in moved:
-        events.notify(task_id)
-    return moved
-
-
-def expire_uploads(
-    sessions: sessionmaker[Session], now: datetime, limit: int = EXPIRE_BATCH
-) -> list[str]:
-    """Fail direct uploads still awaiting their bytes past their expiry (one batch,
-    oldest first); returns the original keys the caller deletes after the commit.
-
-    A failure like any other: ``task.failed`` deliveries in the same transaction,
-    followers and the broker told after the commit."""
-    expired = (Task.status == TaskStatus.awaiting_upload) & (Task.upload_expires_at < now) & live()
-    error = UploadExpired()
-    keys_to_delete: list[str] = []
-    failed: list[uuid.UUID] = []
-    deliveries: list[uuid.UUID] = []
-    with sessions.begin() as session:
-        rows = session.execute(
-            select(Task.id, Task.original_key)
-            .where(expired)
-            .order_by(Task.upload_expires_at)
-            .limit(limit)
-        ).all()
-        for task_id, key in rows:
-            # Re-checked in the update: a completion may have won meanwhile.
-            done = session.execute(
-                update(Task)
-                .where(Task.id == task_id, expired)
-                .values(
-                    status=TaskStatus.failed,
-                    finished_at=now,
-                    error_code=error.code,
-                    error_message=error.message,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if done.rowcount:  # type: ignore[attr-defined]
-                keys_to_delete.append(key)
-                failed.append(task_id)
-                deliveries += webhooks.record(session, task_id, "task.failed")
-    for task_id in failed:
-        events.notify(task_id)
-    webhooks.dispatch(deliveries)
-    return keys_to_delete

@@ -24,7 +24,7 @@ from sqlalchemy.sql import ColumnElement
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, live, utcnow
-from imagepipe.services import events, lifecycle, tidy
+from imagepipe.services import deletion
 from imagepipe.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -122,20 +122,8 @@ def _remove_tasks(
     report: PurgeReport,
 ) -> int:
     def remove(task_id: uuid.UUID, key: str) -> bool:
-        # The path DELETE /tasks/{id} takes: tombstone, files, row (lifecycle).
-        with sessions() as session:
-            # Still finished and still old: a task re-queued meanwhile stays.
-            if session.scalar(select(Task.id).where(Task.id == task_id, where)) is None:
-                return False
-            lifecycle.mark_deleted(session, task_id)
-            session.commit()
-        events.notify(task_id)  # followers of the task stop now
-        # A storage error here leaves the tombstone, which the reconciler finishes.
-        tidy.task_objects(storage, task_id)
-        with sessions() as session:
-            lifecycle.purge(session, task_id)
-            session.commit()
-        return True
+        # Still finished and still old: a task re-queued meanwhile stays.
+        return deletion.delete_task(sessions, storage, task_id, still=where)
 
     return _each(sessions, where, batch_size, report, remove)
 

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from imagepipe.errors import MAYBE_TRANSIENT
+from imagepipe.services.transient import MAYBE_TRANSIENT
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,13 @@ def quietly(action: Callable[..., object], *args: object) -> bool:
 
 
 def task_objects(storage: Storage, task_id: uuid.UUID) -> None:
-    """Everything a task owns: its original, a direct upload's staged bytes, and every
-    attempt's previews."""
+    """Everything a task owns: its original, a direct upload's staged bytes, every
+    attempt's previews and its on-demand renditions (their rows go with the task's by
+    ON DELETE CASCADE). Delete, retention and the reconciler all come here."""
     storage.delete(keys.original(task_id))
     storage.delete(keys.staging(task_id))
     storage.delete_prefix(keys.variants_prefix(task_id))
+    storage.delete_prefix(keys.derived_prefix(task_id))
 
 
 def one_attempt(storage: Storage, task_id: uuid.UUID, attempt: int) -> None:

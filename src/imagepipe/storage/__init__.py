@@ -1,11 +1,13 @@
 """Where originals and variants live: objects under keys, on local files or S3.
 
 ``open_storage(settings)`` is the one place that turns ``IMAGEPIPE_STORAGE_URL`` into a
-backend; ``keys`` is the one place that spells the key layout.
+backend; ``keys`` is the one place that spells the key layout. ``memory://`` (through
+``open_storage_url``) is the in-process double that tests use.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from imagepipe.config import Settings
@@ -21,9 +23,11 @@ from imagepipe.storage.base import (
     StorageUnavailable,
 )
 from imagepipe.storage.local import LocalStorage
+from imagepipe.storage.memory import MemoryStorage
 
 __all__ = [
     "LocalStorage",
+    "MemoryStorage",
     "ObjectChanged",
     "ObjectInfo",
     "ObjectNotFound",
@@ -34,14 +38,23 @@ __all__ = [
     "StorageUnavailable",
     "keys",
     "open_storage",
+    "open_storage_url",
 ]
 
 
 def open_storage(settings: Settings) -> Storage:
     """The backend named by the settings' storage URL (``file://`` or ``s3://``)."""
-    url = urlsplit(settings.resolved_storage_url)
+    return open_storage_url(settings.resolved_storage_url, settings)
+
+
+def open_storage_url(storage_url: str, settings: Settings) -> Storage:
+    """The backend named by ``storage_url``, with the settings' S3 options. Besides
+    the settings' schemes: ``memory://``, a fresh empty in-process store (tests)."""
+    url = urlsplit(storage_url)
+    if url.scheme == "memory":
+        return MemoryStorage()
     if url.scheme == "file":
-        return LocalStorage(settings.resolved_storage_root)
+        return LocalStorage(Path(unquote(url.path)))
     if url.scheme == "s3":
         # Imported here: boto3 takes a noticeable time to import, and local-only
         # processes (imagepipe dev) never need it.

@@ -78,6 +78,25 @@ class ObjectReader(Protocol):
     def close(self) -> None: ...
 
 
+class HandleReader:
+    """An ObjectReader over a file-like handle the backend opened (a local file, bytes
+    in memory): the handle stays reachable for backends that seek in it."""
+
+    def __init__(self, handle: BinaryIO, info: ObjectInfo) -> None:
+        self.handle = handle
+        self._info = info
+
+    @property
+    def info(self) -> ObjectInfo:
+        return self._info
+
+    def read(self, size: int = -1) -> bytes:
+        return self.handle.read(size)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
 class Storage(ABC):
     """Objects under keys (see ``keys``); blocking, call from a thread in async code."""
 

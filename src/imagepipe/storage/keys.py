@@ -1,5 +1,5 @@
 """The key layout: the only module that spells ``originals/…``, ``variants/…``,
-``staging/…``, ``tmp/…``.
+``derived/…``, ``staging/…``, ``tmp/…``.
 
 Keys are built from task ids, attempt numbers and configured variant names, never from
 client filenames. Rows store the key they were written under, so a layout change here
@@ -13,6 +13,8 @@ import uuid
 
 ORIGINALS = "originals/"
 VARIANTS = "variants/"
+# On-demand renditions, one prefix per task so they go with it in one listing.
+DERIVED = "derived/"
 # Where a direct upload's URL writes. A presigned PUT cannot be revoked, so it never
 # names ``originals/``: completing moves the object there, and whatever the URL writes
 # after that lands here again, where the reconciler's sweep removes it.
@@ -57,3 +59,15 @@ def variants_prefix(task_id: uuid.UUID) -> str:
 def attempt_prefix(task_id: uuid.UUID, attempt: int) -> str:
     """Everything one claim wrote for this task."""
     return f"{variants_prefix(task_id)}{attempt}/"
+
+
+def derived(task_id: uuid.UUID, cache_key: str, token: str, extension: str) -> str:
+    """Where one on-demand rendition is written. ``token`` is the writer's own, so two
+    renders of the same cache key racing each other never write over the bytes the
+    row that won names."""
+    return f"{derived_prefix(task_id)}{cache_key}-{token}.{extension}"
+
+
+def derived_prefix(task_id: uuid.UUID) -> str:
+    """Every on-demand rendition of this task."""
+    return f"{DERIVED}{task_id}/"

@@ -26,6 +26,7 @@ from typing import BinaryIO
 from imagepipe.storage import keys
 from imagepipe.storage.base import (
     COPY_CHUNK,
+    HandleReader,
     ObjectInfo,
     ObjectNotFound,
     Storage,
@@ -33,22 +34,6 @@ from imagepipe.storage.base import (
     check_version,
     validate_prefix,
 )
-
-
-class _FileReader:
-    def __init__(self, handle: BinaryIO, info: ObjectInfo) -> None:
-        self._handle = handle
-        self._info = info
-
-    @property
-    def info(self) -> ObjectInfo:
-        return self._info
-
-    def read(self, size: int = -1) -> bytes:
-        return self._handle.read(size)
-
-    def close(self) -> None:
-        self._handle.close()
 
 
 class LocalStorage(Storage):
@@ -125,7 +110,7 @@ class LocalStorage(Storage):
             destination = self._path(target)
             with _write_errors(target):
                 _make_parents(destination)
-                handle = reader._handle
+                handle = reader.handle
                 self._write(destination, lambda out: shutil.copyfileobj(handle, out, COPY_CHUNK))
         finally:
             reader.close()
@@ -147,14 +132,14 @@ class LocalStorage(Storage):
 
     # --- reading -----------------------------------------------------------------
 
-    def open(self, key: str) -> _FileReader:
+    def open(self, key: str) -> HandleReader:
         path = self._path(key)
         try:
             handle = path.open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no object {key!r}") from None
         # Metadata of the file we opened: a rename after this does not change it.
-        return _FileReader(handle, self._info(key, os.fstat(handle.fileno())))
+        return HandleReader(handle, self._info(key, os.fstat(handle.fileno())))
 
     def open_seekable(
         self, key: str, *, etag: str | None = None
@@ -166,12 +151,12 @@ class LocalStorage(Storage):
         except BaseException:
             reader.close()
             raise
-        return contextlib.closing(reader._handle)
+        return contextlib.closing(reader.handle)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         reader = self.open(key)
         try:
-            reader._handle.seek(start)
+            reader.handle.seek(start)
             return reader.read(length)
         finally:
             reader.close()

@@ -10,7 +10,7 @@ from celery.signals import setup_logging
 
 from imagepipe import logs
 from imagepipe.config import Settings
-from imagepipe.worker.celery_app import create_celery
+from imagepipe.queue import create_celery
 
 # The one Settings of a worker or beat process: everything in it reads this one.
 settings = Settings()

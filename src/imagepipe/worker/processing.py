@@ -30,9 +30,8 @@ from imagepipe.errors import (
     OriginalMissing,
     ProcessingTimeout,
     QualityCheckFailed,
-    is_transient,
 )
-from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging import RenderOptions, RenderResult, render_previews, shapes
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
@@ -40,6 +39,7 @@ from imagepipe.services import dedup, extras, lifecycle, renditions, rerender, t
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
 from imagepipe.services.spool import Spool
+from imagepipe.services.transient import is_transient
 from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Outcome(enum.StrEnum):
 def render_options(settings: Settings, focal: FocalPoint | None = None) -> RenderOptions:
     """What the settings render; ``focal``: the task's point (its cover/focal crops)."""
     return RenderOptions(
-        boxes=dict(settings.variant_boxes_desc()),
+        boxes=dict(shapes.largest_first(settings.variants)),
         focal=focal,
         output_format=settings.output_format,
         jpeg_quality=settings.jpeg_quality,

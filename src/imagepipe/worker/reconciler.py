@@ -1,6 +1,6 @@
 """The reconciler: the periodic pass that repairs what crashes and lost messages left.
 
-One run: hand lost tasks back (``lifecycle.recover``), expire abandoned direct
+One run: hand lost tasks back (``recovery.recover``), expire abandoned direct
 uploads, sweep what closed direct-upload URLs wrote, finish interrupted deletes, sweep
 storage temp files, then publish what it requeued. Every step works in bounded
 batches; the next run takes the rest.
@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, live, utcnow
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.queue import FollowUpQueue, TaskQueue
-from imagepipe.services import extras, fairness, lifecycle, rerender, tidy
+from imagepipe.services import deletion, extras, fairness, recovery, rerender, tidy
 from imagepipe.services.spool import Spool
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import Storage, keys
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ def run(
     # is short: in a long one they are waiting, not lost (and an unknown depth, the
     # broker down, publishes nothing anyway).
     depth = _depth(queue)
-    republish = depth is not None and depth < lifecycle.RECOVER_BATCH
-    recovered = lifecycle.recover(sessions, settings, now, republish_queued=republish)
-    expired = lifecycle.expire_uploads(sessions, now)
+    republish = depth is not None and depth < recovery.RECOVER_BATCH
+    recovered = recovery.recover(sessions, settings, now, republish_queued=republish)
+    expired = recovery.expire_uploads(sessions, now)
     tidy.stale_temp_files(storage)
     tidy.quietly(Spool.from_settings(settings).sweep)
     for key in expired:
@@ -50,7 +50,7 @@ def run(
         log.warning("expired %d direct uploads", len(expired))
     # After the expiry: the uploads it just closed are swept in the same run.
     sweep_staging(sessions, storage)
-    purged = finish_deletes(sessions, storage)
+    purged = deletion.finish_deletes(sessions, storage)
     with sessions() as session:
         levels = fairness.priorities(session, recovered.requeued)
     for task_id in recovered.requeued:
@@ -129,18 +129,6 @@ def _depth(queue: TaskQueue) -> int | None:
             raise
         log.warning("render queue depth unknown: %r", error)
         return None
-
-
-def finish_deletes(sessions: sessionmaker[Session], storage: Storage) -> int:
-    """Deletes interrupted between the tombstone and the row: files, then the row."""
-    purged = 0
-    for task_id in lifecycle.tombstones(sessions):
-        if not tidy.quietly(tidy.task_objects, storage, task_id):
-            break  # the storage is failing: the next run tries again
-        with sessions.begin() as session:
-            lifecycle.purge(session, task_id)
-        purged += 1
-    return purged
 
 
 def sweep_staging(sessions: sessionmaker[Session], storage: Storage) -> int:

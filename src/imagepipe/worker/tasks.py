@@ -17,7 +17,6 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from PIL import Image
 from sqlalchemy.orm import configure_mappers
 
-from imagepipe.errors import MAYBE_TRANSIENT, is_transient
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import (
     MAKE_EXTRAS,
@@ -26,7 +25,8 @@ from imagepipe.queue import (
     REFRESH_TASK,
 )
 from imagepipe.runtime import Runtime, open_runtime
-from imagepipe.services import extras, lifecycle
+from imagepipe.services import extras, lifecycle, recovery
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import ObjectNotFound
 from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app
@@ -96,7 +96,7 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
             # One another worker claimed meanwhile is that worker's to finish. The
             # detail is logged; the task stores the fixed message.
             log.error("giving up after transient errors: %r", error, extra={"task_id": task_id})
-            lifecycle.fail(rt.sessions, parsed, lifecycle.gave_up(), only_queued=True)
+            lifecycle.fail(rt.sessions, parsed, recovery.gave_up(), only_queued=True)
             TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
             return processing.Outcome.failed.value
         countdown = min(2 ** (self.request.retries + 1), 60)

@@ -110,7 +110,7 @@ async def patch_task(
     # point) just before; the commit storing variants made with this point settles it,
     # and the reconciler publishes it again if not (services/rerender.py).
     due = task.status != TaskStatus.failed and shapes.any_follow_focal_point(
-        settings.boxes.values()
+        shapes.boxes(settings.variants).values()
     )
     if due:
         values |= {"rerender_enqueued_at": utcnow(), "rerender_attempts": 0}

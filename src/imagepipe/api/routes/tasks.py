@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 
-from imagepipe.api import negotiate
+from imagepipe.api import delivery, negotiate
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.api.state import app_state
@@ -30,13 +26,11 @@ from imagepipe.errors import (
     VariantNotFound,
 )
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
-from imagepipe.services import events, lifecycle, renditions, tidy
+from imagepipe.services import deletion, events, renditions
 from imagepipe.services.following import ENDED, wait_until_ended
-from imagepipe.storage import ObjectNotFound, ObjectReader
+from imagepipe.storage import ObjectNotFound
 
 log = logging.getLogger(__name__)
-# Bytes per read while streaming a variant from storage to the client.
-STREAM_CHUNK = 256 * 1024
 # Seconds a cache may keep the base served in place of a preferred format still being
 # made (an extra format follows its task's success within seconds).
 NOT_READY_MAX_AGE = 60
@@ -177,47 +171,18 @@ async def get_variant(
         if index is None:
             raise NotAcceptable()
         chosen = choices[index]
-    headers["ETag"] = etag = chosen.etag
-    if _matches(request.headers.get("if-none-match", ""), etag):
-        return Response(status_code=304, headers=headers)
-    key = chosen.storage_key  # as written, whatever the key layout was then
-    if settings.variant_delivery == "redirect":
-        presign = functools.partial(
-            storage.presign_get, key, expires_seconds=settings.presigned_url_seconds
-        )
-        if url := await to_thread.run_sync(presign):
-            # The URL expires: the redirect itself must not be cached past it.
-            redirect = {"Location": url, "Cache-Control": "no-store", "ETag": etag}
-            if "Vary" in headers:
-                redirect["Vary"] = headers["Vary"]
-            return Response(status_code=307, headers=redirect)
     try:
-        if request.method == "HEAD":
-            info = await to_thread.run_sync(storage.stat, key)
-            headers["Content-Length"] = str(info.size)
-            return Response(media_type=chosen.content_type, headers=headers)
-        reader = await to_thread.run_sync(storage.open, key)
+        return await delivery.deliver(
+            request,
+            storage,
+            settings,
+            key=chosen.storage_key,  # as written, whatever the key layout was then
+            etag=chosen.etag,
+            content_type=chosen.content_type,
+            headers=headers,
+        )
     except ObjectNotFound:
         raise VariantNotFound("The variant file is missing.") from None
-    # The size of the object we opened, so Content-Length and body always agree.
-    headers["Content-Length"] = str(reader.info.size)
-    return StreamingResponse(_stream(reader), media_type=chosen.content_type, headers=headers)
-
-
-async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:
-    """The object's bytes, read in a thread chunk by chunk (never on the event loop)."""
-    try:
-        while chunk := await to_thread.run_sync(reader.read, STREAM_CHUNK):
-            yield chunk
-    finally:
-        with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(reader.close)
-
-
-def _matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison, as If-None-Match requires: W/ is ignored, * matches."""
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return etag in tags or "*" in tags
 
 
 # HEAD answers like GET without the body (a stat, never a read).
@@ -228,17 +193,14 @@ router.add_api_route(
 
 @router.delete("/tasks/{task_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -> Response:
-    """Tombstone, files, row — in that order (see ``lifecycle.mark_deleted``): a crash
-    at any point leaves either a live task with all its files, or a tombstone the
-    reconciler finishes; never a row naming files that are gone."""
+    """``services.deletion``'s steps on the API's session: tombstone, files, row."""
     task_id = task.id
-    await session.run_sync(lifecycle.mark_deleted, task_id)
+    await session.run_sync(deletion.mark_deleted, task_id)
     await session.commit()
     # Followers of the task stop now, not at their next re-read.
     await to_thread.run_sync(events.notify, task_id)
-    removed = await to_thread.run_sync(tidy.quietly, tidy.task_objects, storage, task_id)
-    if removed:
-        await session.run_sync(lifecycle.purge, task_id)
+    if await to_thread.run_sync(deletion.remove_files, storage, task_id):
+        await session.run_sync(deletion.purge, task_id)
         await session.commit()
     # Otherwise the storage failed: the reconciler retries from the tombstone. The
     # task is gone for every reader already, so the delete succeeded for the client.

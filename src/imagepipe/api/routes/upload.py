@@ -35,13 +35,14 @@ from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus
-from imagepipe.errors import MAYBE_TRANSIENT, ImagepipeError, ServiceUnavailable, is_transient
+from imagepipe.errors import ImagepipeError, ServiceUnavailable
 from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
 from imagepipe.services import fairness, lifecycle, tidy
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
+from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import Storage, StorageError, keys
 
 log = logging.getLogger(__name__)

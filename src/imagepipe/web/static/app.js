@@ -483,7 +483,46 @@
       });
       this.previews.replaceChildren(...figures);
       if (task.report) this.previews.after(reportNode(task.report));
+      this.previews.after(linkForm(task.task_id));
     }
+  }
+
+  // A signed link to an on-demand rendition (POST /tasks/{id}/links): the service
+  // signs it; a 409 says signing is off there.
+  function linkForm(taskId) {
+    const input = h("input", {
+      type: "text",
+      name: "options",
+      value: "w:640,h:480,fit:cover,g:smart",
+      "aria-label": "Rendition options",
+      spellcheck: "false",
+    });
+    const result = h("p", { class: "link-result", "aria-live": "polite" });
+    const form = h(
+      "form",
+      { class: "link-form" },
+      h("label", { text: "On-demand link " }, input),
+      " ",
+      h("button", { type: "submit", text: "Make link" }),
+      result,
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      result.replaceChildren("Signing…");
+      try {
+        const made = await postJson(`/tasks/${taskId}/links`, { options: input.value.trim() });
+        result.replaceChildren(
+          h("a", { href: made.url, target: "_blank", rel: "noopener", class: "link-url", text: made.url }),
+          h("span", { class: "muted", text: ` (${made.options})` }),
+        );
+      } catch (error) {
+        result.replaceChildren(
+          h("span", { class: "error", text: `${error.message} ` }),
+          h("code", { class: "code", text: error.code }),
+        );
+      }
+    });
+    return form;
   }
 
   function uploadAll(files) {

@@ -1,0 +1,62 @@
+"""What is transient: a backing service failed, not the request or our code.
+
+The one definition, for every boundary that meets the database, the broker, Redis or
+the storage: the API answers these with 503 ``service_unavailable``, the worker gives
+such a claim back without spending an attempt, and anything else is either a refusal
+with its own code or a bug (500, logged). It lives here, above the adapters, so the
+error table (``imagepipe.errors``) imports no driver.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Final
+
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from imagepipe.errors import ServiceUnavailable
+from imagepipe.storage.base import ObjectNotFound, StorageError
+
+# Network-level failures: a peer (database, broker, S3) did not answer or hung up.
+_NETWORK = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeout, BrokerError)
+# The database did not answer, dropped the connection, or the pool had none to give.
+_DATABASE = (OperationalError, InterfaceError, PoolTimeout)
+# A local disk that is full, read-only or failing is an outage, not a bug.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+# Every type ``is_transient`` may say yes to: for ``except`` clauses and handler
+# registration, always followed by the ``is_transient`` check.
+MAYBE_TRANSIENT: Final = (
+    OSError,
+    DBAPIError,
+    PoolTimeout,
+    RedisConnectionError,
+    RedisTimeout,
+    BrokerError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when a backing service failed, not the request or our code: the same work
+    may succeed later, and it says nothing about the image.
+
+    The one definition: the API answers these with 503 ``service_unavailable``, the
+    worker gives such a claim back without spending an attempt, and anything else
+    is either a refusal with its own code or a bug (500, logged).
+    """
+    if isinstance(error, ServiceUnavailable):
+        return True
+    if isinstance(error, ObjectNotFound):
+        return False  # no retry makes a missing object appear
+    if isinstance(error, StorageError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, _DATABASE + _NETWORK):
+        return True
+    return isinstance(error, OSError) and error.errno in _DISK_ERRNOS

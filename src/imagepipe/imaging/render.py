@@ -76,9 +76,8 @@ class RenderOptions:
     def render_spec(self) -> str:
         """Digest of everything that decides a task's variants: each variant's spec in
         every format (box, focal point where it places a crop, quality, encoder options,
-        pipeline version) and which formats
-        are made. Equal originals with equal render specs give equal variants (what
-        duplicate detection relies on)."""
+        pipeline version) and which formats are made. Equal originals with equal render
+        specs give equal variants (what duplicate detection relies on)."""
         decided_by = {
             "specs": [
                 self.spec(name, fmt).render_key() for name in sorted(self.boxes) for fmt in FORMATS

@@ -33,6 +33,7 @@ SUITES = [
     "placeholders",
     "tenancy",
     "crops",
+    "on_demand",
 ]
 QUICKLESS = {"quality", "memory"}  # already short
 TITLES = {
@@ -48,6 +49,7 @@ TITLES = {
     "dedup": "9. Content dedup: what a duplicate upload costs",
     "placeholders": "10. Placeholders: BlurHash, ThumbHash and the dominant colour",
     "tenancy": "11. Per-key checks: what they cost an upload",
+    "on_demand": "14. On-demand renditions over HTTP: first and cached requests",
     "crops": "12. Crops: the smart window beside libvips' attention, and one on-demand rendition",
 }
 

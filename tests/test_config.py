@@ -147,6 +147,17 @@ def test_url_signing_keys_are_raw_comma_separated_strings(monkeypatch: pytest.Mo
         Settings(on_demand_presets={"Bad Name": "w:10"})
 
 
+def test_the_webhook_retry_schedule_reads_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEPIPE_WEBHOOK_RETRY_SCHEDULE", "5s, 30s,2m")
+    assert Settings().webhook_retry_schedule == (5, 30, 120)
+    monkeypatch.setenv("IMAGEPIPE_WEBHOOK_RETRY_SCHEDULE", "[1, 2.5]")
+    assert Settings().webhook_retry_schedule == (1, 2.5)
+    for bad in ("", "0s", "soon"):
+        monkeypatch.setenv("IMAGEPIPE_WEBHOOK_RETRY_SCHEDULE", bad)
+        with pytest.raises(ValueError):
+            Settings()
+
+
 # --- variants: numbers and boxes ------------------------------------------------------
 
 AVATAR = {"width": 160, "height": 160, "fit": "cover", "gravity": "smart"}

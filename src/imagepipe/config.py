@@ -278,6 +278,9 @@ class Settings(BaseSettings):
     # Bound on resolving a webhook URL's host (at subscription, upload and each
     # attempt); lookups run on a few threads of their own, never the shared pool.
     webhook_resolve_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The wait before each retry of a failed delivery ("5s,30s,2m,…" or JSON seconds),
+    # jittered by a fifth; a delivery ends failed after one attempt more than listed.
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (5, 30, 120, 600, 1800, 3600)
     # Subscriptions of one key (409 webhook_limit past it).
     key_max_webhooks: int = Field(default=50, ge=1)
     # Replays of one key waiting to be delivered (429 too_many_replays past it).
@@ -391,6 +394,23 @@ class Settings(BaseSettings):
         if text.startswith(("[", "{")):
             return json.loads(text)
         return tuple(item.strip() for item in text.split(",") if item.strip())
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule_from_env(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return tuple(parse_duration(item) for item in text.split(",") if item.strip())
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_valid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(seconds <= 0 for seconds in value):
+            raise ValueError("the retry schedule is one or more positive durations")
+        return value
 
     @field_validator("api_keys", "admin_api_keys")
     @classmethod

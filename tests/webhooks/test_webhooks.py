@@ -116,7 +116,8 @@ async def test_subscriptions_are_created_listed_and_deleted(
 async def test_retried_after_two_500s_signed_and_logged(
     tmp_path: Path, sqlite_url: str, redis_url: str
 ) -> None:
-    settings = hook_settings(tmp_path, sqlite_url, redis_url)
+    # A short schedule: the waits are the setting's, not the default 5 s then 30 s.
+    settings = hook_settings(tmp_path, sqlite_url, redis_url, webhook_retry_schedule=(1, 2))
     worker = worker_for(settings)
     async with open_client(create_app(settings)) as client:
         port = free_port()
@@ -146,7 +147,9 @@ async def test_retried_after_two_500s_signed_and_logged(
     assert [(e["attempt"], e["status_code"]) for e in entries] == [(1, 500), (2, 500), (3, 200)]
     assert entries[0]["webhook_id"] == made.json()["id"]
     first_retry = _at(entries[0]["next_attempt_at"]) - _at(entries[0]["at"])
-    assert first_retry.total_seconds() <= 10
+    second_retry = _at(entries[1]["next_attempt_at"]) - _at(entries[1]["at"])
+    assert 0.7 <= first_retry.total_seconds() <= 1.3  # 1 s, jittered by a fifth
+    assert 1.5 <= second_retry.total_seconds() <= 2.5
     assert entries[2]["next_attempt_at"] is None and entries[2]["error"] is None
 
 

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 EVENTS = ("task.succeeded", "task.failed")
 # Seconds after attempt n (1-based) before attempt n+1: the first retry within 10 s,
 # 7 attempts spread over about 1 h 45 min. Each delay is jittered by ±20 %.
-BACKOFF = (5, 30, 120, 600, 1800, 3600)
+# The default retry schedule (IMAGEPIPE_WEBHOOK_RETRY_SCHEDULE): seconds before each
+# retry. A delivery has one attempt more than the schedule has waits.
+BACKOFF: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600)
 MAX_ATTEMPTS = len(BACKOFF) + 1
 _JITTER = 0.2
 # A delivery the sweep handed to the broker is not handed again for this long while
@@ -188,6 +190,7 @@ def claim(
     payload_for: Callable[[Session, uuid.UUID, str], str],
     *,
     lease: timedelta,
+    backoff: tuple[float, ...] = BACKOFF,
 ) -> Claimed | DeliveryState | None:
     """Count the next attempt and lease the delivery, before anything is sent: what is
     claimed then ends recorded, or (killed) is recorded as interrupted by the next
@@ -200,7 +203,7 @@ def claim(
             return None
         if row.next_attempt_at is not None and _aware(row.next_attempt_at) > now:
             return None
-        exhausted = row.attempts >= MAX_ATTEMPTS
+        exhausted = row.attempts >= len(backoff) + 1
         values: dict[str, object] = (
             {"state": DeliveryState.failed, "next_attempt_at": None}
             if exhausted
@@ -263,15 +266,17 @@ def finish(
     attempt: int,
     status_code: int | None,
     error: str | None,
+    *,
+    backoff: tuple[float, ...] = BACKOFF,
 ) -> DeliveryState:
     """Record the attempt's outcome and the delivery's next state."""
     now = utcnow()
     if error is None:
         state, next_at = DeliveryState.delivered, None
-    elif attempt >= MAX_ATTEMPTS:
+    elif attempt >= len(backoff) + 1:
         state, next_at = DeliveryState.failed, None
     else:
-        delay = BACKOFF[attempt - 1] * random.uniform(1 - _JITTER, 1 + _JITTER)
+        delay = backoff[attempt - 1] * random.uniform(1 - _JITTER, 1 + _JITTER)
         state, next_at = DeliveryState.pending, now + timedelta(seconds=delay)
     with sessions.begin() as session:
         ours = session.execute(

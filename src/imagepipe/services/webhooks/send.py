@@ -42,6 +42,8 @@ class DeliverySettings:
     allow_private: bool
     timeout_seconds: float
     resolve_timeout_seconds: float = 5.0
+    # Seconds before each retry; attempts end after len(backoff) + 1.
+    backoff: tuple[float, ...] = outbox.BACKOFF
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliverySettings:
@@ -50,6 +52,7 @@ class DeliverySettings:
             allow_private=settings.webhook_allow_private,
             timeout_seconds=settings.webhook_timeout_seconds,
             resolve_timeout_seconds=settings.webhook_resolve_timeout_seconds,
+            backoff=settings.webhook_retry_schedule,
         )
 
     @property
@@ -67,12 +70,16 @@ def deliver(
 ) -> DeliveryState | None:
     """Make one attempt if the delivery is due and nobody else holds it; its new state
     (None: not ours to send now). Blocking: call it where no event loop runs."""
-    claimed = outbox.claim(sessions, delivery_id, payload_for, lease=options.lease)
+    claimed = outbox.claim(
+        sessions, delivery_id, payload_for, lease=options.lease, backoff=options.backoff
+    )
     if not isinstance(claimed, outbox.Claimed):
         return claimed
     secrets = signing.secrets_for(sessions, claimed, options.default_secret)
     status_code, error = anyio.run(_attempt, claimed, secrets, options)
-    return outbox.finish(sessions, delivery_id, claimed.attempt, status_code, error)
+    return outbox.finish(
+        sessions, delivery_id, claimed.attempt, status_code, error, backoff=options.backoff
+    )
 
 
 async def _attempt(

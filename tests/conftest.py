@@ -15,7 +15,7 @@ import redis as redis_lib
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
-from tests.harness.app import make_settings, open_client
+from tests.harness.app import CROP_VARIANTS, make_settings, open_client
 from tests.harness.postgres import PrivatePostgres, private_postgres
 from tests.harness.processes import (
     TEST_API_KEY,
@@ -116,6 +116,18 @@ def avif_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
 @pytest.fixture
 async def avif_client(avif_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client(create_app(avif_settings)) as client:
+        yield client
+
+
+# SQLite settings and a client whose variants include cover crops (CROP_VARIANTS).
+@pytest.fixture
+def crop_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    return make_settings(tmp_path, sqlite_url, redis_url, variants=CROP_VARIANTS)
+
+
+@pytest.fixture
+async def crop_client(crop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(crop_settings)) as client:
         yield client
 
 

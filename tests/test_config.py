@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from imagepipe.config import Settings
-from imagepipe.imaging import RenderOptions
+from imagepipe.imaging import RenderOptions, shapes
+from imagepipe.imaging.crop import Box
 from imagepipe.worker.celery_app import create_celery
 
 
@@ -154,3 +156,55 @@ def test_the_webhook_retry_schedule_reads_durations(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("IMAGEPIPE_WEBHOOK_RETRY_SCHEDULE", bad)
         with pytest.raises(ValueError):
             Settings()
+
+
+# --- variants: numbers and boxes ------------------------------------------------------
+
+AVATAR = {"width": 160, "height": 160, "fit": "cover", "gravity": "smart"}
+
+
+def test_variants_mix_numbers_and_boxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEPIPE_VARIANTS", json.dumps({"small": 150, "avatar": AVATAR}))
+    settings = Settings()
+    assert settings.variants == {"small": 150, "avatar": AVATAR}
+    assert shapes.boxes(settings.variants) == {
+        "small": Box.square(150),
+        "avatar": Box(160, 160, "cover", "smart"),
+    }
+    assert shapes.largest_first(settings.variants) == [
+        ("avatar", Box(160, 160, "cover", "smart")),
+        ("small", Box.square(150)),
+    ]
+    # Printed as given, read back equal (what a worker subprocess is started with).
+    printed = settings.to_env()["IMAGEPIPE_VARIANTS"]
+    assert json.loads(printed) == {"small": 150, "avatar": AVATAR}
+    monkeypatch.setenv("IMAGEPIPE_VARIANTS", printed)
+    assert Settings().variants == settings.variants
+
+
+def test_a_box_takes_defaults_for_fit_and_gravity() -> None:
+    settings = Settings(variants={"card": {"width": 300, "height": 200}})
+    assert settings.variants == {
+        "card": {"width": 300, "height": 200, "fit": "contain", "gravity": "center"}
+    }
+    assert shapes.boxes(settings.variants) == {"card": Box(300, 200, "contain", "center")}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (0, "must be > 0"),
+        (True, "expected a number"),
+        ("150", "expected a number"),
+        ({"width": 160}, "height must be a whole number > 0"),
+        ({"width": 160, "height": 0}, "height must be a whole number > 0"),
+        ({"width": 1.5, "height": 10}, "width must be a whole number > 0"),
+        ({"width": 10, "height": 10, "fit": "fill"}, "fit must be one of"),
+        ({"width": 10, "height": 10, "fit": "cover", "gravity": "north"}, "gravity must be"),
+        ({"width": 10, "height": 10, "gravity": "smart"}, "needs fit 'cover'"),
+        ({"width": 10, "height": 10, "crop": True}, "unknown fields"),
+    ],
+)
+def test_bad_variant_entries_are_refused_with_a_clear_message(entry: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=f"variant 'bad': .*{message}"):
+        Settings(variants={"good": 10, "bad": entry})  # type: ignore[dict-item]

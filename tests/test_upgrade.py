@@ -22,16 +22,19 @@ import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.script import ScriptDirectory
 
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.db.migrate import upgrade
+from imagepipe.db.migrate import alembic_config, upgrade
 from imagepipe.db.models import IdempotencyKey, Task, Webhook
+from imagepipe.imaging.spec import make_spec
 from imagepipe.services import backfill, extras
 from imagepipe.storage import open_storage
 from imagepipe.worker import processing, refresh
-from tests.harness.app import open_client
+from tests.harness.app import make_settings, open_client, run_inline
 from tests.harness.processes import settings_env
 from tests.images import photo
 
@@ -319,3 +322,63 @@ async def test_keys_grouped_into_a_tenant_keep_what_they_owned(
         assert [t["task_id"] for t in listing] == [str(ids[KEY_TWO])]
         missing = await client.get(f"/tasks/{ids[KEY_ONE]}", headers=solo)
         assert missing.status_code == 404
+
+
+# --- specs: the box's shape (revision 0019) --------------------------------------------
+
+
+def _stale(settings: Settings) -> list[uuid.UUID]:
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        options = processing.render_options(settings)
+        sessions = sync_session_factory(engine)
+        return [t for batch in backfill.scan(sessions, options) for t in batch.stale]
+    finally:
+        engine.dispose()
+
+
+def _specs(settings: Settings) -> list[tuple[str, str]]:
+    engine = make_sync_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT spec, spec_digest FROM renditions"))
+            return [(row.spec, row.spec_digest) for row in rows]
+    finally:
+        engine.dispose()
+
+
+async def test_renditions_of_earlier_releases_stay_up_to_date_after_0019(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """Specs written as {"box": n} (what 0019's downgrade gives back, checked here
+    against that form) are rewritten as the square contain boxes they were: backfill
+    finds nothing to re-render, and the variants keep serving."""
+    settings = make_settings(tmp_path, database_url, redis_url)
+    async with open_client(create_app(settings)) as client:
+        response = await client.post("/upload", files={"file": ("a.jpg", photo(800, 600))})
+        task_id = response.json()["task_id"]
+        assert run_inline(settings, task_id) == processing.Outcome.succeeded
+        assert _stale(settings) == []
+
+        config = alembic_config(settings.resolved_database_url)
+        before = ScriptDirectory.from_config(config).get_revision("0019").down_revision
+        assert isinstance(before, str)
+        await anyio.to_thread.run_sync(command.downgrade, config, before)
+        specs = _specs(settings)
+        assert len(specs) == 6  # three variants, JPEG and WebP
+        for text, digest in specs:
+            fields = json.loads(text)
+            assert set(fields) == {"box", "format", "quality", "options", "pipeline"}
+            assert fields["box"] in (150, 600, 1200)
+            assert digest == hashlib.sha256(text.encode()).hexdigest()[:16]
+            # Without the migration, not one digest this release gives would match.
+            current = make_spec(fields["box"], fields["format"], fields["quality"] or 0)
+            assert digest != current.digest
+
+        await anyio.to_thread.run_sync(upgrade, settings.resolved_database_url)
+        assert _stale(settings) == []
+        for text, _ in _specs(settings):
+            assert json.loads(text)["fit"] == "contain"
+        task = (await client.get(f"/tasks/{task_id}")).json()
+        for variant in task["variants"].values():
+            assert (await client.get(variant["url"])).status_code == 200

@@ -35,6 +35,50 @@ _RATE = re.compile(r"(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)")
 _RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# A variant as IMAGEPIPE_VARIANTS gives it: the longest side (contain in that square),
+# or a box {"width", "height", "fit", "gravity"} (every key present once validated).
+# The names mirror imaging.crop's Fit and Gravity, which config may not import.
+VariantSetting = int | dict[str, int | str]
+VARIANT_FITS = ("contain", "cover")
+VARIANT_GRAVITIES = ("center", "smart", "focal")
+_VARIANT_FIELDS = ("width", "height", "fit", "gravity")
+
+
+def parse_variant(name: str, value: object) -> VariantSetting:
+    """One entry of IMAGEPIPE_VARIANTS; ValueError naming the variant and the fault."""
+    if not name.isidentifier():
+        raise ValueError(f"variant {name!r}: the name must be an identifier")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"variant {name!r}: the box must be > 0, not {value}")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"variant {name!r}: expected a number (longest side) or an object "
+            f'{{"width", "height", "fit", "gravity"}}, not {value!r}'
+        )
+    if unknown := sorted(set(value) - set(_VARIANT_FIELDS)):
+        raise ValueError(
+            f"variant {name!r}: unknown fields {unknown} (allowed: width, height, fit, gravity)"
+        )
+    box: dict[str, int | str] = {}
+    for side in ("width", "height"):
+        number = value.get(side)
+        if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+            raise ValueError(f"variant {name!r}: {side} must be a whole number > 0")
+        box[side] = number
+    box["fit"] = fit = value.get("fit", "contain")
+    box["gravity"] = gravity = value.get("gravity", "center")
+    if fit not in VARIANT_FITS:
+        raise ValueError(f"variant {name!r}: fit must be one of {list(VARIANT_FITS)}")
+    if gravity not in VARIANT_GRAVITIES:
+        raise ValueError(f"variant {name!r}: gravity must be one of {list(VARIANT_GRAVITIES)}")
+    if fit == "contain" and gravity != "center":
+        # A contained variant keeps the whole image: there is nothing to place.
+        raise ValueError(f"variant {name!r}: gravity {gravity!r} needs fit 'cover'")
+    return box
+
+
 def parse_rate(text: str) -> tuple[int, int]:
     """(requests, seconds) of "600/minute", "10/second", "1000/hour", "50/30s"."""
     match = _RATE.fullmatch(text.strip().lower())
@@ -123,9 +167,12 @@ class Settings(BaseSettings):
     probe_concurrency: int = Field(default=2, ge=1)
     probe_cpu_seconds: float = Field(default=1.0, gt=0)
 
-    # Previews: name -> longest side in pixels. Order does not matter.
-    variants: dict[str, int] = Field(
-        default_factory=lambda: {"small": 150, "medium": 600, "large": 1200}
+    # Previews: name -> longest side in pixels (fit inside that square), or a box
+    # {"width", "height", "fit": contain|cover, "gravity": center|smart|focal}; both
+    # forms mix in one map. Kept as given (a box with every key); imaging.shapes makes
+    # each an imaging Box.
+    variants: dict[str, VariantSetting] = Field(
+        default_factory=lambda: dict[str, VariantSetting](small=150, medium=600, large=1200)
     )
     # "auto": JPEG for opaque images, PNG for images with transparency.
     output_format: OutputFormat = "auto"
@@ -309,15 +356,14 @@ class Settings(BaseSettings):
             raise ValueError("on_demand_lock_seconds must be at most half of visibility_timeout")
         return self
 
-    @field_validator("variants")
+    @field_validator("variants", mode="before")
     @classmethod
-    def _variants_valid(cls, value: dict[str, int]) -> dict[str, int]:
-        if not value:
-            raise ValueError("at least one variant is needed")
-        for name, box in value.items():
-            if not name.isidentifier() or box <= 0:
-                raise ValueError(f"variant {name!r}: name must be an identifier, box > 0")
-        return value
+    def _variants_valid(cls, value: object) -> dict[str, VariantSetting]:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict) or not value:
+            raise ValueError("at least one variant is needed (a JSON object: name -> box)")
+        return {str(name): parse_variant(str(name), entry) for name, entry in value.items()}
 
     @field_validator("allowed_formats")
     @classmethod
@@ -522,7 +568,3 @@ class Settings(BaseSettings):
             text = value if isinstance(value, str) else json.dumps(value)
             env[f"IMAGEPIPE_{name.upper()}"] = text
         return env
-
-    def variant_boxes_desc(self) -> list[tuple[str, int]]:
-        """Variants from the largest box to the smallest: the order previews are made in."""
-        return sorted(self.variants.items(), key=lambda item: item[1], reverse=True)

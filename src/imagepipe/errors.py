@@ -62,6 +62,9 @@ CODES: Final[dict[str, ErrorSpec]] = {
         422, False, "This Idempotency-Key was used with a different request body."
     ),
     "invalid_callback_url": ErrorSpec(422, False, "The webhook URL is not allowed."),
+    "invalid_focal_point": ErrorSpec(
+        422, False, 'focal_point must be null or {"x": 0..1, "y": 0..1}.'
+    ),
     # Ours, not the request's.
     "internal_error": ErrorSpec(500, False, "Internal error."),
     "original_missing": ErrorSpec(500, False, "The original image is missing from storage."),
@@ -292,6 +295,10 @@ class IdempotencyKeyReused(ImagepipeError):
 
 class InvalidCallbackUrl(ImagepipeError):
     code = "invalid_callback_url"
+
+
+class InvalidFocalPoint(ImagepipeError):
+    code = "invalid_focal_point"
 
 
 class ServiceUnavailable(ImagepipeError):

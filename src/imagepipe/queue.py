@@ -184,6 +184,9 @@ class FollowUpQueue(TaskQueue, Protocol):
     def enqueue_extras(self, task_id: uuid.UUID) -> None:
         """Publish the making of one task's extra formats (follow-up work)."""
 
+    def enqueue_refresh(self, task_id: uuid.UUID) -> None:
+        """Publish the re-render of one task (follow-up work)."""
+
     def follow_up_depth(self) -> int:
         """How many follow-up messages wait in the broker."""
 
@@ -210,7 +213,12 @@ class CeleryQueue:
 
     def enqueue_refresh(self, task_id: uuid.UUID) -> None:
         """Hand one out-of-date task to the workers for a re-render."""
-        self.app.send_task(REFRESH_TASK, args=[str(task_id)])
+        self.app.send_task(
+            REFRESH_TASK,
+            args=[str(task_id)],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
 
     def enqueue_extras(self, task_id: uuid.UUID) -> None:
         self.app.send_task(

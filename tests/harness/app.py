@@ -19,6 +19,14 @@ from imagepipe.services import extras as extras_service
 from imagepipe.storage import LocalStorage
 from imagepipe.worker import processing
 
+# Variants of every kind: a number (contain), a cover box placed by the focal point and
+# one placed by the smart crop (the crop_settings fixture).
+CROP_VARIANTS: dict[str, object] = {
+    "small": 150,
+    "avatar": {"width": 200, "height": 200, "fit": "cover", "gravity": "focal"},
+    "banner": {"width": 300, "height": 100, "fit": "cover", "gravity": "smart"},
+}
+
 
 def make_settings(
     tmp_path: Path, database_url: str, redis_url: str, **overrides: object

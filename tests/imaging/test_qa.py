@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw
 
 from imagepipe.errors import QualityCheckFailed
-from imagepipe.imaging import RenderOptions, RenderResult, colour, qa, render, render_previews
+from imagepipe.imaging import RenderOptions, RenderResult, cascade, colour, qa, render_previews
 from imagepipe.imaging import resample as resample_module
 from tests.imaging import images
 
@@ -31,7 +31,7 @@ def failures(path: Path) -> dict[str, list[str]]:
 
 def break_colour(monkeypatch: pytest.MonkeyPatch, broken: Callable[[ToSrgb], ToSrgb]) -> None:
     """Replace the sRGB conversion the renderer calls with a broken one."""
-    monkeypatch.setattr(render.colour, "to_srgb", broken(colour.to_srgb))
+    monkeypatch.setattr(cascade.colour, "to_srgb", broken(colour.to_srgb))
 
 
 def rgba_png(path: Path) -> Path:
@@ -115,7 +115,7 @@ def test_wrong_size_fails_dimensions(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def off_by_some(image: Image.Image, target: tuple[int, int]) -> Image.Image:
         return real(image, (target[0] - 5, target[1] - 4))  # aspect kept, size wrong
 
-    monkeypatch.setattr(render.resample, "cascade_shrink", off_by_some)
+    monkeypatch.setattr(cascade.resample, "cascade_shrink", off_by_some)
     found = failures(path)
     assert found["small"] == ["dimensions"] and found["medium"] == ["dimensions"]
     assert "large" not in found  # made by the first step, which is not broken
@@ -128,7 +128,7 @@ def test_squashed_preview_fails_aspect(tmp_path: Path, monkeypatch: pytest.Monke
     def squash(image: Image.Image, target: tuple[int, int]) -> Image.Image:
         return real(image, (target[0], target[1] // 2))
 
-    monkeypatch.setattr(render.resample, "cascade_shrink", squash)
+    monkeypatch.setattr(cascade.resample, "cascade_shrink", squash)
     assert failures(path)["small"] == ["dimensions", "aspect"]
 
 

@@ -13,9 +13,9 @@ from PIL import Image
 
 from imagepipe.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from imagepipe.imaging import Preview, RenderOptions, RenderResult, render_previews, resample
+from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.opening import Limits
-from imagepipe.imaging.render import boxes_largest_first, cascade
 from tests.imaging import images
 
 BOXES = {"small": 150, "medium": 600, "large": 1200}
@@ -191,7 +191,7 @@ def test_each_smaller_preview_is_made_from_the_previous(
 def test_full_size_buffer_is_released_after_the_first_step(tmp_path: Path) -> None:
     path = images.save(images.photo((1600, 1200)), tmp_path / "a.png")
     decoded = decode(path, largest_box=600, limits=Limits(("PNG",), max_pixels=10**8))
-    steps = cascade(decoded, boxes_largest_first({"medium": 600, "small": 150}))
+    steps = cascade(decoded, {"medium": 600, "small": 150})
     name, first = next(steps)
     assert (name, first.size) == ("medium", (600, 450))
     with pytest.raises(ValueError, match="closed"):

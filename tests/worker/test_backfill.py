@@ -4,6 +4,7 @@ worker and the command line)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task
+from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.spec import PIPELINE_VERSION, make_spec
 from imagepipe.services import backfill
 from imagepipe.storage import LocalStorage
@@ -51,7 +53,11 @@ def stale(sessions: sessionmaker[Session], settings: Settings) -> list[uuid.UUID
 def test_the_spec_digest_covers_box_format_quality_options_and_pipeline() -> None:
     spec = make_spec(600, "WEBP", 80)
     assert json.loads(spec.as_json()) == {
-        "box": 600,
+        "width": 600,
+        "height": 600,
+        "fit": "contain",
+        "gravity": "center",
+        "focal": None,
         "format": "WEBP",
         "quality": 80,
         "options": {"method": 4},
@@ -61,10 +67,33 @@ def test_the_spec_digest_covers_box_format_quality_options_and_pipeline() -> Non
         make_spec(500, "WEBP", 80),
         make_spec(600, "AVIF", 80),
         make_spec(600, "WEBP", 81),
-        type(spec)(600, "WEBP", 80, spec.options, PIPELINE_VERSION + 1),
+        dataclasses.replace(spec, pipeline=PIPELINE_VERSION + 1),
     ]
     assert len({spec.digest, *(other.digest for other in others)}) == 5
     assert make_spec(600, "PNG", 10).digest == make_spec(600, "PNG", 90).digest  # no quality
+
+
+def test_the_spec_digest_covers_the_box_shape_and_a_cover_focal_point() -> None:
+    point, elsewhere = FocalPoint(0.3, 0.4), FocalPoint(0.7, 0.4)
+    shapes = [
+        Box.square(600),
+        Box(600, 400),
+        Box(600, 600, "cover"),
+        Box(600, 600, "cover", "smart"),
+        Box(600, 600, "cover", "focal"),
+    ]
+    digests = {make_spec(box, "WEBP", 80).digest for box in shapes}
+    assert len(digests) == len(shapes)
+    # The point is part of a cover/focal spec only: moving it changes nothing else.
+    focal = Box(600, 600, "cover", "focal")
+    assert make_spec(focal, "WEBP", 80, point).digest != make_spec(focal, "WEBP", 80).digest
+    assert (
+        make_spec(focal, "WEBP", 80, point).digest != make_spec(focal, "WEBP", 80, elsewhere).digest
+    )
+    for box in shapes[:4]:
+        assert make_spec(box, "WEBP", 80, point) == make_spec(box, "WEBP", 80)
+    # A number is the square contain box it always was.
+    assert make_spec(600, "JPEG", 85) == make_spec(Box.square(600), "JPEG", 85)
 
 
 async def test_a_changed_setting_makes_tasks_stale_and_refresh_brings_them_up_to_date(

@@ -71,6 +71,7 @@ ROUTE_LIMITS: dict[tuple[str, str], Limits] = {
     ("POST", "/upload"): Limits(rate=True, quota=True, slot="uploads"),
     ("POST", "/uploads"): Limits(rate=True, quota=True),
     ("POST", "/tasks/{task_id}/complete"): RATE,
+    ("PATCH", "/tasks/{task_id}"): RATE,
     ("POST", "/webhooks"): RATE,
     ("DELETE", "/webhooks/{webhook_id}"): RATE,
     ("POST", "/deliveries/{delivery_id}/replay"): RATE,

@@ -25,7 +25,7 @@ from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware, storage_origins
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
-from imagepipe.api.routes import direct, health, metrics, renditions, tasks, upload
+from imagepipe.api.routes import direct, focal, health, metrics, renditions, tasks, upload
 from imagepipe.api.routes import events as event_routes
 from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Authenticated by the upload token in its URL, like a presigned S3 PUT.
     app.include_router(direct.token_router, tags=["tasks"])
     include_keyed(tasks.router, tags=["tasks"])
+    include_keyed(focal.router, tags=["tasks"])
     include_keyed(renditions.router)
     # Signed links: no API key, the signature (checked by the route) is the credential.
     app.include_router(renditions.signed_router)

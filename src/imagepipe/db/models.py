@@ -150,6 +150,14 @@ class Task(Base):
     # original; both NULL when none is set. ``cover`` boxes with gravity ``focal`` keep it.
     focal_x: Mapped[float | None] = mapped_column(Float)
     focal_y: Mapped[float | None] = mapped_column(Float)
+    # A re-render for a new focal point (PATCH): when it was last published, and how
+    # many times the reconciler published it again (it stops past max_attempts;
+    # backfill still finds the task). NULL when none is due. Indexed: the reconciler
+    # looks for due rows on every run.
+    rerender_enqueued_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), index=True
+    )
+    rerender_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     variants: Mapped[list[Variant]] = relationship(
         back_populates="task",

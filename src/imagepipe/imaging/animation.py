@@ -13,6 +13,7 @@ GIF frame can grow the canvas, so the first frame's size says nothing of the oth
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,9 +49,11 @@ def animated_webp(
     quality: int,
     orientation: int = 1,
     icc_profile: bytes | None = None,
+    finish: Callable[[Image.Image], Image.Image] | None = None,
 ) -> tuple[bytes, int]:
     """Encode the first ``max_frames`` frames of ``source`` at ``target`` (displayed
-    size) as an animated WebP. Returns (data, frames written)."""
+    size) as an animated WebP; ``finish`` is applied to each frame after (a crop).
+    Returns (data, frames written)."""
     with open_image(source, limits) as opened:
         try:
             return _encode(
@@ -62,6 +65,7 @@ def animated_webp(
                 quality,
                 orientation,
                 icc_profile,
+                finish,
             )
         except BOMB_ERRORS as exc:
             # Pillow met a frame over the pixel cap (its limit while the image is open).
@@ -81,6 +85,7 @@ def _encode(
     quality: int,
     orientation: int,
     icc_profile: bytes | None,
+    finish: Callable[[Image.Image], Image.Image] | None = None,
 ) -> tuple[bytes, int]:
     spec = FORMATS["WEBP"]
     frames = _ResizedFrames(
@@ -90,6 +95,7 @@ def _encode(
         limits=limits,
         orientation=orientation,
         icc_profile=icc_profile,
+        finish=finish,
     )
     loop = image.info.get("loop", 1)  # a GIF without NETSCAPE2.0 plays once
     buffer = io.BytesIO()
@@ -119,8 +125,10 @@ class _ResizedFrames(Image.Image):
         limits: Limits,
         orientation: int,
         icc_profile: bytes | None,
+        finish: Callable[[Image.Image], Image.Image] | None = None,
     ) -> None:
         super().__init__()
+        self._finish = finish
         self._source = source
         self._count = count
         self._limits = limits
@@ -159,6 +167,8 @@ class _ResizedFrames(Image.Image):
             image = image.resize(self._stored_target, Image.Resampling.LANCZOS, reducing_gap=3.0)
         image = colour.to_srgb(image, icc_profile=self._icc_profile, undo_cmyk_inversion=False)
         image = geometry.orient(image, self._orientation)
+        if self._finish is not None:
+            image = self._finish(image)
         self.im = image.im
         self._mode = image.mode
         self._size = image.size

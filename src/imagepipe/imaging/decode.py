@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,11 +36,17 @@ class Decoded:
         return geometry.displayed(self.original_size, self.orientation)
 
 
-def decode(path: Path | BinaryIO, *, largest_box: int | Box, limits: Limits) -> Decoded:
+def decode(
+    path: Path | BinaryIO,
+    *,
+    largest_box: int | Box | Callable[[Size], Size],
+    limits: Limits,
+) -> Decoded:
     """Open (allowlist, caps), decode frame 0 and normalise its mode.
 
     ``largest_box``: the largest rendition to be made (a number is a square ``contain``
-    box); a JPEG is decoded at the smallest DCT scale that still covers it.
+    box), or the size the largest needs for a displayed size; a JPEG is decoded at
+    the smallest DCT scale that still covers it.
 
     Raises UnsupportedMediaType, ImageTooLarge, or InvalidImage for any decoding failure.
     """
@@ -55,8 +62,14 @@ def decode(path: Path | BinaryIO, *, largest_box: int | Box, limits: Limits) -> 
             if is_jpeg:
                 # The DCT can scale by 1/2, 1/4, 1/8 while decoding: aim at the largest
                 # preview, in stored (unrotated) orientation, at a scale that stays clean.
-                box = Box.square(largest_box) if isinstance(largest_box, int) else largest_box
-                target = resize_size(geometry.displayed(original_size, orientation), box)
+                # (several boxes: the first step's size for the displayed size, which a
+                # cover crop of a wide image may make larger than any box's side).
+                display = geometry.displayed(original_size, orientation)
+                if callable(largest_box):
+                    target = largest_box(display)
+                else:
+                    box = Box.square(largest_box) if isinstance(largest_box, int) else largest_box
+                    target = resize_size(display, box)
                 stored_target = geometry.stored(target, orientation)
                 image.draft(image.mode, resample.draft_request(original_size, stored_target))
             image.load()

@@ -14,16 +14,12 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from imagepipe.imaging.cascade import cascade, largest
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
 from imagepipe.imaging.formats import FORMATS, FormatName
-from imagepipe.imaging.render import (
-    RenderOptions,
-    Rendition,
-    animated_rendition,
-    boxes_largest_first,
-    cascade,
-)
+from imagepipe.imaging.geometry import Size
+from imagepipe.imaging.render import RenderOptions, Rendition, animated_rendition
 
 
 @dataclass(frozen=True)
@@ -34,14 +30,16 @@ class Resized:
     images: Iterator[tuple[str, Image.Image]]
     orientation: int
     icc_profile: bytes | None
+    display: Size  # the source's displayed size (what an animation's frames follow)
 
 
 def resized(source: Path | BinaryIO, options: RenderOptions) -> Resized:
     """Decode ``source`` and resize it, without encoding or checking: what extra
-    formats start from when the render's pixels are not at hand."""
-    boxes = boxes_largest_first(options.boxes)
-    decoded = decode(source, largest_box=boxes[0][1], limits=options.limits)
-    return Resized(cascade(decoded, boxes), decoded.orientation, decoded.icc_profile)
+    formats start from when the render's pixels are not at hand. Cropped as the
+    render crops (``options.focal``: the task's point)."""
+    decoded = decode(source, largest_box=largest(options.boxes), limits=options.limits)
+    images = cascade(decoded, options.boxes, options.focal)
+    return Resized(images, decoded.orientation, decoded.icc_profile, decoded.display_size)
 
 
 def encode_extra(
@@ -59,7 +57,7 @@ def encode_extra(
         if not isinstance(source, Path):
             source.seek(0)
         return animated_rendition(
-            name, image.size, source, decoded.orientation, decoded.icc_profile, options
+            name, decoded.display, source, decoded.orientation, decoded.icc_profile, options
         )
     data = encode(image, fmt, quality=options.quality(fmt))
     return Rendition(fmt, data, FORMATS[fmt].content_type, options.spec(name, fmt))

@@ -7,11 +7,17 @@ are compared as 16x16 luminance samples, weighted by alpha: a few hundred number
 well under a millisecond per preview.
 
 Checks, in the order reported:
-    dimensions    the preview is exactly the fit of the displayed source in its box
+    dimensions    the preview is exactly its box's size for the displayed source
+                  (crop.target_size: the fit for contain, the box's shape for cover)
     not_blank     a source that is not flat does not give a flat preview
     not_inverted  luminance does not run against the source's (the CMYK class of bugs)
-    aspect        width/height within one pixel of the source's
+    aspect        width/height within one pixel of the source's (contain) or of the
+                  box's (cover)
     alpha_kept    a source with transparency gives a preview (and format) with alpha
+
+A ``cover`` preview is a part of the image, so the two colour checks compare the whole
+image it was cut from (the same pixels: a crop copies them): a dark corner of a bright
+photo is a faithful crop, not a blank or an inverted one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageChops
 
-from imagepipe.imaging import geometry
+from imagepipe.imaging import crop, geometry
 from imagepipe.imaging.colour import ALPHA_MODES
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.geometry import Size
@@ -86,21 +92,30 @@ def sample(image: Image.Image) -> Sample:
 
 
 def check(
-    preview: Image.Image, box: int, base_format: FormatName | None, source: Reference
+    preview: Image.Image,
+    box: crop.Box | int,
+    base_format: FormatName | None,
+    source: Reference,
+    *,
+    whole: Image.Image | None = None,
 ) -> list[str]:
     """The names of the checks ``preview`` fails (empty: it passes).
 
     ``base_format`` is the format chosen for the preview's transparency, or None when
-    the operator configured one (a JPEG output flattens alpha on purpose)."""
+    the operator configured one (a JPEG output flattens alpha on purpose). ``whole``:
+    the uncropped image a ``cover`` preview was cut from (the colour checks' subject)."""
+    if isinstance(box, int):
+        box = crop.Box.square(box)
     failed: list[str] = []
-    if preview.size != geometry.fit(source.display_size, box):
+    if preview.size != crop.target_size(source.display_size, box):
         failed.append("dimensions")
-    got = sample(preview)
+    got = sample(whole if whole is not None else preview)
     if is_blank(got, source.sample):
         failed.append("not_blank")
     if is_inverted(got, source.sample):
         failed.append("not_inverted")
-    if not aspect_kept(preview.size, source.display_size):
+    shape = (box.width, box.height) if box.fit == "cover" else source.display_size
+    if not aspect_kept(preview.size, shape):
         failed.append("aspect")
     if source.has_alpha and not (
         preview.mode in ALPHA_MODES and (base_format is None or FORMATS[base_format].alpha)

@@ -4,26 +4,26 @@ Pipeline (``render_previews``)::
 
     decode      open + allowlist + pixel cap; JPEG draft() to the largest box; frame 0;
                 any mode -> L, LA, RGB, RGBA or CMYK
-    resize      largest preview: box reduce + one filter (see resample.py), then sRGB
-                (ICC, CMYK) and EXIF orientation on that small image; each smaller
-                preview from the previous one
+    resize      largest working size: box reduce + one filter (see resample.py), then
+                sRGB (ICC, CMYK) and EXIF orientation on that small image; each smaller
+                one from the previous; a ``cover`` variant is cropped from its step's
+                whole image (cascade.py, crop.py)
     encode      the base format (JPEG, or PNG with transparency) and each extra format
                 (formats.py), no metadata
     animate     animated GIF/WebP only: an animated WebP per variant (animation.py),
                 one frame at a time; the base format keeps the still first frame
     qa          each preview against a sample of the source taken before any colour
                 work (qa.py); a failure raises QualityCheckFailed
-    placeholder BlurHash, ThumbHash and dominant colour of the smallest preview, while
-                it is in memory (placeholders.py)
+    placeholder BlurHash, ThumbHash and dominant colour of the smallest ``contain``
+                preview (the smallest preview if every variant is ``cover``), while it
+                is in memory (placeholders.py)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -31,8 +31,9 @@ from typing import BinaryIO, Literal
 from PIL import Image
 
 from imagepipe.errors import QualityCheckFailed
-from imagepipe.imaging import animation, colour, facts, geometry, placeholders, qa, resample
-from imagepipe.imaging.crop import Box, FocalPoint, crop, resize_size
+from imagepipe.imaging import animation, colour, crop, facts, placeholders, qa
+from imagepipe.imaging.cascade import Timings, as_boxes, largest, steps
+from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.decode import Decoded, decode
 from imagepipe.imaging.encode import choose_format, encode
 from imagepipe.imaging.formats import FORMATS, FormatName
@@ -42,7 +43,8 @@ from imagepipe.imaging.spec import VariantSpec, make_spec
 
 @dataclass(frozen=True)
 class RenderOptions:
-    boxes: Mapping[str, int]  # variant name -> longest side in pixels
+    # Variant name -> Box (a number is taken as contain in that square).
+    boxes: Mapping[str, Box]
     output_format: FormatName | Literal["auto"] = "auto"
     # Renditions made beside the base format, in this order (the base is never repeated).
     extra_formats: tuple[FormatName, ...] = ("WEBP",)
@@ -54,6 +56,12 @@ class RenderOptions:
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF")
     max_frames: int = DEFAULT_MAX_FRAMES
     max_decoded_bytes: int | None = None
+    # The task's focal point (fractions of the upright original): places the crops of
+    # ``cover`` variants with ``gravity: focal``, and is part of their specs.
+    focal: FocalPoint | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boxes", as_boxes(self.boxes))
 
     @property
     def limits(self) -> Limits:
@@ -67,12 +75,12 @@ class RenderOptions:
     @property
     def render_spec(self) -> str:
         """Digest of everything that decides a task's variants: each variant's spec in
-        every format (box, quality, encoder options, pipeline version) and which formats
-        are made. Equal originals with equal render specs give equal variants (what
-        duplicate detection relies on)."""
+        every format (box, focal point where it places a crop, quality, encoder options,
+        pipeline version) and which formats are made. Equal originals with equal render
+        specs give equal variants (what duplicate detection relies on)."""
         decided_by = {
             "specs": [
-                self.spec(name, fmt).as_json() for name in sorted(self.boxes) for fmt in FORMATS
+                self.spec(name, fmt).render_key() for name in sorted(self.boxes) for fmt in FORMATS
             ],
             "output_format": self.output_format,
             "extra_formats": list(self.extra_formats),
@@ -94,7 +102,7 @@ class RenderOptions:
 
     def spec(self, name: str, output_format: FormatName) -> VariantSpec:
         """What the rendition of variant ``name`` in ``output_format`` is made with."""
-        return make_spec(self.boxes[name], output_format, self.quality(output_format))
+        return make_spec(self.boxes[name], output_format, self.quality(output_format), self.focal)
 
 
 @dataclass(frozen=True)
@@ -141,17 +149,22 @@ class RenderResult:
 
 def animated_rendition(
     name: str,
-    size: tuple[int, int],
+    display: tuple[int, int],
     source: Path | BinaryIO,
     orientation: int,
     icc_profile: bytes | None,
     options: RenderOptions,
 ) -> Rendition:
-    """Variant ``name``'s animated WebP, ``size`` pixels, made from every frame of
-    ``source`` (a render's, or the follow-up's that adds the extra formats)."""
+    """Variant ``name``'s animated WebP, made from every frame of ``source`` (a
+    render's, or the follow-up's that adds the extra formats) shown at ``display``:
+    each frame sized as the still is. A ``cover`` variant's frames are all cut at the
+    window chosen for the first (a smart crop chosen per frame would jump about)."""
+    box = options.boxes[name]
+    finish = _steady_crop(box, options.focal) if box.fit == "cover" else None
     data, frames = animation.animated_webp(
         source,
-        size,
+        crop.resize_size(display, box),
+        finish=finish,
         limits=options.limits,
         max_frames=options.max_animation_frames,
         quality=options.quality("WEBP"),
@@ -160,6 +173,18 @@ def animated_rendition(
     )
     spec = options.spec(name, "WEBP")
     return Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames)
+
+
+def _steady_crop(box: Box, focal: FocalPoint | None) -> Callable[[Image.Image], Image.Image]:
+    area: tuple[int, int, int, int] | None = None
+
+    def cut(frame: Image.Image) -> Image.Image:
+        nonlocal area
+        if area is None:
+            area = crop.window(frame, box, focal)
+        return frame.crop(area)
+
+    return cut
 
 
 def render_previews(
@@ -183,28 +208,31 @@ def render_previews(
     before the render is over (and before its quality check has passed): a caller can
     start storing it while the next one is encoded.
     """
-    boxes = boxes_largest_first(options.boxes)
-    box_of = dict(boxes)
-    timings = _Timings()
+    timings = Timings()
     with timings.stage("decode"):
-        decoded = decode(source, largest_box=boxes[0][1], limits=options.limits)
+        decoded = decode(source, largest_box=largest(options.boxes), limits=options.limits)
     previews: dict[str, Preview] = {}
     base: FormatName | None = None
     animated = animation.is_animated(decoded.format, decoded.frames)
-    applied = _applied(decoded, boxes[-1][1], animated)
+    display = decoded.display_size
+    applied = _applied(decoded, options.boxes.values(), animated)
     references: list[qa.Reference] = []
     failures: dict[str, list[str]] = {}
-    smallest: Image.Image | None = None
+    # The placeholder's image: the smallest contain variant, else the smallest one.
+    smallest: tuple[tuple[bool, int], Image.Image] | None = None
     observe = _keep_reference(decoded, references)
-    for name, image in cascade(decoded, boxes, timings=timings, observe=observe):
+    for step in steps(decoded, options.boxes, options.focal, timings=timings, observe=observe):
+        name, image = step.name, step.image
         if base is None:  # decided once, so all variants share a format
             base = choose_format(options.output_format, has_alpha=image.mode in colour.ALPHA_MODES)
         with timings.stage("qa"):
             chosen = base if options.output_format == "auto" else None
-            failed = qa.check(image, box_of[name], chosen, references[0])
+            failed = qa.check(image, step.box, chosen, references[0], whole=step.whole)
         if failed:
             failures[name] = failed
-        smallest = image
+        rank = (step.box.fit != "contain", image.width * image.height)
+        if smallest is None or rank < smallest[0]:
+            smallest = (rank, image)
         if on_image is not None:
             on_image(name, image)
         renditions = []
@@ -221,7 +249,7 @@ def render_previews(
             with timings.stage("animate"):
                 renditions.append(
                     animated_rendition(
-                        name, image.size, source, decoded.orientation, decoded.icc_profile, options
+                        name, display, source, decoded.orientation, decoded.icc_profile, options
                     )
                 )
             if on_rendition is not None:
@@ -240,7 +268,7 @@ def render_previews(
         raise QualityCheckFailed(failures)
     assert smallest is not None  # at least one box
     with timings.stage("placeholder"):
-        placeholder = placeholders.compute(smallest)
+        placeholder = placeholders.compute(smallest[1])
     return RenderResult(
         previews=[previews[name] for name in options.boxes],
         timings=timings.totals,
@@ -275,12 +303,13 @@ def render_one(
 ) -> OneRendition:
     """Decode ``source`` (its first frame) at the smallest scale that covers ``box``,
     shrink, crop and encode one rendition. ``auto``: PNG with transparency, else JPEG.
+    The same steps as a task's variants (cascade.py), for one box.
 
     Raises what ``render_previews`` raises for a bad source.
     """
     decoded = decode(source, largest_box=box, limits=limits)
-    image = _first_step(decoded, resize_size(decoded.display_size, box))
-    image = crop(image, box, focal)
+    step = next(steps(decoded, {"one": box}, focal))
+    image = step.image
     chosen = choose_format(output_format, has_alpha=image.mode in colour.ALPHA_MODES)
     data = encode(image, chosen, quality=quality)
     return OneRendition(data, chosen, FORMATS[chosen].content_type, image.width, image.height)
@@ -295,7 +324,7 @@ def extras_for(formats: Sequence[FormatName], animated: bool) -> tuple[FormatNam
     return tuple(extra)
 
 
-def _applied(decoded: Decoded, smallest_box: int, animated: bool) -> tuple[str, ...]:
+def _applied(decoded: Decoded, boxes: Iterable[Box], animated: bool) -> tuple[str, ...]:
     """Read before the cascade consumes ``decoded.image``."""
     display = decoded.display_size
     return facts.transforms_applied(
@@ -304,7 +333,7 @@ def _applied(decoded: Decoded, smallest_box: int, animated: bool) -> tuple[str, 
         orientation=decoded.orientation,
         undo_cmyk_inversion=decoded.undo_cmyk_inversion,
         deep=decoded.deep_scale is not None,
-        resized=geometry.fit(display, smallest_box) != display,
+        resized=any(crop.resize_size(display, box) != display for box in boxes),
         frames=decoded.frames,
         animated=animated,
     )
@@ -324,81 +353,3 @@ def _keep_reference(
         )
 
     return observe
-
-
-def cascade(
-    decoded: Decoded,
-    boxes: list[tuple[str, int]],
-    *,
-    timings: _Timings | None = None,
-    observe: Callable[[Image.Image], None] | None = None,
-) -> Iterator[tuple[str, Image.Image]]:
-    """Yield (name, sRGB upright image) per box, largest first, each from the previous.
-
-    Consumes ``decoded.image``: it is closed (its memory released) after the first step.
-    ``observe`` sees the first shrink before any colour work (the QA reference).
-    """
-    timings = timings or _Timings()
-    display_size = decoded.display_size
-    work: Image.Image | None = None
-    for name, box in boxes:
-        with timings.stage("resize"):
-            target = geometry.fit(display_size, box)
-            if work is None:
-                image = _first_step(decoded, target, observe)
-                # Alpha stays premultiplied between steps: one conversion per step
-                # instead of two, and no precision lost at low alpha along the way.
-                mode = resample.PREMULTIPLIED.get(image.mode)
-                work = image if mode is None else image.convert(mode)
-            else:
-                work = resample.cascade_shrink(work, target)
-                mode = resample.STRAIGHT.get(work.mode)
-                image = work if mode is None else work.convert(mode)
-        yield name, image
-
-
-def _first_step(
-    decoded: Decoded,
-    target: geometry.Size,
-    observe: Callable[[Image.Image], None] | None = None,
-) -> Image.Image:
-    """Full-size working image -> largest preview, sRGB and upright."""
-    source = decoded.image
-    image = resample.first_shrink(source, geometry.stored(target, decoded.orientation))
-    if image is source:
-        image = source.copy()  # never hand the caller the decoder's object
-    source.close()  # the full-size buffer is the bulk of peak memory: free it now
-    if decoded.deep_scale is not None:
-        image = colour.narrow(image, decoded.deep_scale)  # deep grey: 8 bits once small
-    if observe is not None:
-        observe(image)
-    # Colour and orientation commute with resampling, so both run on the small image.
-    image = colour.to_srgb(
-        image,
-        icc_profile=decoded.icc_profile,
-        undo_cmyk_inversion=decoded.undo_cmyk_inversion,
-    )
-    return geometry.orient(image, decoded.orientation)
-
-
-def boxes_largest_first(boxes: Mapping[str, int]) -> list[tuple[str, int]]:
-    if not boxes:
-        raise ValueError("at least one box is needed")
-    if any(box <= 0 for box in boxes.values()):
-        raise ValueError(f"boxes must be positive: {dict(boxes)}")
-    return sorted(boxes.items(), key=lambda item: item[1], reverse=True)
-
-
-class _Timings:
-    """Seconds per stage, summed over the calls of ``stage``."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {"decode": 0.0, "resize": 0.0, "encode": 0.0}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start

@@ -2,14 +2,16 @@
 
 A task is out of date when its variants are not the configured ones, or a variant
 lacks a configured format, or a stored rendition's spec digest differs from the one the
-settings give now (box, quality, encoder options, pipeline version), or it was written
-before specs were recorded. ``imagepipe backfill`` hands those to the workers, which
-check again before re-rendering: running it twice, or stopping it half-way and running
-it again, re-renders each task once.
+settings give now (box, the task's focal point for cover/focal boxes, quality, encoder
+options, pipeline version), or it was written before specs were recorded.
+``imagepipe backfill`` hands those to the workers, which check again before
+re-rendering: running it twice, or stopping it half-way and running it again,
+re-renders each task once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +30,9 @@ BATCH_SIZE = 200
 
 
 def is_stale(task: Task, options: RenderOptions) -> bool:
-    """Whether re-rendering ``task`` now would store something else."""
+    """Whether re-rendering ``task`` now would store something else (with its own
+    focal point: each task keeps its point, which is part of its cover/focal specs)."""
+    options = dataclasses.replace(options, focal=task.focal_point)
     if {v.name for v in task.variants} != set(options.boxes):
         return True
     return any(_variant_stale(variant, options) for variant in task.variants)

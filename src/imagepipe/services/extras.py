@@ -16,14 +16,16 @@ follow-up wrote is removed. A format whose encoder fails is logged, counted
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import BinaryIO
 
 from PIL import Image
@@ -33,12 +35,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import Rendition, Task, TaskStatus, Variant, live, utcnow
 from imagepipe.imaging import animation
+from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.extras import Resized, encode_extra, resized
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.render import RenderOptions
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import EXTRA_FORMAT_FAILURES
-from imagepipe.services import events, tidy
+from imagepipe.services import due, events, tidy
 from imagepipe.services.renditions import decode_due, encode_due
 from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, keys
@@ -62,6 +65,7 @@ class Job:
     original_key: str
     animated: bool
     due: list[FormatName]
+    focal: FocalPoint | None  # the task's, as the render that made the base used it
     # Variant name -> (row id, formats stored), largest first as the render makes them.
     variants: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
 
@@ -92,8 +96,20 @@ def take(sessions: sessionmaker[Session], task_id: uuid.UUID) -> Job | None:
             original_key=task.original_key,
             animated=animation.is_animated(task.original_format, task.original_frames),
             due=decode_due(task.extras_due),
+            focal=_focal_made_with(variants),
             variants={v.name: (v.id, {r.format for r in v.renditions}) for v in variants},
         )
+
+
+def _focal_made_with(variants: Sequence[Variant]) -> FocalPoint | None:
+    """The focal point the stored renditions were made with (their specs keep it where
+    it placed a crop); None when none of them followed one."""
+    for variant in variants:
+        for row in variant.renditions:
+            point = json.loads(row.spec).get("focal") if row.spec else None
+            if point:
+                return FocalPoint(*point)
+    return None
 
 
 def make(
@@ -108,6 +124,10 @@ def make(
     job = take(sessions, task_id)
     if job is None:
         return Outcome.skipped
+    # The extras complete the base: crops (a decode's) and specs follow the point the
+    # base was made with, whatever the task says now (a changed point re-renders the
+    # task under a new attempt, and what this makes is then refused at _record).
+    options = dataclasses.replace(options, focal=job.focal)
     failed = False
     with ExitStack() as stack:
         pixels = _Pixels(job, storage, options, spool, stack)
@@ -280,7 +300,7 @@ def due_pending(
     the grace period (or never) and that have tries left, oldest first; marked as
     published now (the caller publishes them after this commit)."""
     now = now or utcnow()
-    grace = now - timedelta(seconds=max(settings.queued_grace_seconds, settings.lease_seconds))
+    grace = due.grace_start(settings, now)
     lost = (
         live()
         & (Task.status == TaskStatus.succeeded)
@@ -288,21 +308,4 @@ def due_pending(
         & or_(Task.extras_enqueued_at.is_(None), Task.extras_enqueued_at < grace)
         & (Task.extras_attempts < settings.max_attempts)
     )
-    with sessions.begin() as session:
-        ids = list(
-            session.scalars(
-                select(Task.id)
-                .where(lost)
-                .order_by(Task.finished_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        if ids:
-            session.execute(
-                update(Task)
-                .where(Task.id.in_(ids), lost)
-                .values(extras_enqueued_at=now)
-                .execution_options(synchronize_session=False)
-            )
-    return ids
+    return due.take(sessions, lost, Task.finished_at, {"extras_enqueued_at": now}, limit)

@@ -47,6 +47,7 @@ from imagepipe.errors import (
     ImagepipeError,
 )
 from imagepipe.imaging import ImageInfo
+from imagepipe.imaging.crop import FocalPoint
 from imagepipe.services import events, webhooks
 from imagepipe.services.holder import current_holder, holder_is_dead
 
@@ -68,6 +69,8 @@ class Claim:
     original_sha256: str = ""
     # A direct upload's object as checked at completion (empty: no check).
     original_etag: str = ""
+    # The task's focal point as the claim found it: what this render's crops follow.
+    focal: FocalPoint | None = None
 
 
 # --- creating (API) ---------------------------------------------------------------
@@ -192,13 +195,22 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
                 return None
     events.notify(task_id)
     return Claim(
-        task_id, row.attempts, row.original_key, row.original_sha256, row.original_etag or ""
+        task_id,
+        row.attempts,
+        row.original_key,
+        row.original_sha256,
+        row.original_etag or "",
+        _focal(row.focal_x, row.focal_y),
     )
+
+
+def _focal(x: float | None, y: float | None) -> FocalPoint | None:
+    return None if x is None or y is None else FocalPoint(x, y)
 
 
 def _take(
     session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
-) -> Row[int, str, str, str | None] | None:
+) -> Row[int, str, str, str | None, float | None, float | None] | None:
     """The claiming update under ``claimable``; the new attempt, the original's key, its
     digest and its checked version tag, or None if it matched nothing."""
     return session.execute(
@@ -213,7 +225,14 @@ def _take(
             lease_expires_at=db_now_plus(settings.lease_seconds),
             claimed_by=current_holder(),
         )
-        .returning(Task.attempts, Task.original_key, Task.original_sha256, Task.original_etag)
+        .returning(
+            Task.attempts,
+            Task.original_key,
+            Task.original_sha256,
+            Task.original_etag,
+            Task.focal_x,
+            Task.focal_y,
+        )
         .execution_options(synchronize_session=False)
     ).one_or_none()
 
@@ -287,12 +306,19 @@ def take_for_rerender(
             .where(Task.status == TaskStatus.succeeded)
             .where(Task.attempts == task.attempts)
             .values(attempts=Task.attempts + 1)
-            .returning(Task.attempts, Task.original_key, Task.original_sha256)
+            .returning(
+                Task.attempts,
+                Task.original_key,
+                Task.original_sha256,
+                Task.focal_x,
+                Task.focal_y,
+            )
             .execution_options(synchronize_session=False)
         ).one_or_none()
     if taken is None:
         return None
-    return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256)
+    focal = _focal(taken.focal_x, taken.focal_y)
+    return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256, focal=focal)
 
 
 def swap_variants(

@@ -77,6 +77,11 @@ class ReportOut(BaseModel):
     deduplicated_from: uuid.UUID | None
 
 
+class FocalPointOut(BaseModel):
+    x: float
+    y: float
+
+
 class TaskOut(BaseModel):
     task_id: uuid.UUID
     status: TaskStatus
@@ -89,6 +94,9 @@ class TaskOut(BaseModel):
     # Null until the task has ended (and for tasks finished before they were made).
     placeholder: PlaceholderOut | None = None
     report: ReportOut | None = None
+    # The owner's point of interest (PATCH /tasks/{id}), fractions of the upright
+    # original; null when none is set.
+    focal_point: FocalPointOut | None = None
 
     @field_serializer("created_at", "started_at", "finished_at")
     def _iso_z(self, value: datetime | None) -> str | None:
@@ -157,4 +165,7 @@ def task_out(task: Task, order: Iterable[str] = ()) -> TaskOut:
         if ended and task.placeholder
         else None,
         report=ReportOut.model_validate(shown_report) if shown_report else None,
+        focal_point=FocalPointOut(x=task.focal_x, y=task.focal_y)
+        if task.focal_x is not None and task.focal_y is not None
+        else None,
     )

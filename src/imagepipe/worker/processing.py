@@ -31,10 +31,11 @@ from imagepipe.errors import (
     ProcessingTimeout,
     QualityCheckFailed,
 )
-from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging import RenderOptions, RenderResult, render_previews, shapes
+from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
-from imagepipe.services import dedup, extras, lifecycle, renditions, tidy
+from imagepipe.services import dedup, extras, lifecycle, renditions, rerender, tidy
 from imagepipe.services.lifecycle import Claim, Finished
 from imagepipe.services.report import build as build_report
 from imagepipe.services.spool import Spool
@@ -62,9 +63,11 @@ class Outcome(enum.StrEnum):
     skipped = "skipped"  # already finished, deleted, or another worker holds the claim
 
 
-def render_options(settings: Settings) -> RenderOptions:
+def render_options(settings: Settings, focal: FocalPoint | None = None) -> RenderOptions:
+    """What the settings render; ``focal``: the task's point (its cover/focal crops)."""
     return RenderOptions(
-        boxes=dict(settings.variant_boxes_desc()),
+        boxes=dict(shapes.largest_first(settings.variants)),
+        focal=focal,
         output_format=settings.output_format,
         jpeg_quality=settings.jpeg_quality,
         webp_quality=settings.webp_quality,
@@ -103,7 +106,7 @@ def render(
         digest = None if claim.original_sha256 else _sha256(source)
         result = render_previews(
             source,
-            render_options(settings),
+            render_options(settings, claim.focal),
             on_rendition,
             extras=not base_only,
             on_image=on_image,
@@ -172,6 +175,8 @@ def store_and_finish(
         "extras_due": renditions.encode_due(due),
         "extras_enqueued_at": utcnow() if due and publish_extras else None,
         "extras_attempts": 0,
+        # A point PATCHed while this rendered keeps its re-render due; else none is.
+        **rerender.settled(claim.focal),
     }
     finished = lifecycle.finish(sessions, claim, rows, described)
     if finished == Finished.gone:
@@ -238,7 +243,8 @@ def _render_and_finish(
     task_id = current.task_id
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
-        reused = dedup.reuse(sessions, storage, task_id, render_options(settings))
+        options = render_options(settings, current.focal)
+        reused = dedup.reuse(sessions, storage, task_id, options)
         result = (
             reused.result
             if reused

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, live, utcnow
 from imagepipe.queue import FollowUpQueue, TaskQueue
-from imagepipe.services import deletion, extras, fairness, recovery, tidy
+from imagepipe.services import deletion, extras, fairness, recovery, rerender, tidy
 from imagepipe.services.spool import Spool
 from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 from imagepipe.storage import Storage, keys
@@ -55,6 +56,7 @@ def run(
     for task_id in recovered.requeued:
         queue.enqueue(task_id, levels[task_id])
     extras_published = republish_extras(sessions, queue, settings)
+    rerenders = republish_rerenders(sessions, queue, settings)
     if recovered.requeued or recovered.failed:
         log.warning(
             "reconciled: %d requeued, %d failed", len(recovered.requeued), len(recovered.failed)
@@ -65,6 +67,7 @@ def run(
         "expired": len(expired),
         "purged": purged,
         "extras": extras_published,
+        "rerenders": rerenders,
     }
 
 
@@ -72,8 +75,35 @@ def republish_extras(
     sessions: sessionmaker[Session], queue: FollowUpQueue, settings: Settings
 ) -> int:
     """Publish again the extras of tasks whose follow-up never finished (worker killed,
-    publish lost). Only while the follow-up queue is short: in a long one (a burst's
-    extras) they are waiting, not lost."""
+    publish lost)."""
+    return _republish(
+        queue,
+        lambda: extras.due_pending(sessions, settings),
+        queue.enqueue_extras,
+        "the extra formats",
+    )
+
+
+def republish_rerenders(
+    sessions: sessionmaker[Session], queue: FollowUpQueue, settings: Settings
+) -> int:
+    """Publish again the re-renders a new focal point asked for that never finished."""
+    return _republish(
+        queue,
+        lambda: rerender.due_pending(sessions, settings),
+        queue.enqueue_refresh,
+        "the focal re-render",
+    )
+
+
+def _republish(
+    queue: FollowUpQueue,
+    due_pending: Callable[[], list[uuid.UUID]],
+    publish: Callable[[uuid.UUID], None],
+    what: str,
+) -> int:
+    """Follow-up work found due in the database, published again; only while the
+    follow-up queue is short: in a long one (a burst's extras) it is waiting, not lost."""
     try:
         waiting = queue.follow_up_depth()
     except MAYBE_TRANSIENT as error:
@@ -83,11 +113,11 @@ def republish_extras(
         return 0
     if waiting >= extras.REPUBLISH_BATCH:
         return 0
-    due = extras.due_pending(sessions, settings)
+    due = due_pending()
     for task_id in due:
-        queue.enqueue_extras(task_id)
+        publish(task_id)
     if due:
-        log.warning("republished the extra formats of %d tasks", len(due))
+        log.warning("republished %s of %d tasks", what, len(due))
     return len(due)
 
 

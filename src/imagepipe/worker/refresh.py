@@ -18,7 +18,8 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.services import backfill, lifecycle, renditions
+from imagepipe.db.models import Task, TaskStatus
+from imagepipe.services import backfill, lifecycle, renditions, rerender
 from imagepipe.storage import Storage, keys
 from imagepipe.worker import processing
 
@@ -32,6 +33,7 @@ def refresh(
     Render errors propagate (the old variants stay); transient ones are retried."""
     claim = _take(sessions, task_id, settings)
     if claim is None:
+        _up_to_date(sessions, task_id, settings)
         return processing.Outcome.skipped
     try:
         result = processing.render(claim, storage, settings)
@@ -44,6 +46,7 @@ def refresh(
     # The report, placeholder and spec go with the previews they describe (a copy's
     # report stops naming the task it was copied from: these were rendered).
     described = processing.describe(result, store_seconds=stored)
+    described |= rerender.settled(claim.focal)
     swapped = lifecycle.swap_variants(sessions, claim, rows, described)
     if not swapped:
         # Deleted meanwhile, or another re-render took a newer token: ours go.
@@ -52,6 +55,20 @@ def refresh(
     renditions.tidy(renditions.remove_unreferenced, storage, task_id, rows)
     log.info("re-rendered to the current variant specs", extra={"task_id": str(task_id)})
     return processing.Outcome.succeeded
+
+
+def _up_to_date(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> None:
+    """Nothing to re-render (a duplicate message, or a point PATCHed back): a focal
+    re-render recorded as due is done, if the task is up to date with its point."""
+    options = processing.render_options(settings)
+    with sessions() as session:
+        task = session.get(Task, task_id)
+        if task is None or task.rerender_enqueued_at is None:
+            return
+        if task.status != TaskStatus.succeeded or backfill.is_stale(task, options):
+            return  # another re-render holds it, or it is not ours to finish
+        focal = task.focal_point
+    rerender.done(sessions, task_id, focal)
 
 
 def _take(

@@ -29,7 +29,10 @@ async def upload(client: httpx.AsyncClient, data: bytes | None = None) -> str:
     return str(response.json()["task_id"])
 
 
-@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1", "%00"])
+UNKNOWN_ID = "5f0c3f51-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("task_id", [UNKNOWN_ID, "not-a-uuid", "1' OR '1'='1", "%00"])
 async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, task_id: str) -> None:
     for method, path in [
         ("GET", f"/tasks/{task_id}"),

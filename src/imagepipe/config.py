@@ -1,103 +1,78 @@
 """Every knob of imagepipe, read once from the environment (prefix ``IMAGEPIPE_``).
 
-The README's configuration table documents each field; keep the two in step.
+The README's configuration table documents each field; keep the two in step. How text
+values are parsed and checked lives beside this module (``config_parsing``,
+``config_variants``, ``config_formats``); the names they export that callers use are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from PIL import Image
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imagepipe.imaging import plugins
-from imagepipe.imaging.formats import FormatName, can_write
+from imagepipe.config_formats import FormatName, check_allowed, check_writable
+from imagepipe.config_parsing import (
+    TENANT_NAME,
+    KeySet,
+    check_base_url,
+    check_keep_originals,
+    check_keys,
+    check_preset_names,
+    check_schedule,
+    check_storage_url,
+    check_webhook_secret,
+    list_from_env,
+    optional_duration,
+    optional_rate,
+    parse_duration,
+    parse_rate,
+    schedule_from_env,
+    signing_keys_from_env,
+)
+from imagepipe.config_variants import (
+    VARIANT_FITS,
+    VARIANT_GRAVITIES,
+    VariantSetting,
+    parse_variant,
+    parse_variants,
+)
+
+__all__ = [
+    "DEV_ONLY_SECRET",
+    "MAX_JSON_BODY_BYTES",
+    "TENANT_NAME",
+    "VARIANT_FITS",
+    "VARIANT_GRAVITIES",
+    "KeySet",
+    "MiB",
+    "OutputFormat",
+    "Settings",
+    "VariantSetting",
+    "parse_duration",
+    "parse_rate",
+    "parse_variant",
+]
 
 MiB = 1024 * 1024
 # The database password compose.yaml falls back to when POSTGRES_PASSWORD is unset.
 DEV_ONLY_SECRET = "dev-only-insecure-password"
 
 OutputFormat = FormatName | Literal["auto"]
-# API keys: a list (each key its own tenant) or tenant name -> that tenant's keys.
-KeySet = tuple[str, ...] | dict[str, tuple[str, ...]]
-# A tenant's name is its owner id in the database (at most 64 characters there).
-TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # JSON bodies (POST /uploads, webhooks…) are never larger than this; uploads stream.
 MAX_JSON_BODY_BYTES = 64 * 1024
-_RATE = re.compile(r"(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)")
-_RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-
-# A variant as IMAGEPIPE_VARIANTS gives it: the longest side (contain in that square),
-# or a box {"width", "height", "fit", "gravity"} (every key present once validated).
-# The names mirror imaging.crop's Fit and Gravity, which config may not import.
-VariantSetting = int | dict[str, int | str]
-VARIANT_FITS = ("contain", "cover")
-VARIANT_GRAVITIES = ("center", "smart", "focal")
-_VARIANT_FIELDS = ("width", "height", "fit", "gravity")
-
-
-def parse_variant(name: str, value: object) -> VariantSetting:
-    """One entry of IMAGEPIPE_VARIANTS; ValueError naming the variant and the fault."""
-    if not name.isidentifier():
-        raise ValueError(f"variant {name!r}: the name must be an identifier")
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"variant {name!r}: the box must be > 0, not {value}")
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"variant {name!r}: expected a number (longest side) or an object "
-            f'{{"width", "height", "fit", "gravity"}}, not {value!r}'
-        )
-    if unknown := sorted(set(value) - set(_VARIANT_FIELDS)):
-        raise ValueError(
-            f"variant {name!r}: unknown fields {unknown} (allowed: width, height, fit, gravity)"
-        )
-    box: dict[str, int | str] = {}
-    for side in ("width", "height"):
-        number = value.get(side)
-        if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
-            raise ValueError(f"variant {name!r}: {side} must be a whole number > 0")
-        box[side] = number
-    box["fit"] = fit = value.get("fit", "contain")
-    box["gravity"] = gravity = value.get("gravity", "center")
-    if fit not in VARIANT_FITS:
-        raise ValueError(f"variant {name!r}: fit must be one of {list(VARIANT_FITS)}")
-    if gravity not in VARIANT_GRAVITIES:
-        raise ValueError(f"variant {name!r}: gravity must be one of {list(VARIANT_GRAVITIES)}")
-    if fit == "contain" and gravity != "center":
-        # A contained variant keeps the whole image: there is nothing to place.
-        raise ValueError(f"variant {name!r}: gravity {gravity!r} needs fit 'cover'")
-    return box
-
-
-def parse_rate(text: str) -> tuple[int, int]:
-    """(requests, seconds) of "600/minute", "10/second", "1000/hour", "50/30s"."""
-    match = _RATE.fullmatch(text.strip().lower())
-    if match is None or int(match.group(1)) < 1 or match.group(2) == "0":
-        raise ValueError(f"not a rate: {text!r} (e.g. 600/minute, 10/second, 50/30s)")
-    unit = _RATE_UNIT_SECONDS[match.group(3)[0]]
-    return int(match.group(1)), int(match.group(2) or 1) * unit
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "30d", "12h", "90m", "45s", "2w" or plain seconds; ValueError if not."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (e.g. 30d, 12h, 90m, 3600)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+# API keys: JSON or comma-separated in the environment, checked as a set.
+ApiKeys = Annotated[KeySet, NoDecode, BeforeValidator(list_from_env), AfterValidator(check_keys)]
+RetrySchedule = Annotated[
+    tuple[float, ...], NoDecode, BeforeValidator(schedule_from_env), AfterValidator(check_schedule)
+]
 
 
 class Settings(BaseSettings):
@@ -117,7 +92,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # file:///abs/path or s3://BUCKET[/PREFIX]; None means file:// under storage_root
     # (an older alias) or else data_dir/storage.
-    storage_url: str | None = None
+    storage_url: Annotated[str | None, AfterValidator(check_storage_url)] = None
     storage_root: Path | None = None
     # S3-compatible endpoint (SeaweedFS, MinIO…); None means AWS. Credentials and region
     # come from the standard AWS_* variables, read by the client itself.
@@ -141,7 +116,7 @@ class Settings(BaseSettings):
     # Limits checked at upload time (and again by the worker before a full decode).
     max_upload_bytes: int = Field(default=25 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)  # width * height * frames
-    allowed_formats: tuple[str, ...] = (
+    allowed_formats: Annotated[tuple[str, ...], AfterValidator(check_allowed)] = (
         "JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF"
     )  # fmt: skip
     # Pages/frames an upload may declare, whatever their size: tiny pages never reach
@@ -171,14 +146,14 @@ class Settings(BaseSettings):
     # {"width", "height", "fit": contain|cover, "gravity": center|smart|focal}; both
     # forms mix in one map. Kept as given (a box with every key); imaging.shapes makes
     # each an imaging Box.
-    variants: dict[str, VariantSetting] = Field(
+    variants: Annotated[dict[str, VariantSetting], BeforeValidator(parse_variants)] = Field(
         default_factory=lambda: dict[str, VariantSetting](small=150, medium=600, large=1200)
     )
     # "auto": JPEG for opaque images, PNG for images with transparency.
     output_format: OutputFormat = "auto"
     # Each variant is also made in these formats (base format never repeated). AVIF
     # costs several times the encode time of WebP (docs/benchmarks.md).
-    extra_formats: tuple[FormatName, ...] = ("WEBP",)
+    extra_formats: Annotated[tuple[FormatName, ...], AfterValidator(check_writable)] = ("WEBP",)
     # Extra formats are made after the task succeeded, by follow-up work. On the host
     # that rendered the base, they start from the resized pixels it left in this local
     # spool (None: a directory under the system temp dir), up to this many MiB (oldest
@@ -227,8 +202,8 @@ class Settings(BaseSettings):
     # ({"tenant-a": ["key1", "key2"]}: several keys, one owner, so keys can rotate); an
     # empty value means none. With keys, a task belongs to the tenant whose key created
     # it; admin keys see (and delete) every task. services/tenancy.py reads these.
-    api_keys: Annotated[KeySet, NoDecode] = ()
-    admin_api_keys: Annotated[KeySet, NoDecode] = ()
+    api_keys: ApiKeys = ()
+    admin_api_keys: ApiKeys = ()
     # Production refuses to start without keys unless this says so explicitly.
     allow_anonymous: bool = False
     # Per-tenant limits (without keys: of the one scope every client shares). Tasks
@@ -236,13 +211,13 @@ class Settings(BaseSettings):
     key_max_active_tasks: int = Field(default=10_000, ge=1)
     # Mutating requests per tenant, e.g. "600/minute" (GCRA in Redis, shared by every
     # API process); unset: no rate limit. Past it: 429 rate_limited.
-    key_rate_limit: str | None = None
+    key_rate_limit: Annotated[str | None, BeforeValidator(optional_rate)] = None
     # POST /upload bodies one tenant sends at once (over every API process), beside
     # max_concurrent_uploads per process: 429 too_many_concurrent_uploads.
     key_max_concurrent_uploads: int = Field(default=8, ge=1)
     # Open event streams and ?wait requests of one tenant: 429 too_many_followers.
     key_max_followers: int = Field(default=500, ge=1)
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(list_from_env)] = ()
 
     # Following a task (GET /tasks/{id}/events, ?wait=N): a Redis notification wakes
     # followers at once; they also re-read the row this often, so a lost notification
@@ -259,8 +234,8 @@ class Settings(BaseSettings):
     # ("30d", "12h", "90m", "3600s" or plain seconds). Finished tasks older than
     # task_retention are removed with their files; unset keeps them. Applied by
     # `imagepipe purge` and by beat every retention_interval_seconds.
-    keep_originals: str = "always"
-    task_retention: str | None = None
+    keep_originals: Annotated[str, AfterValidator(check_keep_originals)] = "always"
+    task_retention: Annotated[str | None, BeforeValidator(optional_duration)] = None
     retention_interval_seconds: float = Field(default=3600, gt=0)
 
     # Idempotency-Key: how long a key's first answer is replayed.
@@ -269,7 +244,7 @@ class Settings(BaseSettings):
     # Webhooks. Deliveries to a per-upload callback_url are signed with this secret
     # (whsec_ + base64 of at least 24 bytes) unless the upload's owner made its own;
     # without it, uploads carrying callback_url are refused.
-    webhook_secret: str | None = None
+    webhook_secret: Annotated[str | None, AfterValidator(check_webhook_secret)] = None
     # Allow webhook URLs that resolve to loopback, private or link-local addresses.
     webhook_allow_private: bool = False
     # Bound on the whole of each delivery attempt: connect, send, the answer's head
@@ -280,7 +255,7 @@ class Settings(BaseSettings):
     webhook_resolve_timeout_seconds: float = Field(default=5.0, gt=0)
     # The wait before each retry of a failed delivery ("5s,30s,2m,…" or JSON seconds),
     # jittered by a fifth; a delivery ends failed after one attempt more than listed.
-    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (5, 30, 120, 600, 1800, 3600)
+    webhook_retry_schedule: RetrySchedule = (5, 30, 120, 600, 1800, 3600)
     # Subscriptions of one key (409 webhook_limit past it).
     key_max_webhooks: int = Field(default=50, ge=1)
     # Replays of one key waiting to be delivered (429 too_many_replays past it).
@@ -302,13 +277,17 @@ class Settings(BaseSettings):
     # --- on-demand renditions (services/on_demand) ----------------------------------
     # HMAC keys of /r/ links, comma-separated raw strings: the first signs, all verify
     # (rotation). Empty: /r/ answers 404 and POST /tasks/{id}/links 409.
-    url_signing_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    url_signing_keys: Annotated[
+        tuple[str, ...], NoDecode, BeforeValidator(signing_keys_from_env)
+    ] = ()
     # Set: links are absolute (https://img.example.com/r/…); unset: paths (/r/…).
-    public_base_url: str | None = None
+    public_base_url: Annotated[str | None, AfterValidator(check_base_url)] = None
     # Largest w or h an option string may ask for (400 invalid_options past it).
     on_demand_max_side: int = Field(default=4096, ge=1, le=65535)
     # Named option strings ({"thumb": "w:160,h:160,fit:cover"}); set: /r/ serves p:<name>.
-    on_demand_presets: dict[str, str] = Field(default_factory=dict)
+    on_demand_presets: Annotated[dict[str, str], AfterValidator(check_preset_names)] = Field(
+        default_factory=dict
+    )
     # How long a first request waits for the worker before 503 rendering.
     on_demand_wait_seconds: float = Field(default=10.0, ge=0, le=60)
     # The single-render lock: a render not finished by then (its worker killed) is
@@ -318,180 +297,11 @@ class Settings(BaseSettings):
     # maintenance sweep); unset: no budget.
     on_demand_max_bytes: int | None = Field(default=None, ge=0)
 
-    @field_validator("url_signing_keys", mode="before")
-    @classmethod
-    def _signing_keys_from_env(cls, value: object) -> object:
-        # Raw strings, comma-separated; a JSON list of strings (what to_env writes) too.
-        if not isinstance(value, str):
-            return value
-        try:
-            listed = json.loads(value) if value.startswith("[") else None
-        except ValueError:
-            listed = None
-        if isinstance(listed, list) and all(isinstance(key, str) for key in listed):
-            return tuple(key for key in listed if key.strip())
-        return tuple(key.strip() for key in value.split(",") if key.strip())
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _base_url_valid(cls, value: str | None) -> str | None:
-        if not value or not value.strip():
-            return None
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("IMAGEPIPE_PUBLIC_BASE_URL starts with http:// or https://")
-        return value.strip().rstrip("/")
-
-    @field_validator("on_demand_presets")
-    @classmethod
-    def _presets_named(cls, value: dict[str, str]) -> dict[str, str]:
-        # The option strings themselves are parsed when the app starts (on_demand.options).
-        for name in value:
-            if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
-                raise ValueError(f"preset name {name!r}: 1-32 of a-z 0-9 _ -")
-        return value
-
     @model_validator(mode="after")
     def _on_demand_lock_below_visibility(self) -> Settings:
         if self.on_demand_lock_seconds * 2 > self.visibility_timeout:
             raise ValueError("on_demand_lock_seconds must be at most half of visibility_timeout")
         return self
-
-    @field_validator("variants", mode="before")
-    @classmethod
-    def _variants_valid(cls, value: object) -> dict[str, VariantSetting]:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, dict) or not value:
-            raise ValueError("at least one variant is needed (a JSON object: name -> box)")
-        return {str(name): parse_variant(str(name), entry) for name, entry in value.items()}
-
-    @field_validator("allowed_formats")
-    @classmethod
-    def _formats_upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        banned = {"EPS", "PS", "PDF", "PSD", "SVG"}
-        formats = tuple(f.upper() for f in value)
-        if bad := banned.intersection(formats):
-            raise ValueError(f"formats never allowed: {sorted(bad)}")
-        # Refuse a name Pillow does not know (e.g. "JPG") now, not as a 500 per upload.
-        plugins.register()
-        if unknown := sorted(set(formats) - set(Image.OPEN)):
-            raise ValueError(f"formats Pillow cannot open: {unknown}")
-        return formats
-
-    @field_validator("extra_formats")
-    @classmethod
-    def _formats_writable(cls, value: tuple[FormatName, ...]) -> tuple[FormatName, ...]:
-        if missing := [name for name in value if not can_write(name)]:
-            raise ValueError(f"this Pillow build cannot write {missing}")
-        return tuple(dict.fromkeys(value))
-
-    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
-    @classmethod
-    def _list_from_env(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith(("[", "{")):
-            return json.loads(text)
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-
-    @field_validator("webhook_retry_schedule", mode="before")
-    @classmethod
-    def _schedule_from_env(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return tuple(parse_duration(item) for item in text.split(",") if item.strip())
-
-    @field_validator("webhook_retry_schedule")
-    @classmethod
-    def _schedule_valid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not value or any(seconds <= 0 for seconds in value):
-            raise ValueError("the retry schedule is one or more positive durations")
-        return value
-
-    @field_validator("api_keys", "admin_api_keys")
-    @classmethod
-    def _keys_valid(cls, value: KeySet) -> KeySet:
-        keys = [k for ks in value.values() for k in ks] if isinstance(value, dict) else value
-        # An unset variable pasted into the list ('[""]') must not make the empty
-        # bearer token a valid key.
-        if any(not key.strip() for key in keys):
-            raise ValueError("API keys must not be empty or blank")
-        if isinstance(value, dict):
-            for name, tenant_keys in value.items():
-                # Not a 32-hex digest nor "anonymous": those are the owners of list-form
-                # keys and of a service without keys, and must never name a tenant.
-                if (
-                    not TENANT_NAME.fullmatch(name)
-                    or name == "anonymous"
-                    or re.fullmatch(r"[0-9a-f]{32}", name)
-                ):
-                    raise ValueError(f"tenant name {name!r}: 1-64 of A-Z a-z 0-9 . _ -")
-                if not tenant_keys:
-                    raise ValueError(f"tenant {name!r} has no key")
-        if len({key.strip() for key in keys}) != len(keys):
-            raise ValueError("an API key is listed twice")
-        return value
-
-    @field_validator("key_rate_limit", mode="before")
-    @classmethod
-    def _rate_valid(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        parse_rate(str(value))
-        return str(value).strip().lower()
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _webhook_secret_valid(cls, value: str | None) -> str | None:
-        # Refused here, not by every delivery failing (and retrying) for ever.
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        body = value.removeprefix("whsec_")
-        try:
-            raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-        except ValueError:
-            raw = b""
-        if not value.startswith("whsec_") or len(raw) < 24:
-            raise ValueError(
-                "IMAGEPIPE_WEBHOOK_SECRET must be whsec_ followed by the base64 of at "
-                "least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)"
-            )
-        return value
-
-    @field_validator("keep_originals")
-    @classmethod
-    def _keep_originals_valid(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in ("always", "never"):
-            parse_duration(value)
-        return value
-
-    @field_validator("task_retention", mode="before")
-    @classmethod
-    def _retention_valid(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        parse_duration(str(value))
-        return str(value).strip().lower()
-
-    @field_validator("storage_url")
-    @classmethod
-    def _storage_url_valid(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        url = urlsplit(value)
-        if url.scheme == "file" and (url.netloc not in ("", "localhost") or not url.path):
-            raise ValueError("a file storage URL is file:///absolute/path")
-        if url.scheme == "s3" and not url.netloc:
-            raise ValueError("an S3 storage URL is s3://BUCKET[/PREFIX]")
-        if url.scheme not in ("file", "s3"):
-            raise ValueError("the storage URL starts with file:// or s3://")
-        return value
 
     @model_validator(mode="after")
     def _limits_consistent(self) -> Settings:

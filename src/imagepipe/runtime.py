@@ -26,6 +26,7 @@ from imagepipe.db.engine import (
     make_sync_engine,
     sync_session_factory,
 )
+from imagepipe.imaging import plugins
 from imagepipe.queue import CeleryQueue, create_celery
 from imagepipe.services import events, webhooks
 from imagepipe.services.spool import Spool
@@ -70,6 +71,9 @@ def open_runtime(settings: Settings | None = None, *, celery: Celery | None = No
     """``celery``: the process's own app where it has one (a worker's), so tasks are
     published through the connection pool it already keeps; else a producer is built."""
     settings = settings or Settings()
+    # The decoders a process may meet (HEIF) are known from its start; opening an
+    # image registers them too, so this only moves that cost off the first upload.
+    plugins.register()
     engine = make_sync_engine(settings.resolved_database_url)
     queue = CeleryQueue(celery or create_celery(settings))
     publisher = events.Publisher(settings.redis_url)
@@ -105,6 +109,7 @@ class ApiRuntime:
 
 
 async def open_api_runtime(settings: Settings) -> ApiRuntime:
+    plugins.register()  # as in open_runtime: the API probes uploads' headers
     engine = make_async_engine(settings.resolved_database_url)
     queue = CeleryQueue(create_celery(settings))
     publisher = events.Publisher(settings.redis_url)

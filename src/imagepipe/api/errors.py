@@ -8,8 +8,6 @@ go to the log only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -90,19 +88,6 @@ async def _maybe_transient(request: Request, exc: Exception) -> JSONResponse:
     # Not transient (a FileNotFoundError, an IntegrityError): a bug. Re-raised, so
     # ObservedMiddleware logs it and answers 500.
     raise exc
-
-
-@contextmanager
-def unavailable_as_503(backend: str) -> Iterator[None]:
-    """A transient failure of ``backend`` inside the block becomes a 503 with a fixed
-    message (the detail is logged); anything else passes through unchanged."""
-    try:
-        yield
-    except MAYBE_TRANSIENT as error:
-        if not is_transient(error):
-            raise
-        log.warning("%s unavailable: %r", backend, error)
-        raise ServiceUnavailable(f"The {backend} is unavailable; try again shortly.") from None
 
 
 def unexpected_error_response() -> JSONResponse:

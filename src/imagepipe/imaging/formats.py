@@ -11,12 +11,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any
 
-from PIL import features
+# The names and what this Pillow build writes live below config, which validates
+# IMAGEPIPE_EXTRA_FORMATS with them; this table is built on them.
+from imagepipe.config_formats import FORMAT_NAMES, FormatName, can_write
 
-FormatName = Literal["JPEG", "PNG", "WEBP", "AVIF"]
-FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
+__all__ = [
+    "BY_CONTENT_TYPE",
+    "BY_EXTENSION",
+    "FORMATS",
+    "FORMAT_NAMES",
+    "FormatName",
+    "OutputFormat",
+    "base_format",
+    "can_write",
+    "named",
+]
 
 # Measured on a 1200x900 photo-like RGBA preview: level 6 (the default) takes 2x as long
 # as 3 for 15 % fewer bytes; level 1 saves only another 10 %. On flat graphics all levels
@@ -110,8 +121,3 @@ def named(name: str) -> OutputFormat:
 def base_format(*, has_alpha: bool) -> FormatName:
     """The base format of a variant: PNG when some pixel is transparent, JPEG otherwise."""
     return "PNG" if has_alpha else "JPEG"
-
-
-def can_write(name: FormatName) -> bool:
-    """Whether this Pillow build has the encoder (AVIF needs libavif)."""
-    return name != "AVIF" or bool(features.check("avif"))

@@ -1,9 +1,9 @@
 """Settings' variants as imaging Boxes.
 
-``IMAGEPIPE_VARIANTS`` entries are validated by ``config.parse_variant`` and kept in
-the form they were given: a number (the longest side: the variant fits inside that
-square, as every release before crop modes had it) or a box ``{"width", "height",
-"fit", "gravity"}``. The render works on ``Box`` only.
+``IMAGEPIPE_VARIANTS`` entries are validated by ``config_variants.parse_variant`` and
+kept in the form they were given: a number (the longest side: the variant fits inside
+that square, as every release before crop modes had it) or a box ``{"width",
+"height", "fit", "gravity"}``. The render works on ``Box`` only.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,11 +200,12 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
         row.original_key,
         row.original_sha256,
         row.original_etag or "",
-        _focal(row.focal_x, row.focal_y),
+        focal_of(row.focal_x, row.focal_y),
     )
 
 
-def _focal(x: float | None, y: float | None) -> FocalPoint | None:
+def focal_of(x: float | None, y: float | None) -> FocalPoint | None:
+    """The focal point of a task row's two columns (None: unset)."""
     return None if x is None or y is None else FocalPoint(x, y)
 
 
@@ -282,72 +283,6 @@ def finish(
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(claim.task_id, deliveries)
     return Finished.succeeded
-
-
-# --- re-rendering a succeeded task (backfill) ----------------------------------------
-
-
-def take_for_rerender(
-    sessions: sessionmaker[Session], task_id: uuid.UUID, is_stale: Callable[[Task], bool]
-) -> Claim | None:
-    """A fencing token on a succeeded task that ``is_stale`` says is out of date, or
-    None (gone, not succeeded, already up to date, or another re-render just took it).
-    The task stays ``succeeded``: bumping ``attempts`` (which a finished task no longer
-    spends) is the token, as a claim's is."""
-    with sessions.begin() as session:
-        task = session.get(Task, task_id)
-        if task is None or task.deleted_at is not None or task.status != TaskStatus.succeeded:
-            return None
-        if not is_stale(task):
-            return None  # a second backfill, or a duplicate message: done already
-        taken = session.execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .where(Task.status == TaskStatus.succeeded)
-            .where(Task.attempts == task.attempts)
-            .values(attempts=Task.attempts + 1)
-            .returning(
-                Task.attempts,
-                Task.original_key,
-                Task.original_sha256,
-                Task.focal_x,
-                Task.focal_y,
-            )
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
-    if taken is None:
-        return None
-    focal = _focal(taken.focal_x, taken.focal_y)
-    return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256, focal=focal)
-
-
-def swap_variants(
-    sessions: sessionmaker[Session],
-    claim: Claim,
-    variants: list[Variant],
-    described: Mapping[str, Any] | None = None,
-) -> bool:
-    """Replace a succeeded task's variants with a re-render's, in one commit, only while
-    the re-render's token is still the latest. False: deleted meanwhile, or a newer
-    re-render took over (the caller removes what it wrote). ``described``: the columns
-    that say what was made (report, placeholder, render spec), swapped in the same
-    commit so they never describe the previews that were replaced."""
-    with sessions.begin() as session:
-        still_ours = session.execute(
-            update(Task)
-            .where(Task.id == claim.task_id, live())
-            .where(Task.status == TaskStatus.succeeded)
-            .where(Task.attempts == claim.attempt)
-            # A re-render makes every format: nothing stays due (the fencing token
-            # is unchanged, so this also takes the row lock for the swap).
-            .values(attempts=claim.attempt, extras_due=None, extras_attempts=0, **(described or {}))
-            .execution_options(synchronize_session=False)
-        )
-        if still_ours.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
-        session.add_all(variants)
-    return True
 
 
 def fail(

@@ -8,21 +8,27 @@ unless its worker claimed it before the PATCH. The commit that stores variants m
 with the task's current point settles the record (``settled``). The reconciler
 publishes again those still due after the grace period, at most ``max_attempts``
 times (then ``imagepipe backfill`` still finds the task stale).
+
+The re-render itself (a focal point's or ``imagepipe backfill``'s, ``worker.refresh``)
+leaves the task ``succeeded`` and is fenced as a claim is: ``take_for_rerender`` bumps
+the attempt, ``swap_variants`` replaces the previews only while it is the latest.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, update
+from sqlalchemy import ColumnElement, case, delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus, live, utcnow
+from imagepipe.db.models import Task, TaskStatus, Variant, live, utcnow
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.services import due
+from imagepipe.services.lifecycle import Claim, focal_of
 
 # Tasks whose re-render the reconciler republishes per run.
 REPUBLISH_BATCH = 500
@@ -77,3 +83,69 @@ def due_pending(
     )
     published = {"rerender_enqueued_at": now, "rerender_attempts": Task.rerender_attempts + 1}
     return due.take(sessions, lost, Task.rerender_enqueued_at, published, limit)
+
+
+# --- the fenced re-render of a succeeded task (worker.refresh) ----------------------
+
+
+def take_for_rerender(
+    sessions: sessionmaker[Session], task_id: uuid.UUID, is_stale: Callable[[Task], bool]
+) -> Claim | None:
+    """A fencing token on a succeeded task that ``is_stale`` says is out of date, or
+    None (gone, not succeeded, already up to date, or another re-render just took it).
+    The task stays ``succeeded``: bumping ``attempts`` (which a finished task no longer
+    spends) is the token, as a claim's is."""
+    with sessions.begin() as session:
+        task = session.get(Task, task_id)
+        if task is None or task.deleted_at is not None or task.status != TaskStatus.succeeded:
+            return None
+        if not is_stale(task):
+            return None  # a second backfill, or a duplicate message: done already
+        taken = session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .where(Task.status == TaskStatus.succeeded)
+            .where(Task.attempts == task.attempts)
+            .values(attempts=Task.attempts + 1)
+            .returning(
+                Task.attempts,
+                Task.original_key,
+                Task.original_sha256,
+                Task.focal_x,
+                Task.focal_y,
+            )
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+    if taken is None:
+        return None
+    focal = focal_of(taken.focal_x, taken.focal_y)
+    return Claim(task_id, taken.attempts, taken.original_key, taken.original_sha256, focal=focal)
+
+
+def swap_variants(
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    variants: list[Variant],
+    described: Mapping[str, Any] | None = None,
+) -> bool:
+    """Replace a succeeded task's variants with a re-render's, in one commit, only while
+    the re-render's token is still the latest. False: deleted meanwhile, or a newer
+    re-render took over (the caller removes what it wrote). ``described``: the columns
+    that say what was made (report, placeholder, render spec), swapped in the same
+    commit so they never describe the previews that were replaced."""
+    with sessions.begin() as session:
+        still_ours = session.execute(
+            update(Task)
+            .where(Task.id == claim.task_id, live())
+            .where(Task.status == TaskStatus.succeeded)
+            .where(Task.attempts == claim.attempt)
+            # A re-render makes every format: nothing stays due (the fencing token
+            # is unchanged, so this also takes the row lock for the swap).
+            .values(attempts=claim.attempt, extras_due=None, extras_attempts=0, **(described or {}))
+            .execution_options(synchronize_session=False)
+        )
+        if still_ours.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
+        session.add_all(variants)
+    return True

@@ -11,6 +11,8 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from anyio import to_thread
+
 from imagepipe.services.transient import MAYBE_TRANSIENT
 from imagepipe.storage import Storage, keys
 
@@ -29,6 +31,14 @@ def quietly(action: Callable[..., object], *args: object) -> bool:
         log.warning("could not remove stale objects: %r", error)
         return False
     return True
+
+
+async def delete_quietly(storage: Storage, key: str) -> None:
+    """Remove an object nothing references (after the commit that says so)."""
+    removed = await to_thread.run_sync(quietly, storage.delete, key)
+    if not removed:
+        # The object stays behind with no row pointing at it; it is harmless.
+        log.error("could not remove original %s", key)
 
 
 def task_objects(storage: Storage, task_id: uuid.UUID) -> None:

@@ -10,6 +10,9 @@ error table (``imagepipe.errors``) imports no driver.
 from __future__ import annotations
 
 import errno
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from kombu.exceptions import OperationalError as BrokerError
@@ -20,6 +23,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from imagepipe.errors import ServiceUnavailable
 from imagepipe.storage.base import ObjectNotFound, StorageError
+
+log = logging.getLogger(__name__)
 
 # Network-level failures: a peer (database, broker, S3) did not answer or hung up.
 _NETWORK = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeout, BrokerError)
@@ -60,3 +65,17 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, _DATABASE + _NETWORK):
         return True
     return isinstance(error, OSError) and error.errno in _DISK_ERRNOS
+
+
+@contextmanager
+def unavailable(backend: str) -> Iterator[None]:
+    """A transient failure of ``backend`` inside the block becomes ServiceUnavailable
+    (503) with a fixed message (the detail is logged); anything else passes through
+    unchanged."""
+    try:
+        yield
+    except MAYBE_TRANSIENT as error:
+        if not is_transient(error):
+            raise
+        log.warning("%s unavailable: %r", backend, error)
+        raise ServiceUnavailable(f"The {backend} is unavailable; try again shortly.") from None

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus
-from imagepipe.services import backfill, lifecycle, renditions, rerender
+from imagepipe.services import backfill, renditions, rerender
 from imagepipe.storage import Storage, keys
 from imagepipe.worker import processing
 
@@ -47,7 +47,7 @@ def refresh(
     # report stops naming the task it was copied from: these were rendered).
     described = processing.describe(result, store_seconds=stored)
     described |= rerender.settled(claim.focal)
-    swapped = lifecycle.swap_variants(sessions, claim, rows, described)
+    swapped = rerender.swap_variants(sessions, claim, rows, described)
     if not swapped:
         # Deleted meanwhile, or another re-render took a newer token: ours go.
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
@@ -75,6 +75,6 @@ def _take(
     sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings
 ) -> processing.Claim | None:
     options = processing.render_options(settings)
-    return lifecycle.take_for_rerender(
+    return rerender.take_for_rerender(
         sessions, task_id, lambda task: backfill.is_stale(task, options)
     )

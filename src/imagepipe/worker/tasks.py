@@ -14,9 +14,9 @@ from typing import Any
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
-from PIL import Image
 from sqlalchemy.orm import configure_mappers
 
+from imagepipe.imaging import plugins
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import (
     MAKE_EXTRAS,
@@ -50,7 +50,7 @@ def _warm(**_: object) -> None:
     opens no connection (a database or S3 that is down fails the task, not the pool)."""
     runtime()
     configure_mappers()
-    Image.init()  # every Pillow format plugin, registered once
+    plugins.register()  # every Pillow format plugin and HEIF, registered once
 
 
 @worker_process_shutdown.connect

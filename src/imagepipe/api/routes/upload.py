@@ -198,7 +198,7 @@ async def _accept(
             reservation.committed()
     except BaseException as error:
         with anyio.CancelScope(shield=True):
-            await delete_quietly(storage, key)
+            await tidy.delete_quietly(storage, key)
         if not is_transient(error):
             raise
         log.warning("database unavailable during upload: %r", error)
@@ -243,14 +243,6 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-async def delete_quietly(storage: Storage, key: str) -> None:
-    """Remove an object nothing references (after the commit that says so)."""
-    removed = await to_thread.run_sync(tidy.quietly, storage.delete, key)
-    if not removed:
-        # The object stays behind with no row pointing at it; it is harmless.
-        log.error("could not remove original %s", key)
-
-
 async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, key: str) -> None:
     try:
         await session.run_sync(lifecycle.forget, task_id)
@@ -258,4 +250,4 @@ async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, k
     except MAYBE_TRANSIENT as error:
         log.error("could not remove task after a failed publish: %r", error, extra=_ids(task_id))
         return
-    await delete_quietly(storage, key)
+    await tidy.delete_quietly(storage, key)

@@ -208,3 +208,11 @@ def test_a_box_takes_defaults_for_fit_and_gravity() -> None:
 def test_bad_variant_entries_are_refused_with_a_clear_message(entry: object, message: str) -> None:
     with pytest.raises(ValidationError, match=f"variant 'bad': .*{message}"):
         Settings(variants={"good": 10, "bad": entry})  # type: ignore[dict-item]
+
+
+def test_the_on_demand_lock_follows_a_short_visibility_timeout() -> None:
+    short = {"task_soft_time_limit": 20, "task_hard_time_limit": 30}
+    assert Settings(visibility_timeout=60, **short).on_demand_lock_seconds == 30
+    assert Settings().on_demand_lock_seconds == 120
+    with pytest.raises(ValueError, match="at most half"):
+        Settings(visibility_timeout=60, on_demand_lock_seconds=40, **short)

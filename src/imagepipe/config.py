@@ -291,7 +291,8 @@ class Settings(BaseSettings):
     # How long a first request waits for the worker before 503 rendering.
     on_demand_wait_seconds: float = Field(default=10.0, ge=0, le=60)
     # The single-render lock: a render not finished by then (its worker killed) is
-    # published again by the next request. Kept well below visibility_timeout.
+    # published again by the next request. At most half of visibility_timeout; unset,
+    # 120 s or that half, whichever is shorter.
     on_demand_lock_seconds: float = Field(default=120.0, gt=0)
     # Bytes all derived renditions may take together (oldest made evicted by the
     # maintenance sweep); unset: no budget.
@@ -299,6 +300,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _on_demand_lock_below_visibility(self) -> Settings:
+        if "on_demand_lock_seconds" not in self.model_fields_set:
+            # A short visibility timeout (a test's, a small deployment's) shortens the
+            # default lock with it, rather than refusing settings nobody wrote.
+            half = self.visibility_timeout / 2
+            if self.on_demand_lock_seconds > half:
+                object.__setattr__(self, "on_demand_lock_seconds", half)
         if self.on_demand_lock_seconds * 2 > self.visibility_timeout:
             raise ValueError("on_demand_lock_seconds must be at most half of visibility_timeout")
         return self

@@ -267,6 +267,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {backend} | 2 | {drain['2']:.2f} | {drain['ratio']:.2f}x "
             f"| {e2e['2']:.2f} | {e2e['ratio']:.2f}x |"
         )
+    lines += [
+        "",
+        "Placement: nothing is pinned here. With one worker process, the API, PostgreSQL, "
+        "Redis and SeaweedFS have the other core; with two, the second worker shares a "
+        "core with all of them, so the 2-vs-1 ratio measures this machine, not the "
+        "worker. For a capacity plan, use the worker's CPU per image (section 13): "
+        "images per second per core = 1000 / worker CPU ms.",
+    ]
     return "\n".join(lines)
 
 

@@ -29,10 +29,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Coverage of the test process (the API in-process, the worker's services called
-# directly); the floor is fail_under in pyproject.toml.
+# Coverage of the test processes (the API in-process, the worker's services called
+# directly); the floor is fail_under in pyproject.toml. Three processes on two cores:
+# most tests wait on servers they started, and a file's tests stay together (its
+# module fixtures are built once). Every test is written to hold under that load.
+PYTEST_WORKERS ?= 3
 pytest: bootstrap $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -159,6 +159,20 @@ class Records:
             rows = connection.execute(select(Task.id, Task.created_at, Task.started_at))
             return {r.id: (r.created_at, r.started_at) for r in rows}
 
+    def holders(self) -> dict[uuid.UUID, tuple[int, int]]:
+        """Each processing task's (holder pid, attempt): who renders what right now."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(Task.id, Task.claimed_by, Task.attempts).where(
+                    Task.status == TaskStatus.processing
+                )
+            )
+            return {
+                r.id: (int(r.claimed_by.rsplit(":", 1)[1]), r.attempts)
+                for r in rows
+                if r.claimed_by
+            }
+
     def count(self, status: TaskStatus) -> int:
         with self.engine.connect() as connection:
             query = select(func.count()).select_from(Task).where(Task.status == status)

@@ -126,16 +126,27 @@ def test_pool_child_killed_mid_render(
     pool = children(worker.process.pid)
     assert len(pool) == 2, pool
 
-    def rendering() -> int:
-        return stack.records.count(TaskStatus.processing)
+    def in_flight() -> tuple[uuid.UUID, int, int] | None:
+        """A render a pool child holds right now: (task, the child's pid, attempt)."""
+        assert worker.process is not None
+        children_now = children(worker.process.pid)
+        for task_id, (pid, attempt) in stack.records.holders().items():
+            if pid in children_now:
+                return task_id, pid, attempt
+        return None
 
-    wait_until(rendering, within=30, every=0.02, what="a render", logs=stack.logs)
-    # The child that is busy rendering: the one burning CPU right now.
-    before = {pid: cpu_ticks(pid) for pid in pool}
-    time.sleep(0.2)
-    victim = max(pool, key=lambda pid: cpu_ticks(pid) - before[pid])
-    os.kill(victim, signal.SIGKILL)
-    killed_at = time.time()
+    # Kill the child that holds a claim, and check that the kill is what ended it: just
+    # after, the task is still processing under that claim. (A render that finished
+    # between the look and the kill leaves nothing to take over: look again.)
+    for _ in range(20):
+        found = wait_until(in_flight, within=30, every=0.02, what="a render", logs=stack.logs)
+        killed_task, victim, attempt = found
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+        if stack.records.holders().get(killed_task) == (victim, attempt):
+            break
+    else:
+        pytest.fail("no kill landed mid-render in 20 tries")
 
     wait_until(
         lambda: stack.records.all_finished(ids),
@@ -152,8 +163,8 @@ def test_pool_child_killed_mid_render(
     # The main process replaced the child and kept going.
     assert worker.process.poll() is None
     assert len(children(worker.process.pid)) == 2
+    assert rows[killed_task].attempts > attempt  # taken over by a new claim
     rerun = sum(1 for i in ids if rows[i].attempts > 1)
-    assert rerun >= 1
     report(
         "pool_child_sigkill",
         f"{len(ids)} tasks, one pool child SIGKILLed mid-render: "

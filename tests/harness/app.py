@@ -28,6 +28,11 @@ CROP_VARIANTS: dict[str, object] = {
 }
 
 
+# The Redis URL of the fast tier's settings: nothing listens on port 1, so a code path
+# that still reaches for Redis fails at once instead of finding someone's server.
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
 def make_settings(
     tmp_path: Path, database_url: str, redis_url: str, **overrides: object
 ) -> Settings:

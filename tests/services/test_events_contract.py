@@ -42,7 +42,7 @@ def _subscribed(client: redis_lib.Redis) -> Told:
     return heard
 
 
-@pytest.fixture(params=["redis", "recording", "local"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "recording", "local"])
 def notifier(request: pytest.FixtureRequest) -> Iterator[tuple[events.Notifier, Told]]:
     if request.param in ("recording", "local"):
         double = (
@@ -108,7 +108,7 @@ class _RedisChannel:
         return self.listener.follow(task_id)
 
 
-@pytest.fixture(params=["redis", "local"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "local"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Channel]:
     if request.param == "local":
         local = events.LocalEvents()

@@ -19,7 +19,7 @@ UPLOADS = Slots("uploads", limit=2, ttl_seconds=600, refusal=TooManyConcurrentUp
 FOLLOWERS = Slots("followers", limit=1, ttl_seconds=600, refusal=TooManyFollowers)
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "memory"])
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[TenantLimiter]:
     real: TenantLimiter
     if request.param == "memory":

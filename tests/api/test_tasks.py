@@ -30,33 +30,35 @@ async def upload(client: httpx.AsyncClient, data: bytes | None = None) -> str:
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1", "%00"])
-async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, task_id: str) -> None:
+async def test_unknown_and_malformed_ids_are_404(
+    fast_client: httpx.AsyncClient, task_id: str
+) -> None:
     for method, path in [
         ("GET", f"/tasks/{task_id}"),
         ("DELETE", f"/tasks/{task_id}"),
         ("GET", f"/tasks/{task_id}/variants/small"),
     ]:
-        response = await client.request(method, path)
+        response = await fast_client.request(method, path)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["error"]["code"] == "task_not_found"
 
 
 async def test_variants_are_listed_in_the_configured_order(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     # 600x400: medium and large are both stored at 600x400, so sorting by size cannot
     # tell them apart; the configured order must win.
-    task_id = await upload(client, photo(600, 400))
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
-    task = (await client.get(f"/tasks/{task_id}")).json()
-    assert list(task["variants"]) == list(settings.variants) == ["small", "medium", "large"]
-    listed = (await client.get("/tasks")).json()["tasks"][0]
+    task_id = await upload(fast_client, photo(600, 400))
+    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
+    assert list(task["variants"]) == list(fast_settings.variants) == ["small", "medium", "large"]
+    listed = (await fast_client.get("/tasks")).json()["tasks"][0]
     assert list(listed["variants"]) == ["small", "medium", "large"]
 
 
-async def test_variant_before_success_is_404(client: httpx.AsyncClient) -> None:
-    task_id = await upload(client)
-    response = await client.get(f"/tasks/{task_id}/variants/small")
+async def test_variant_before_success_is_404(fast_client: httpx.AsyncClient) -> None:
+    task_id = await upload(fast_client)
+    response = await fast_client.get(f"/tasks/{task_id}/variants/small")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "variant_not_found"
 
@@ -100,40 +102,42 @@ async def test_succeeded_task_serves_variants(
 
 
 async def test_delete_removes_row_original_and_variants(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client)
-    run_inline(settings, task_id)
-    root = settings.resolved_storage_root
+    task_id = await upload(fast_client)
+    run_inline(fast_settings, task_id)
+    root = fast_settings.resolved_storage_root
     assert (root / "originals" / task_id).exists()
     # Three variants, each as JPEG and WebP.
     assert len([p for p in (root / "variants" / task_id).rglob("*") if p.is_file()]) == 6
-    response = await client.delete(f"/tasks/{task_id}")
+    response = await fast_client.delete(f"/tasks/{task_id}")
     assert response.status_code == 204
-    assert (await client.get(f"/tasks/{task_id}")).status_code == 404
+    assert (await fast_client.get(f"/tasks/{task_id}")).status_code == 404
     assert not (root / "originals" / task_id).exists()
     assert not (root / "variants" / task_id).exists()
-    assert (await client.delete(f"/tasks/{task_id}")).status_code == 404
+    assert (await fast_client.delete(f"/tasks/{task_id}")).status_code == 404
 
 
 async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconciler(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     """A delete that stopped after its first step (the API process died, or the storage
     failed): the task is gone for readers, its files are still named by the tombstone,
     and the reconciler removes the files and then the row."""
-    task_id = await upload(client)
-    run_inline(settings, task_id)
-    root = settings.resolved_storage_root
-    engine = make_sync_engine(settings.resolved_database_url)
+    task_id = await upload(fast_client)
+    run_inline(fast_settings, task_id)
+    root = fast_settings.resolved_storage_root
+    engine = make_sync_engine(fast_settings.resolved_database_url)
     sessions = sync_session_factory(engine)
     try:
         with sessions.begin() as session:
             assert deletion.mark_deleted(session, uuid.UUID(task_id))
         # Step 1 only: no reader sees it, no worker claims it, its files remain.
-        assert (await client.get(f"/tasks/{task_id}")).status_code == 404
-        assert task_id not in {t["task_id"] for t in (await client.get("/tasks")).json()["tasks"]}
-        assert lifecycle.claim(sessions, uuid.UUID(task_id), settings) is None
+        assert (await fast_client.get(f"/tasks/{task_id}")).status_code == 404
+        assert task_id not in {
+            t["task_id"] for t in (await fast_client.get("/tasks")).json()["tasks"]
+        }
+        assert lifecycle.claim(sessions, uuid.UUID(task_id), fast_settings) is None
         assert (root / "originals" / task_id).exists()
         assert deletion.tombstones(sessions) == [uuid.UUID(task_id)]
 
@@ -149,21 +153,21 @@ async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconci
 
 
 async def test_task_deleted_while_rendering_leaves_no_files(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client)
-    engine = make_sync_engine(settings.resolved_database_url)
+    task_id = await upload(fast_client)
+    engine = make_sync_engine(fast_settings.resolved_database_url)
     sessions = sync_session_factory(engine)
-    storage = LocalStorage(settings.resolved_storage_root)
+    storage = LocalStorage(fast_settings.resolved_storage_root)
     try:
-        held = lifecycle.claim(sessions, uuid.UUID(task_id), settings)
+        held = lifecycle.claim(sessions, uuid.UUID(task_id), fast_settings)
         assert held is not None
-        result = processing.render(held, storage, settings)
-        assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
+        result = processing.render(held, storage, fast_settings)
+        assert (await fast_client.delete(f"/tasks/{task_id}")).status_code == 204
         assert processing.store_and_finish(sessions, storage, held, result) is False
     finally:
         engine.dispose()
-    assert not (settings.resolved_storage_root / "variants" / task_id).exists()
+    assert not (fast_settings.resolved_storage_root / "variants" / task_id).exists()
 
 
 async def test_list_is_newest_first_and_paginated(
@@ -204,7 +208,7 @@ async def test_list_is_newest_first_and_paginated(
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 
-async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:
-    response = await client.get("/nope")
+async def test_unknown_route_uses_error_shape(fast_client: httpx.AsyncClient) -> None:
+    response = await fast_client.get("/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}

@@ -148,13 +148,13 @@ async def test_keys_grouped_later_keep_what_they_made(
     }
 
 
-async def test_without_keys_every_client_is_one_scope(client: httpx.AsyncClient) -> None:
+async def test_without_keys_every_client_is_one_scope(fast_client: httpx.AsyncClient) -> None:
     """Whatever Authorization says: one Idempotency-Key space, one set of webhooks."""
-    first = await upload(client, "some-token", **{"Idempotency-Key": "k-1"})
-    again = await upload(client, "another-token", **{"Idempotency-Key": "k-1"})
+    first = await upload(fast_client, "some-token", **{"Idempotency-Key": "k-1"})
+    again = await upload(fast_client, "another-token", **{"Idempotency-Key": "k-1"})
     assert again.headers.get("Idempotent-Replayed") == "true", again.text
     assert again.json()["task_id"] == first.json()["task_id"]
-    bare = await client.post(
+    bare = await fast_client.post(
         "/upload", files={"file": ("a.jpg", photo(200, 150))}, headers={"Idempotency-Key": "k-1"}
     )
     assert bare.json()["task_id"] == first.json()["task_id"]

@@ -3,19 +3,18 @@ flight, scope, expiry; concurrent requests on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import httpx
 import pytest
 from sqlalchemy import create_engine, func, select, update
 
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine, sync_url
 from imagepipe.db.models import IdempotencyKey, Task, utcnow
 from imagepipe.services.idempotency import Reservation, fingerprint
-from tests.harness.app import make_settings, open_client
+from tests.harness.app import SettingsWith, open_client
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -105,9 +104,9 @@ async def test_malformed_keys_are_400(fast_client: httpx.AsyncClient, key: bytes
     assert response.json()["error"]["code"] == "invalid_request"
 
 
-async def test_keys_are_scoped_per_api_key(tmp_path: Path, sqlite_url: str, redis_url: str) -> None:
-    settings = make_settings(tmp_path, sqlite_url, redis_url, api_keys=("key-one", "key-two"))
-    async with open_client(create_app(settings)) as client:
+async def test_keys_are_scoped_per_api_key(fast_settings_with: SettingsWith) -> None:
+    settings = fast_settings_with(api_keys=("key-one", "key-two"))
+    async with open_client(create_app(settings, parts=Parts())) as client:
         one = await post(client, IMAGE, "shared", Authorization="Bearer key-one")
         two = await post(client, IMAGE, "shared", Authorization="Bearer key-two")
         other_body = await post(client, OTHER, "shared", Authorization="Bearer key-two")

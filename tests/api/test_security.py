@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from imagepipe.api import deps
 from imagepipe.api.app import create_app
 from imagepipe.api.middleware import SECURITY_HEADERS
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
-from tests.harness.app import make_settings, open_client, run_inline
+from tests.harness.app import SettingsWith, make_settings, open_client, run_inline
 from tests.harness.server import free_port
 from tests.images import photo
 
@@ -43,13 +44,13 @@ def operations(app: FastAPI, task_id: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def secured_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, api_keys=KEYS)
+def secured_settings(fast_settings_with: SettingsWith) -> Settings:
+    return fast_settings_with(api_keys=KEYS)
 
 
 @pytest.fixture
 async def secured(secured_settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(secured_settings)
+    app = create_app(secured_settings, parts=Parts())
     async with open_client(app) as client:
         yield app, client
 
@@ -168,16 +169,14 @@ async def test_health_stays_open_with_keys(secured: tuple[FastAPI, httpx.AsyncCl
     assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_an_empty_key_never_lets_anyone_in(
-    tmp_path: Path, sqlite_url: str, redis_url: str
-) -> None:
+async def test_an_empty_key_never_lets_anyone_in(fast_settings_with: SettingsWith) -> None:
     """IMAGEPIPE_API_KEYS='[""]' (an unset variable pasted into a list) must not make
     an empty bearer token a valid key: such settings are refused outright."""
     for blank in ("", "  "):
         with pytest.raises(ValidationError, match="must not be empty"):
             Settings(api_keys=(blank, KEYS[0]))
-    settings = make_settings(tmp_path, sqlite_url, redis_url, api_keys=(KEYS[0],))
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(api_keys=(KEYS[0],))
+    async with open_client(create_app(settings, parts=Parts())) as client:
         for authorization in ("Bearer ", "Bearer", "Bearer  "):
             response = await client.get("/tasks", headers={"Authorization": authorization})
             assert response.status_code == 401, authorization
@@ -206,11 +205,9 @@ async def test_cors_is_off_by_default(fast_client: httpx.AsyncClient) -> None:
     assert not any(h.startswith("access-control-") for h in response.headers)
 
 
-async def test_cors_allows_only_the_configured_origins(
-    tmp_path: Path, sqlite_url: str, redis_url: str
-) -> None:
-    settings = make_settings(tmp_path, sqlite_url, redis_url, cors_origins=(ORIGIN,), api_keys=KEYS)
-    async with open_client(create_app(settings)) as client:
+async def test_cors_allows_only_the_configured_origins(fast_settings_with: SettingsWith) -> None:
+    settings = fast_settings_with(cors_origins=(ORIGIN,), api_keys=KEYS)
+    async with open_client(create_app(settings, parts=Parts())) as client:
         # Preflight needs no key (browsers never send one); it names what is allowed.
         ok = await client.options("/upload", headers=preflight(ORIGIN))
         assert ok.status_code == 200, ok.text

@@ -11,6 +11,7 @@ import pytest
 from imagepipe import errors
 from imagepipe.api import deps
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.services import transient
 from imagepipe.storage import StorageUnavailable
@@ -83,8 +84,8 @@ async def test_a_storage_failure_is_503_without_its_detail(fast_settings: Settin
     root = fast_settings.resolved_storage_root
     root.mkdir(parents=True, exist_ok=True)
     (root / "originals").write_bytes(b"not a directory")
-    async with open_client(create_app(fast_settings)) as fast_client:
-        response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(40, 30))})
+    async with open_client(create_app(fast_settings, parts=Parts())) as client:
+        response = await client.post("/upload", files={"file": ("a.jpg", photo(40, 30))})
     assert response.status_code == 503, response.text
     assert response.json()["error"] == {
         "code": "service_unavailable",

@@ -271,3 +271,18 @@ def fast_settings(fast_settings_with: SettingsWith) -> Settings:
 async def fast_client(fast_settings: Settings, parts: Parts) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client(create_app(fast_settings, parts=parts)) as c:
         yield c
+
+
+@pytest.fixture
+def fast_any_db_settings(tmp_path: Path, database_url: str) -> Settings:
+    """Fast settings on SQLite and on PostgreSQL: the PostgreSQL half is marked
+    ``servers`` (its ``database_url`` parameter), the SQLite half runs in the fast tier."""
+    return make_settings(tmp_path, database_url, NO_REDIS)
+
+
+@pytest.fixture
+async def fast_any_db_client(
+    fast_any_db_settings: Settings, parts: Parts
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(fast_any_db_settings, parts=parts)) as c:
+        yield c

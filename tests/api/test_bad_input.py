@@ -539,9 +539,9 @@ async def test_variant_names_cannot_reach_other_files(
     ],
 )
 async def test_bad_list_parameters_are_4xx(
-    any_db_client: httpx.AsyncClient, params: dict[str, str]
+    fast_any_db_client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
-    response = await any_db_client.get("/tasks", params=params)
+    response = await fast_any_db_client.get("/tasks", params=params)
     assert response.status_code in (400, 422), response.text
     assert_clean_error(response, response.status_code, "invalid_request")
 
@@ -552,11 +552,11 @@ async def test_bad_list_parameters_are_4xx(
      "9999-12-31T23:59:59.999999-23:59"],
 )  # fmt: skip
 async def test_odd_cursors_never_5xx(
-    any_db_client: httpx.AsyncClient, created: str, request: pytest.FixtureRequest
+    fast_any_db_client: httpx.AsyncClient, created: str, request: pytest.FixtureRequest
 ) -> None:
     raw = f"{created}|{uuid.uuid4()}".encode()
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    response = await any_db_client.get("/tasks", params={"cursor": cursor})
+    response = await fast_any_db_client.get("/tasks", params={"cursor": cursor})
     assert response.status_code in (200, 400), response.text
     assert "Traceback" not in response.text
 

@@ -23,8 +23,8 @@ async def test_healthz(fast_client: httpx.AsyncClient) -> None:
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-async def test_readyz_ok(any_db_client: httpx.AsyncClient) -> None:
-    response = await any_db_client.get("/readyz")
+async def test_readyz_ok(fast_any_db_client: httpx.AsyncClient) -> None:
+    response = await fast_any_db_client.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
 

@@ -129,17 +129,17 @@ async def test_keys_expire(fast_client: httpx.AsyncClient, fast_settings: Settin
 
 
 async def test_concurrent_requests_with_one_key_make_one_task(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
     answers: list[httpx.Response] = []
 
     async def send() -> None:
-        answers.append(await post(any_db_client, IMAGE, "race"))
+        answers.append(await post(fast_any_db_client, IMAGE, "race"))
 
     async with anyio.create_task_group() as group:
         for _ in range(8):
             group.start_soon(send)
-    assert task_count(any_db_settings) == 1
+    assert task_count(fast_any_db_settings) == 1
     accepted = {r.json()["task_id"] for r in answers if r.status_code == 202}
     assert len(accepted) == 1
     for response in answers:
@@ -147,13 +147,13 @@ async def test_concurrent_requests_with_one_key_make_one_task(
         if response.status_code == 409:
             assert response.json()["error"]["code"] == "idempotency_key_in_use"
     # Once the winner has answered, every retry is a replay of it.
-    replay = await post(any_db_client, IMAGE, "race")
+    replay = await post(fast_any_db_client, IMAGE, "race")
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json()["task_id"] in accepted
 
 
-async def test_concurrent_reservations_have_one_winner(any_db_settings: Settings) -> None:
-    engine = make_async_engine(any_db_settings.resolved_database_url)
+async def test_concurrent_reservations_have_one_winner(fast_any_db_settings: Settings) -> None:
+    engine = make_async_engine(fast_any_db_settings.resolved_database_url)
     sessions = async_session_factory(engine)
     outcomes: list[str] = []
 
@@ -238,23 +238,23 @@ async def test_direct_upload_refused_frees_its_key(
 
 
 async def test_concurrent_direct_uploads_with_one_key_make_one_task(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
     answers: list[httpx.Response] = []
 
     async def send() -> None:
-        answers.append(await create(any_db_client, "direct-race"))
+        answers.append(await create(fast_any_db_client, "direct-race"))
 
     async with anyio.create_task_group() as group:
         for _ in range(8):
             group.start_soon(send)
-    assert task_count(any_db_settings) == 1
+    assert task_count(fast_any_db_settings) == 1
     created = [r.json() for r in answers if r.status_code == 201]
     assert created and all(body == created[0] for body in created)
     for response in answers:
         assert response.status_code in (201, 409), response.text
         if response.status_code == 409:
             assert response.json()["error"]["code"] == "idempotency_key_in_use"
-    replay = await create(any_db_client, "direct-race")
+    replay = await create(fast_any_db_client, "direct-race")
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json() == created[0]

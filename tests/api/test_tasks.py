@@ -64,18 +64,18 @@ async def test_variant_before_success_is_404(fast_client: httpx.AsyncClient) -> 
 
 
 async def test_succeeded_task_serves_variants(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
-    task_id = await upload(any_db_client)
-    assert run_inline(any_db_settings, task_id) == processing.Outcome.succeeded
-    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    task_id = await upload(fast_any_db_client)
+    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.succeeded
+    status = (await fast_any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "succeeded"
     assert status["started_at"] and status["finished_at"]
     sizes = {name: (v["width"], v["height"]) for name, v in status["variants"].items()}
     assert sizes == {"small": (150, 113), "medium": (600, 450), "large": (1200, 900)}
 
     url = status["variants"]["medium"]["url"]
-    response = await any_db_client.get(url)
+    response = await fast_any_db_client.get(url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
     assert int(response.headers["content-length"]) == len(response.content)
@@ -85,20 +85,22 @@ async def test_succeeded_task_serves_variants(
     etag = response.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
 
-    head = await any_db_client.head(url)
+    head = await fast_any_db_client.head(url)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["etag"] == etag
     for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
-        cached = await any_db_client.get(url, headers={"If-None-Match": if_none_match})
+        cached = await fast_any_db_client.get(url, headers={"If-None-Match": if_none_match})
         assert cached.status_code == 304 and cached.content == b"", if_none_match
-    assert (await any_db_client.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
+    assert (
+        await fast_any_db_client.get(url, headers={"If-None-Match": '"other"'})
+    ).status_code == 200
 
-    unknown = await any_db_client.get(f"/tasks/{task_id}/variants/huge")
+    unknown = await fast_any_db_client.get(f"/tasks/{task_id}/variants/huge")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "variant_not_found"
 
     # Running the same task again changes nothing.
-    assert run_inline(any_db_settings, task_id) == processing.Outcome.skipped
+    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.skipped
 
 
 async def test_delete_removes_row_original_and_variants(
@@ -171,11 +173,11 @@ async def test_task_deleted_while_rendering_leaves_no_files(
 
 
 async def test_list_is_newest_first_and_paginated(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
-    ids = [await upload(any_db_client, photo(60, 40)) for _ in range(5)]
+    ids = [await upload(fast_any_db_client, photo(60, 40)) for _ in range(5)]
     # Make creation times distinct and known.
-    engine = make_sync_engine(any_db_settings.resolved_database_url)
+    engine = make_sync_engine(fast_any_db_settings.resolved_database_url)
     with sync_session_factory(engine).begin() as session:
         for offset, task_id in enumerate(ids):
             session.execute(
@@ -192,19 +194,19 @@ async def test_list_is_newest_first_and_paginated(
     cursor = None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = (await any_db_client.get("/tasks", params=params)).json()
+        page = (await fast_any_db_client.get("/tasks", params=params)).json()
         seen += [t["task_id"] for t in page["tasks"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == list(reversed(ids))
 
-    failed = (await any_db_client.get("/tasks", params={"status": "failed"})).json()
+    failed = (await fast_any_db_client.get("/tasks", params={"status": "failed"})).json()
     assert [t["task_id"] for t in failed["tasks"]] == [ids[0]]
 
-    bad = await any_db_client.get("/tasks", params={"cursor": "!!!"})
+    bad = await fast_any_db_client.get("/tasks", params={"cursor": "!!!"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
-    bad = await any_db_client.get("/tasks", params={"limit": 0})
+    bad = await fast_any_db_client.get("/tasks", params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 

@@ -12,10 +12,11 @@ import pytest
 
 from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
+from imagepipe.queue import PROCESS_TASK, RENDER_QUEUE, Published
 from tests.harness.app import make_settings, open_client
 from tests.images import MULTIPART_TYPE, multipart, original_of, photo
 from tests.imaging.images import animated_gif
-from tests.observe import queue_length, stored_files
+from tests.observe import stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -25,23 +26,25 @@ def files(data: bytes, name: str = "cat.jpg", ctype: str = "image/jpeg") -> dict
 
 
 async def test_upload_answers_202_and_enqueues(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings, parts: Parts
 ) -> None:
     data = photo(800, 600)
-    response = await any_db_client.post("/upload", files=files(data))
+    response = await fast_any_db_client.post("/upload", files=files(data))
     assert response.status_code == 202, response.text
     body = response.json()
     task_id = uuid.UUID(body["task_id"])
     assert body == {"task_id": str(task_id), "status": "queued", "status_url": f"/tasks/{task_id}"}
     assert response.headers["location"] == f"/tasks/{task_id}"
-    assert queue_length(any_db_settings.redis_url) == 1
+    # One render at level 0 (the owner's first); that CeleryQueue puts such a message
+    # in Redis where a worker pops it is tests/worker/test_queue_contract.py.
+    assert parts.queue.published == [Published(PROCESS_TASK, (str(task_id),), RENDER_QUEUE, 0)]
 
-    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    status = (await fast_any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
     assert status["variants"] == {} and status["error"] is None
     assert status["original"] == original_of(data, "cat.jpg", 800, 600)
     assert status["created_at"].endswith("Z")
-    assert stored_files(any_db_settings) == [f"originals/{task_id}"]
+    assert stored_files(fast_any_db_settings) == [f"originals/{task_id}"]
 
 
 async def test_original_reports_its_frames(fast_client: httpx.AsyncClient, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.queue import PROCESS_TASK, RENDER_QUEUE, Published
-from tests.harness.app import make_settings, open_client
+from tests.harness.app import SettingsWith, open_client
 from tests.images import MULTIPART_TYPE, multipart, original_of, photo
 from tests.imaging.images import animated_gif
 from tests.observe import stored_files
@@ -116,14 +116,10 @@ async def test_non_images_are_415(
     assert parts.queue.depth() == 0
 
 
-async def test_body_over_limit_is_413_while_streaming(
-    tmp_path: object, sqlite_url: str, redis_url: str
-) -> None:
-    from pathlib import Path
-
+async def test_body_over_limit_is_413_while_streaming(fast_settings_with: SettingsWith) -> None:
     from imagepipe.api.app import create_app
 
-    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_upload_bytes=100_000)
+    settings = fast_settings_with(max_upload_bytes=100_000)
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
 
     async def chunks() -> object:
@@ -137,7 +133,7 @@ async def test_body_over_limit_is_413_while_streaming(
             yield big[i : i + 8192]
         yield b"\r\n--" + boundary + b"--\r\n"
 
-    async with open_client(create_app(settings)) as client:
+    async with open_client(create_app(settings, parts=Parts())) as client:
         # Chunked: no Content-Length at all.
         response = await client.post(
             "/upload",
@@ -152,13 +148,11 @@ async def test_body_over_limit_is_413_while_streaming(
     assert stored_files(settings) == []
 
 
-async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_url: str) -> None:
-    from pathlib import Path
-
+async def test_too_many_pixels_is_422(fast_settings_with: SettingsWith) -> None:
     from imagepipe.api.app import create_app
 
-    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_pixels=10_000)
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(max_pixels=10_000)
+    async with open_client(create_app(settings, parts=Parts())) as client:
         response = await client.post("/upload", files=files(photo(200, 100)))
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "image_too_large"

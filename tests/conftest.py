@@ -286,3 +286,17 @@ async def fast_any_db_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client(create_app(fast_any_db_settings, parts=parts)) as c:
         yield c
+
+
+# The crop variants (CROP_VARIANTS) on the doubles: the focal point and cover boxes.
+@pytest.fixture
+def fast_crop_settings(fast_settings_with: SettingsWith) -> Settings:
+    return fast_settings_with(variants=CROP_VARIANTS)
+
+
+@pytest.fixture
+async def fast_crop_client(
+    fast_crop_settings: Settings, parts: Parts
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_client(create_app(fast_crop_settings, parts=parts)) as c:
+        yield c

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap install test lint typecheck pytest bench run dev clean
+.PHONY: bootstrap install test test-fast lint typecheck pytest bench run dev clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ pytest: bootstrap $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The tests that start no server or worker (tests/conftest.py marks the others
+# `servers`): no bootstrap. IMAGEPIPE_TESTS_FAST=1 makes a server fixture fail the
+# test that asked for it, so a test missing its mark cannot start one here.
+test-fast: $(STAMP)
+	IMAGEPIPE_TESTS_FAST=1 $(BIN)/pytest -m "not servers" -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt

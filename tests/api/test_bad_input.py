@@ -30,6 +30,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.imaging.limits import probe_limiter
 from tests.harness.app import run_inline
@@ -40,7 +41,7 @@ from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
 from tests.images import MULTIPART_TYPE, multipart, photo
 from tests.imaging import images as hostile
-from tests.observe import queue_length, stored_files
+from tests.observe import stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -115,11 +116,11 @@ def assert_clean_error(response: httpx.Response, status: int, code: str) -> dict
 
 
 def assert_refused_and_nothing_kept(
-    response: httpx.Response, settings: Settings, status: int, code: str
+    response: httpx.Response, settings: Settings, parts: Parts, status: int, code: str
 ) -> dict[str, Any]:
     error = assert_clean_error(response, status, code)
     assert stored_files(settings) == []
-    assert queue_length(settings.redis_url) == 0
+    assert parts.queue.depth() == 0
     return error
 
 
@@ -144,18 +145,27 @@ NOT_IMAGES = {
 @pytest.mark.parametrize("kind", sorted(NOT_IMAGES))
 @pytest.mark.parametrize(("name", "ctype"), [("x.png", "image/png"), ("x.jpg", "image/jpeg")])
 async def test_non_images_renamed_are_415(
-    client: httpx.AsyncClient, settings: Settings, kind: str, name: str, ctype: str
+    parts: Parts,
+    fast_client: httpx.AsyncClient,
+    fast_settings: Settings,
+    kind: str,
+    name: str,
+    ctype: str,
 ) -> None:
-    response = await client.post("/upload", files={"file": (name, NOT_IMAGES[kind], ctype)})
-    assert_refused_and_nothing_kept(response, settings, 415, "unsupported_media_type")
+    response = await fast_client.post("/upload", files={"file": (name, NOT_IMAGES[kind], ctype)})
+    assert_refused_and_nothing_kept(response, fast_settings, parts, 415, "unsupported_media_type")
 
 
 async def test_zero_byte_png_without_type_is_415(
-    client: httpx.AsyncClient, settings: Settings
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     body = multipart([(b'form-data; name="file"; filename="empty.png"', b"")])
-    response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
-    error = assert_refused_and_nothing_kept(response, settings, 415, "unsupported_media_type")
+    response = await fast_client.post(
+        "/upload", content=body, headers={"content-type": MULTIPART_TYPE}
+    )
+    error = assert_refused_and_nothing_kept(
+        response, fast_settings, parts, 415, "unsupported_media_type"
+    )
     assert "empty" in error["message"]
 
 
@@ -174,10 +184,10 @@ async def test_zero_byte_png_without_type_is_415(
          "gif-5001-frames", "apng-10^6-frames"],
 )  # fmt: skip
 async def test_pixel_bombs_are_refused_from_the_header(
-    client: httpx.AsyncClient, settings: Settings, data: bytes, code: str
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings, data: bytes, code: str
 ) -> None:
-    response = await client.post("/upload", files={"file": ("bomb.png", data, "image/png")})
-    assert_refused_and_nothing_kept(response, settings, 422, code)
+    response = await fast_client.post("/upload", files={"file": ("bomb.png", data, "image/png")})
+    assert_refused_and_nothing_kept(response, fast_settings, parts, 422, code)
 
 
 def _animated_webp(frames: int) -> bytes:
@@ -205,12 +215,12 @@ def _animated_webp(frames: int) -> bytes:
          "apng-1001-frames", "webp-1001-frames", "png-10^6-chunks"],
 )  # fmt: skip
 async def test_huge_frame_page_and_chunk_counts_are_refused_from_the_header(
-    client: httpx.AsyncClient, settings: Settings, data: bytes, code: str
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings, data: bytes, code: str
 ) -> None:
     # Each is far under the pixel cap; each would hold a thread while its header is
     # walked. The frame cap and the header budget refuse them after bounded work.
-    response = await client.post("/upload", files={"file": ("x.bin", data)})
-    assert_refused_and_nothing_kept(response, settings, 422, code)
+    response = await fast_client.post("/upload", files={"file": ("x.bin", data)})
+    assert_refused_and_nothing_kept(response, fast_settings, parts, 422, code)
 
 
 def _encoded(image: Image.Image, fmt: str, **params: Any) -> bytes:
@@ -225,7 +235,7 @@ def _encoded(image: Image.Image, fmt: str, **params: Any) -> bytes:
      "tiff-1000-pages"],
 )  # fmt: skip
 async def test_memory_heavy_pixel_formats_render(
-    client: httpx.AsyncClient, settings: Settings, name: str
+    fast_client: httpx.AsyncClient, fast_settings: Settings, name: str
 ) -> None:
     # Deep or wide pixels: each decodes to more bytes per pixel than a JPEG; the worker
     # shrinks before widening and ignores absurd profiles (bench/memory.py: peaks).
@@ -243,28 +253,30 @@ async def test_memory_heavy_pixel_formats_render(
         ),
         "tiff-1000-pages": lambda: hostile.many_page_tiff(1_000, size=(100, 80)),
     }
-    response = await client.post("/upload", files={"file": ("x.bin", make[name]())})
+    response = await fast_client.post("/upload", files={"file": ("x.bin", make[name]())})
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id).value == "succeeded"
-    variants = (await client.get(f"/tasks/{task_id}")).json()["variants"]
+    assert run_inline(fast_settings, task_id).value == "succeeded"
+    variants = (await fast_client.get(f"/tasks/{task_id}")).json()["variants"]
     assert sorted(variants) == ["large", "medium", "small"]
 
 
 async def test_header_probes_wait_for_their_own_limiter(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     # Every probe token is taken: an upload waits for one (not for the shared thread
     # pool), and goes through once a token is given back.
-    limiter = probe_limiter(settings.probe_concurrency)
-    assert limiter.total_tokens == settings.probe_concurrency
-    holders = [object() for _ in range(settings.probe_concurrency)]
+    limiter = probe_limiter(fast_settings.probe_concurrency)
+    assert limiter.total_tokens == fast_settings.probe_concurrency
+    holders = [object() for _ in range(fast_settings.probe_concurrency)]
     for holder in holders:
         await limiter.acquire_on_behalf_of(holder)
     responses: list[httpx.Response] = []
 
     async def upload() -> None:
-        responses.append(await client.post("/upload", files={"file": ("a.jpg", photo(64, 48))}))
+        responses.append(
+            await fast_client.post("/upload", files={"file": ("a.jpg", photo(64, 48))})
+        )
 
     try:
         async with anyio.create_task_group() as group:
@@ -283,13 +295,13 @@ async def test_header_probes_wait_for_their_own_limiter(
 
 
 async def test_frames_up_to_the_cap_are_accepted(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    response = await client.post(
+    response = await fast_client.post(
         "/upload", files={"file": ("ok.gif", animated_gif(1000, 1000, 50))}
     )
     assert response.status_code == 202, response.text
-    assert run_inline(settings, response.json()["task_id"]).value == "succeeded"
+    assert run_inline(fast_settings, response.json()["task_id"]).value == "succeeded"
 
 
 DECODE_FAILURES = {
@@ -310,18 +322,18 @@ DECODE_FAILURES = {
     ids=["png", "gif", "webp", "jpeg"],
 )
 async def test_truncated_images_fail_invalid_image(
-    client: httpx.AsyncClient, settings: Settings, data: bytes
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings, data: bytes
 ) -> None:
     """Refused at upload when the header alone shows it (WebP's decoder wants the whole
     file to open), otherwise accepted and failed by the worker: invalid_image either way."""
-    response = await client.post("/upload", files={"file": ("cut", data)})
+    response = await fast_client.post("/upload", files={"file": ("cut", data)})
     if response.status_code == 422:
-        assert_refused_and_nothing_kept(response, settings, 422, "invalid_image")
+        assert_refused_and_nothing_kept(response, fast_settings, parts, 422, "invalid_image")
         return
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id).value == "failed"
-    status = (await client.get(f"/tasks/{task_id}")).json()
+    assert run_inline(fast_settings, task_id).value == "failed"
+    status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "failed" and status["variants"] == {}
     assert status["error"]["code"] == "invalid_image"
     # Our fixed words, never the decoder's ("image file is truncated (5 bytes not
@@ -330,17 +342,17 @@ async def test_truncated_images_fail_invalid_image(
 
 
 async def test_polyglot_jpeg_is_served_only_as_an_image(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = polyglot_jpeg(HTML)
-    response = await client.post("/upload", files={"file": ("page.html", data, "text/html")})
+    response = await fast_client.post("/upload", files={"file": ("page.html", data, "text/html")})
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id).value == "succeeded"
-    status = (await client.get(f"/tasks/{task_id}")).json()
+    assert run_inline(fast_settings, task_id).value == "succeeded"
+    status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["original"]["format"] == "JPEG"
     for variant in status["variants"].values():
-        served = await client.get(variant["url"])
+        served = await fast_client.get(variant["url"])
         assert served.status_code == 200
         assert served.headers["content-type"] == "image/jpeg"
         assert served.headers["x-content-type-options"] == "nosniff"
@@ -348,7 +360,7 @@ async def test_polyglot_jpeg_is_served_only_as_an_image(
         assert b"<script" not in served.content and b"<html" not in served.content
         assert b"\xff\xfe" not in served.content[:200]  # no comment segment at all
     # The original (HTML inside) is never served by any route.
-    assert (await client.get(f"/tasks/{task_id}/variants/original")).status_code == 404
+    assert (await fast_client.get(f"/tasks/{task_id}/variants/original")).status_code == 404
 
 
 FILENAMES = [
@@ -369,26 +381,32 @@ FILENAMES = [
 
 @pytest.mark.parametrize("raw", FILENAMES, ids=range(len(FILENAMES)))
 async def test_hostile_filenames_are_display_only(
-    client: httpx.AsyncClient, settings: Settings, raw: bytes
+    fast_client: httpx.AsyncClient, fast_settings: Settings, raw: bytes
 ) -> None:
     body = multipart([(b'form-data; name="file"; filename="' + raw + b'"', photo(40, 30))])
-    response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
+    response = await fast_client.post(
+        "/upload", content=body, headers={"content-type": MULTIPART_TYPE}
+    )
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    shown = (await client.get(f"/tasks/{task_id}")).json()["original"]["filename"]
+    shown = (await fast_client.get(f"/tasks/{task_id}")).json()["original"]["filename"]
     assert shown and len(shown) <= 255
     assert "/" not in shown and "\\" not in shown
     assert not any(unicodedata.category(ch).startswith("C") for ch in shown)
     assert shown == unicodedata.normalize("NFC", shown)
-    assert stored_files(settings) == [f"originals/{task_id}"]
+    assert stored_files(fast_settings) == [f"originals/{task_id}"]
 
 
-async def test_rfc5987_filename_is_accepted(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_rfc5987_filename_is_accepted(
+    fast_client: httpx.AsyncClient, fast_settings: Settings
+) -> None:
     disposition = b"form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC%2F..%2Fx.jpg"
     body = multipart([(disposition, photo(40, 30))])
-    response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
+    response = await fast_client.post(
+        "/upload", content=body, headers={"content-type": MULTIPART_TYPE}
+    )
     assert response.status_code == 202, response.text
-    assert len(stored_files(settings)) == 1
+    assert len(stored_files(fast_settings)) == 1
 
 
 # --- the multipart envelope -------------------------------------------------------
@@ -437,18 +455,22 @@ ENVELOPES: dict[str, tuple[bytes, str]] = {
 
 @pytest.mark.parametrize("case", sorted(ENVELOPES))
 async def test_malformed_multipart_is_400(
-    client: httpx.AsyncClient, settings: Settings, case: str
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings, case: str
 ) -> None:
     body, content_type = ENVELOPES[case]
-    response = await client.post("/upload", content=body, headers={"content-type": content_type})
-    assert_refused_and_nothing_kept(response, settings, 400, "invalid_request")
+    response = await fast_client.post(
+        "/upload", content=body, headers={"content-type": content_type}
+    )
+    assert_refused_and_nothing_kept(response, fast_settings, parts, 400, "invalid_request")
 
 
-async def test_no_content_type_is_400(client: httpx.AsyncClient, settings: Settings) -> None:
-    request = client.build_request("POST", "/upload", content=b"abc")
+async def test_no_content_type_is_400(
+    parts: Parts, fast_client: httpx.AsyncClient, fast_settings: Settings
+) -> None:
+    request = fast_client.build_request("POST", "/upload", content=b"abc")
     assert "content-type" not in request.headers
-    response = await client.send(request)
-    assert_refused_and_nothing_kept(response, settings, 400, "invalid_request")
+    response = await fast_client.send(request)
+    assert_refused_and_nothing_kept(response, fast_settings, parts, 400, "invalid_request")
 
 
 # --- ids and query strings ------------------------------------------------------------
@@ -468,25 +490,27 @@ BAD_IDS = [
 
 
 @pytest.mark.parametrize("task_id", BAD_IDS, ids=range(len(BAD_IDS)))
-async def test_unknown_and_malformed_ids_never_5xx(client: httpx.AsyncClient, task_id: str) -> None:
+async def test_unknown_and_malformed_ids_never_5xx(
+    fast_client: httpx.AsyncClient, task_id: str
+) -> None:
     for method, path in [
         ("GET", f"/tasks/{task_id}"),
         ("HEAD", f"/tasks/{task_id}/variants/small"),
         ("DELETE", f"/tasks/{task_id}"),
         ("GET", f"/tasks/{task_id}/variants/small"),
     ]:
-        response = await client.request(method, path)
+        response = await fast_client.request(method, path)
         assert response.status_code in (404, 422), (method, path, response.status_code)
         if method != "HEAD":
             assert_clean_error(response, response.status_code, response.json()["error"]["code"])
 
 
 async def test_variant_names_cannot_reach_other_files(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    response = await client.post("/upload", files={"file": ("a.jpg", photo(300, 200))})
+    response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(300, 200))})
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id).value == "succeeded"
+    assert run_inline(fast_settings, task_id).value == "succeeded"
     for name in [
         f"..%2F..%2Foriginals%2F{task_id}",
         "%2e%2e",
@@ -497,7 +521,7 @@ async def test_variant_names_cannot_reach_other_files(
         "__class__",
         "x" * 5000,
     ]:
-        response = await client.get(f"/tasks/{task_id}/variants/{name}")
+        response = await fast_client.get(f"/tasks/{task_id}/variants/{name}")
         assert response.status_code == 404, (name, response.status_code)
         assert_clean_error(response, 404, response.json()["error"]["code"])
 
@@ -515,9 +539,9 @@ async def test_variant_names_cannot_reach_other_files(
     ],
 )
 async def test_bad_list_parameters_are_4xx(
-    any_db_client: httpx.AsyncClient, params: dict[str, str]
+    fast_any_db_client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
-    response = await any_db_client.get("/tasks", params=params)
+    response = await fast_any_db_client.get("/tasks", params=params)
     assert response.status_code in (400, 422), response.text
     assert_clean_error(response, response.status_code, "invalid_request")
 
@@ -528,11 +552,11 @@ async def test_bad_list_parameters_are_4xx(
      "9999-12-31T23:59:59.999999-23:59"],
 )  # fmt: skip
 async def test_odd_cursors_never_5xx(
-    any_db_client: httpx.AsyncClient, created: str, request: pytest.FixtureRequest
+    fast_any_db_client: httpx.AsyncClient, created: str, request: pytest.FixtureRequest
 ) -> None:
     raw = f"{created}|{uuid.uuid4()}".encode()
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    response = await any_db_client.get("/tasks", params={"cursor": cursor})
+    response = await fast_any_db_client.get("/tasks", params={"cursor": cursor})
     assert response.status_code in (200, 400), response.text
     assert "Traceback" not in response.text
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from tests.harness.app import open_client, run_inline
 from tests.images import photo
@@ -31,11 +32,11 @@ async def upload(client: httpx.AsyncClient, settings: Settings, key: str, data: 
 
 
 async def test_identical_bytes_of_two_keys_are_rendered_for_each(
-    any_db_settings: Settings,
+    fast_any_db_settings: Settings,
 ) -> None:
-    settings = any_db_settings.model_copy(update={"api_keys": (ALICE, BOB)})
+    settings = fast_any_db_settings.model_copy(update={"api_keys": (ALICE, BOB)})
     data = photo(800, 600)
-    async with open_client(create_app(settings)) as client:
+    async with open_client(create_app(settings, parts=Parts())) as client:
         alices = await upload(client, settings, ALICE, data)
         bobs = await upload(client, settings, BOB, data)
         task = (await client.get(f"/tasks/{bobs}", headers=as_key(BOB))).json()

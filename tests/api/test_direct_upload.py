@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import select, update
 
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.api.routes import direct
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
@@ -128,80 +129,82 @@ async def test_whole_flow_then_render(
     ],
 )
 async def test_bad_fields_are_422(
-    client: httpx.AsyncClient, settings: Settings, payload: dict[str, object], field: str
+    fast_client: httpx.AsyncClient, fast_settings: Settings, payload: dict[str, object], field: str
 ) -> None:
-    response = await client.post("/uploads", json=payload)
+    response = await fast_client.post("/uploads", json=payload)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_request" and field in error["message"]
-    assert (await client.get("/tasks")).json()["tasks"] == []
+    assert (await fast_client.get("/tasks")).json()["tasks"] == []
 
 
-async def test_not_json_is_422(client: httpx.AsyncClient) -> None:
+async def test_not_json_is_422(fast_client: httpx.AsyncClient) -> None:
     for content in (b"{", b"[1]", b""):
-        response = await client.post("/uploads", content=content)
+        response = await fast_client.post("/uploads", content=content)
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "invalid_request"
 
 
 async def test_declared_size_over_the_limit_is_413_at_once(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    body = {"filename": "a.jpg", "size_bytes": settings.max_upload_bytes + 1}
-    response = await client.post("/uploads", json={**body, "content_type": "image/jpeg"})
+    body = {"filename": "a.jpg", "size_bytes": fast_settings.max_upload_bytes + 1}
+    response = await fast_client.post("/uploads", json={**body, "content_type": "image/jpeg"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"
-    assert (await client.get("/tasks")).json()["tasks"] == []
+    assert (await fast_client.get("/tasks")).json()["tasks"] == []
 
 
-async def test_complete_before_put_is_409(client: httpx.AsyncClient) -> None:
-    body = await create(client, 1000)
-    response = await client.post(f"{body['complete_url']}")
+async def test_complete_before_put_is_409(fast_client: httpx.AsyncClient) -> None:
+    body = await create(fast_client, 1000)
+    response = await fast_client.post(f"{body['complete_url']}")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "upload_incomplete"
-    status = (await client.get(f"/tasks/{body['task_id']}")).json()
+    status = (await fast_client.get(f"/tasks/{body['task_id']}")).json()
     assert status["status"] == "awaiting_upload"
 
 
 async def test_put_longer_than_declared_is_refused_while_streaming(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data) - 1)
-    response = await put(client, body, data)
+    body = await create(fast_client, len(data) - 1)
+    response = await put(fast_client, body, data)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"
-    assert stored_files(settings) == []
+    assert stored_files(fast_settings) == []
 
 
 async def test_shorter_than_declared_is_incomplete_then_can_be_sent_again(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
-    assert (await put(client, body, data[:-100])).status_code == 204
-    response = await client.post(f"{body['complete_url']}")
+    body = await create(fast_client, len(data))
+    assert (await put(fast_client, body, data[:-100])).status_code == 204
+    response = await fast_client.post(f"{body['complete_url']}")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "upload_incomplete"
-    assert (await put(client, body, data)).status_code == 204
-    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    assert (await put(fast_client, body, data)).status_code == 204
+    assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
 
 
 async def test_object_longer_than_declared_fails_the_task(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     # Another writer (or a backend without a pinned length) stored more than declared.
     data = photo(400, 300)
-    body = await create(client, len(data) - 10)
-    LocalStorage(settings.resolved_storage_root).put_bytes(f"originals/{body['task_id']}", data)
-    response = await client.post(f"{body['complete_url']}")
+    body = await create(fast_client, len(data) - 10)
+    LocalStorage(fast_settings.resolved_storage_root).put_bytes(
+        f"originals/{body['task_id']}", data
+    )
+    response = await fast_client.post(f"{body['complete_url']}")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"
-    assert stored_files(settings) == []
-    status = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert stored_files(fast_settings) == []
+    status = (await fast_client.get(f"/tasks/{body['task_id']}")).json()
     assert status["status"] == "failed" and status["error"]["code"] == "file_too_large"
     # Completing again answers the same refusal.
-    again = await client.post(f"{body['complete_url']}")
+    again = await fast_client.post(f"{body['complete_url']}")
     assert (again.status_code, again.json()["error"]["code"]) == (409, "file_too_large")
 
 
@@ -213,41 +216,46 @@ async def test_object_longer_than_declared_fails_the_task(
     ],
 )
 async def test_non_image_is_refused_and_nothing_left(
-    client: httpx.AsyncClient, settings: Settings, data: bytes, status: int, code: str
+    fast_client: httpx.AsyncClient,
+    fast_settings: Settings,
+    parts: Parts,
+    data: bytes,
+    status: int,
+    code: str,
 ) -> None:
-    body = await create(client, len(data))
-    assert (await put(client, body, data)).status_code == 204
-    assert stored_files(settings) == [f"staging/{body['task_id']}"]
-    response = await client.post(f"{body['complete_url']}")
+    body = await create(fast_client, len(data))
+    assert (await put(fast_client, body, data)).status_code == 204
+    assert stored_files(fast_settings) == [f"staging/{body['task_id']}"]
+    response = await fast_client.post(f"{body['complete_url']}")
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
-    assert stored_files(settings) == []
-    task = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert stored_files(fast_settings) == []
+    task = (await fast_client.get(f"/tasks/{body['task_id']}")).json()
     assert task["status"] == "failed" and task["error"]["code"] == code
-    assert queue_length(settings.redis_url) == 0
+    assert parts.queue.depth() == 0
 
 
 async def test_wrong_token_is_403_and_unknown_task_404(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(100, 100)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     task_id = body["task_id"]
     real = upload_path(body).rsplit("=", 1)[1]
     altered = real[:-1] + ("B" if real.endswith("A") else "A")
     for token in ("x", altered, ""):
-        response = await client.put(f"/tasks/{task_id}/original?token={token}", content=data)
+        response = await fast_client.put(f"/tasks/{task_id}/original?token={token}", content=data)
         assert response.status_code == 403, token
         assert response.json()["error"]["code"] == "invalid_upload_token"
     # The token is bound to its task.
-    other = await create(client, len(data))
-    response = await client.put(
+    other = await create(fast_client, len(data))
+    response = await fast_client.put(
         upload_path(body).replace(str(task_id), str(other["task_id"])), content=data
     )
     assert response.status_code == 403
-    response = await client.put(f"/tasks/{uuid.uuid4()}/original?token=x", content=data)
+    response = await fast_client.put(f"/tasks/{uuid.uuid4()}/original?token=x", content=data)
     assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
-    assert stored_files(settings) == []
+    assert stored_files(fast_settings) == []
 
 
 def _age(settings: Settings, task_id: object) -> None:
@@ -265,18 +273,18 @@ def _age(settings: Settings, task_id: object) -> None:
 
 
 async def test_expired_token_is_403_and_complete_409(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(100, 100)
-    body = await create(client, len(data))
-    assert (await put(client, body, data[:50])).status_code == 204
-    _age(settings, body["task_id"])
-    response = await put(client, body, data)
+    body = await create(fast_client, len(data))
+    assert (await put(fast_client, body, data[:50])).status_code == 204
+    _age(fast_settings, body["task_id"])
+    response = await put(fast_client, body, data)
     assert (response.status_code, response.json()["error"]["code"]) == (403, "upload_expired")
-    response = await client.post(f"{body['complete_url']}")
+    response = await fast_client.post(f"{body['complete_url']}")
     assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_expired")
-    assert stored_files(settings) == []
-    task = (await client.get(f"/tasks/{body['task_id']}")).json()
+    assert stored_files(fast_settings) == []
+    task = (await fast_client.get(f"/tasks/{body['task_id']}")).json()
     assert task["status"] == "failed" and task["error"]["code"] == "upload_expired"
 
 
@@ -309,8 +317,8 @@ async def test_reconciler_expires_abandoned_uploads(
     assert (await client.get(f"/tasks/{fresh['task_id']}")).json()["status"] == "awaiting_upload"
 
 
-async def test_expiry_is_batched(settings: Settings) -> None:
-    engine = make_sync_engine(settings.resolved_database_url)
+async def test_expiry_is_batched(fast_settings: Settings) -> None:
+    engine = make_sync_engine(fast_settings.resolved_database_url)
     sessions = sync_session_factory(engine)
     past = utcnow() - timedelta(seconds=5)
     try:
@@ -336,19 +344,21 @@ async def test_expiry_is_batched(settings: Settings) -> None:
         engine.dispose()
 
 
-async def test_put_needs_no_api_key_but_the_rest_does(tmp_path: Path, settings: Settings) -> None:
-    secured = settings.model_copy(update={"api_keys": ("k" * 32,)})
-    async with open_client(create_app(secured)) as client:
+async def test_put_needs_no_api_key_but_the_rest_does(
+    tmp_path: Path, fast_settings: Settings
+) -> None:
+    secured = fast_settings.model_copy(update={"api_keys": ("k" * 32,)})
+    async with open_client(create_app(secured)) as fast_client:
         data = photo(100, 100)
-        anonymous = await client.post(
+        anonymous = await fast_client.post(
             "/uploads", json={"filename": "a", "size_bytes": len(data), "content_type": "x/y"}
         )
         assert anonymous.status_code == 401
-        client.headers["Authorization"] = "Bearer " + "k" * 32
-        body = await create(client, len(data))
-        del client.headers["Authorization"]
-        assert (await put(client, body, data)).status_code == 204
-        assert (await client.post(f"{body['complete_url']}")).status_code == 401
+        fast_client.headers["Authorization"] = "Bearer " + "k" * 32
+        body = await create(fast_client, len(data))
+        del fast_client.headers["Authorization"]
+        assert (await put(fast_client, body, data)).status_code == 204
+        assert (await fast_client.post(f"{body['complete_url']}")).status_code == 401
 
 
 @pytest.fixture
@@ -473,14 +483,14 @@ async def test_expired_uploads_are_failures_like_any_other(
         assert task["error"]["code"] == "upload_expired"
 
 
-async def test_callback_url_is_checked(client: httpx.AsyncClient) -> None:
+async def test_callback_url_is_checked(fast_client: httpx.AsyncClient) -> None:
     for url, code in ((5, "invalid_request"), ("http://127.0.0.1:9/x", "invalid_callback_url")):
-        response = await client.post(
+        response = await fast_client.post(
             "/uploads",
             json={"filename": "a", "size_bytes": 9, "content_type": "a/b", "callback_url": url},
         )
         assert (response.status_code, response.json()["error"]["code"]) == (422, code)
-    assert (await client.get("/tasks")).json()["tasks"] == []
+    assert (await fast_client.get("/tasks")).json()["tasks"] == []
 
 
 # --- the upload URL once its task has moved on -------------------------------------
@@ -522,109 +532,109 @@ def stored_bytes(settings: Settings, key: str) -> bytes:
 
 
 async def test_the_upload_url_changes_nothing_once_the_upload_is_completed(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     task_id = body["task_id"]
-    assert (await put(client, body, data)).status_code == 204
-    assert stored_files(settings) == [f"staging/{task_id}"]
-    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    assert (await put(fast_client, body, data)).status_code == 204
+    assert stored_files(fast_settings) == [f"staging/{task_id}"]
+    assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
     # Moved, not copied: what the URL wrote is now the original.
-    assert stored_files(settings) == [f"originals/{task_id}"]
+    assert stored_files(fast_settings) == [f"originals/{task_id}"]
 
     other = photo(300, 200, "PNG")
-    response = await put(client, body, other)
+    response = await put(fast_client, body, other)
     assert (response.status_code, response.json()["error"]["code"]) == (409, "upload_closed")
     # A write the URL makes all the same (a PUT whose body was still arriving, or a
     # presigned S3 URL, which cannot be revoked) lands on the staging key. The
     # reconciler removes it, and keeps what an upload in progress has staged.
-    waiting = await create(client, len(data))
-    assert (await put(client, waiting, data)).status_code == 204
-    LocalStorage(settings.resolved_storage_root).put_bytes(f"staging/{task_id}", other)
-    reconcile(settings)
-    assert stored_files(settings) == [f"originals/{task_id}", f"staging/{waiting['task_id']}"]
-    assert stored_bytes(settings, f"originals/{task_id}") == data
+    waiting = await create(fast_client, len(data))
+    assert (await put(fast_client, waiting, data)).status_code == 204
+    LocalStorage(fast_settings.resolved_storage_root).put_bytes(f"staging/{task_id}", other)
+    reconcile(fast_settings)
+    assert stored_files(fast_settings) == [f"originals/{task_id}", f"staging/{waiting['task_id']}"]
+    assert stored_bytes(fast_settings, f"originals/{task_id}") == data
 
-    assert run_inline(settings, str(task_id)) == processing.Outcome.succeeded
-    done = (await client.get(f"/tasks/{task_id}")).json()
+    assert run_inline(fast_settings, str(task_id)) == processing.Outcome.succeeded
+    done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"] == original_of(data, "cat.jpg", 400, 300)
 
 
 async def test_a_put_still_arriving_when_its_task_is_deleted_leaves_nothing(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     received = direct.receive_body
 
     async def deleted_meanwhile(*args: object, **kwargs: object) -> None:
         await received(*args, **kwargs)  # type: ignore[arg-type]
-        delete_rows(settings, body["task_id"])  # and it had no files yet
+        delete_rows(fast_settings, body["task_id"])  # and it had no files yet
 
     monkeypatch.setattr(direct, "receive_body", deleted_meanwhile)
-    assert (await put(client, body, data)).status_code == 204
+    assert (await put(fast_client, body, data)).status_code == 204
     monkeypatch.setattr(direct, "receive_body", received)
-    reconcile(settings)
-    assert stored_files(settings) == []
-    response = await put(client, body, data)
+    reconcile(fast_settings)
+    assert stored_files(fast_settings) == []
+    response = await put(fast_client, body, data)
     assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
-    assert stored_files(settings) == []
+    assert stored_files(fast_settings) == []
 
 
 async def test_a_retried_completion_keeps_the_object_the_first_one_moved(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     task_id = str(body["task_id"])
-    assert (await put(client, body, data)).status_code == 204
+    assert (await put(fast_client, body, data)).status_code == 204
     # A completion that moved the object and went no further (its probe's storage
     # failed); then the URL stores other bytes of the declared length.
-    storage = LocalStorage(settings.resolved_storage_root)
+    storage = LocalStorage(fast_settings.resolved_storage_root)
     storage.move(f"staging/{task_id}", f"originals/{task_id}")
     other = data[:13] + bytes([1, 0, 72, 0, 72]) + data[18:]  # another JFIF density
-    assert (await put(client, body, other)).status_code == 204
-    assert (await client.post(f"{body['complete_url']}")).status_code == 202
-    assert stored_bytes(settings, f"originals/{task_id}") == data
-    reconcile(settings)
-    assert stored_files(settings) == [f"originals/{task_id}"]
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
-    done = (await client.get(f"/tasks/{task_id}")).json()
+    assert (await put(fast_client, body, other)).status_code == 204
+    assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
+    assert stored_bytes(fast_settings, f"originals/{task_id}") == data
+    reconcile(fast_settings)
+    assert stored_files(fast_settings) == [f"originals/{task_id}"]
+    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 async def test_the_worker_renders_only_the_object_checked_at_completion(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     task_id = str(body["task_id"])
-    assert (await put(client, body, data)).status_code == 204
-    assert (await client.post(f"{body['complete_url']}")).status_code == 202
+    assert (await put(fast_client, body, data)).status_code == 204
+    assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
     # Replaced after the check (by a second completion racing the first, or the URL
     # of an earlier release, which named this key): not the bytes probed and recorded.
-    LocalStorage(settings.resolved_storage_root).put_bytes(
+    LocalStorage(fast_settings.resolved_storage_root).put_bytes(
         f"originals/{task_id}", photo(900, 900, "PNG")
     )
-    assert run_inline(settings, task_id) == processing.Outcome.failed
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert run_inline(fast_settings, task_id) == processing.Outcome.failed
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert (task["status"], task["error"]["code"]) == ("failed", "original_changed")
     assert task["variants"] == {} and task["original"]["sha256"] == ""
 
 
 async def test_an_upload_stored_where_earlier_releases_put_it_still_completes(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     # Their URL wrote the original's own key; such a task may still be awaiting its
     # completion when the new release starts.
     data = photo(400, 300)
-    body = await create(client, len(data))
+    body = await create(fast_client, len(data))
     task_id = str(body["task_id"])
-    LocalStorage(settings.resolved_storage_root).put_bytes(f"originals/{task_id}", data)
-    assert (await client.post(f"{body['complete_url']}")).status_code == 202
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
-    done = (await client.get(f"/tasks/{task_id}")).json()
+    LocalStorage(fast_settings.resolved_storage_root).put_bytes(f"originals/{task_id}", data)
+    assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
+    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"] == original_of(data, "cat.jpg", 400, 300)
     assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -673,38 +683,41 @@ async def test_complete_answers_an_expiry_that_won_the_race(
 
 
 async def test_complete_answers_a_delete_that_won_the_race(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    fast_client: httpx.AsyncClient,
+    fast_settings: Settings,
+    parts: Parts,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = photo(400, 300)
-    body = await create(client, len(data))
-    assert (await put(client, body, data)).status_code == 204
+    body = await create(fast_client, len(data))
+    assert (await put(fast_client, body, data)).status_code == 204
     # The delete removed the task's files before the completion moved the object in.
-    restore = _during_probe(monkeypatch, lambda: delete_rows(settings, body["task_id"]))
-    response = await client.post(f"{body['complete_url']}")
+    restore = _during_probe(monkeypatch, lambda: delete_rows(fast_settings, body["task_id"]))
+    response = await fast_client.post(f"{body['complete_url']}")
     restore()
     assert (response.status_code, response.json()["error"]["code"]) == (404, "task_not_found")
-    assert queue_length(settings.redis_url) == 0
-    assert stored_files(settings) == []
+    assert parts.queue.depth() == 0
+    assert stored_files(fast_settings) == []
 
 
 async def test_upload_tokens_open_only_their_own_upload(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(100, 100)
-    first, second = await create(client, len(data)), await create(client, len(data))
-    assert (await put(client, first, data)).status_code == 204
-    assert (await client.post(f"{first['complete_url']}")).status_code == 202
+    first, second = await create(fast_client, len(data)), await create(fast_client, len(data))
+    assert (await put(fast_client, first, data)).status_code == 204
+    assert (await fast_client.post(f"{first['complete_url']}")).status_code == 202
     # The closed task's token says nothing about the open one, and a wrong token says
     # nothing about the closed one.
     swapped = upload_path(first).replace(str(first["task_id"]), str(second["task_id"]))
-    response = await client.put(swapped, content=data)
+    response = await fast_client.put(swapped, content=data)
     assert (response.status_code, response.json()["error"]["code"]) == (
         403,
         "invalid_upload_token",
     )
-    response = await client.put(f"/tasks/{first['task_id']}/original?token=x", content=data)
+    response = await fast_client.put(f"/tasks/{first['task_id']}/original?token=x", content=data)
     assert (response.status_code, response.json()["error"]["code"]) == (
         403,
         "invalid_upload_token",
     )
-    assert stored_files(settings) == [f"originals/{first['task_id']}"]
+    assert stored_files(fast_settings) == [f"originals/{first['task_id']}"]

@@ -11,6 +11,7 @@ import pytest
 from imagepipe import errors
 from imagepipe.api import deps
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.services import transient
 from imagepipe.storage import StorageUnavailable
@@ -67,23 +68,23 @@ class _BuggyStorage:
         raise FileNotFoundError(2, "No such file or directory", "/srv/secret/imagepipe/tmp")
 
 
-async def test_an_oserror_bug_is_500_not_503(settings: Settings) -> None:
+async def test_an_oserror_bug_is_500_not_503(fast_settings: Settings) -> None:
     """An OSError is not a backend outage by its type alone: a missing file under our
     own paths is a bug, and a 503 would have clients retry it for ever."""
-    response = await _upload_with_storage(settings, _BuggyStorage())
+    response = await _upload_with_storage(fast_settings, _BuggyStorage())
     assert response.status_code == 500, response.text
     assert response.json() == {"error": {"code": "internal_error", "message": "Internal error."}}
     assert "retry-after" not in response.headers
     assert "/srv/secret" not in response.text
 
 
-async def test_a_storage_failure_is_503_without_its_detail(settings: Settings) -> None:
+async def test_a_storage_failure_is_503_without_its_detail(fast_settings: Settings) -> None:
     """The disk under the storage refuses the write (a file where the originals
     directory must be): 503 with the fixed message; the path stays in the log."""
-    root = settings.resolved_storage_root
+    root = fast_settings.resolved_storage_root
     root.mkdir(parents=True, exist_ok=True)
     (root / "originals").write_bytes(b"not a directory")
-    async with open_client(create_app(settings)) as client:
+    async with open_client(create_app(fast_settings, parts=Parts())) as client:
         response = await client.post("/upload", files={"file": ("a.jpg", photo(40, 30))})
     assert response.status_code == 503, response.text
     assert response.json()["error"] == {

@@ -81,9 +81,9 @@ def test_negotiation_while_extras_are_due(
 
 
 async def test_each_variant_is_served_in_every_stored_format(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task = await rendered(client, settings)
+    task = await rendered(fast_client, fast_settings)
     variant = task["variants"]["medium"]
     url = variant["url"]
     assert list(variant["formats"]) == ["image/jpeg", "image/webp"]
@@ -91,7 +91,7 @@ async def test_each_variant_is_served_in_every_stored_format(
     for content_type, stored in variant["formats"].items():
         extension = {"image/jpeg": "jpg", "image/webp": "webp"}[content_type]
         assert stored["url"] == f"{url}.{extension}"
-        response = await client.get(stored["url"])
+        response = await fast_client.get(stored["url"])
         assert response.status_code == 200
         assert response.headers["content-type"] == content_type
         assert len(response.content) == stored["size_bytes"]
@@ -101,10 +101,10 @@ async def test_each_variant_is_served_in_every_stored_format(
             assert image.size == (600, 450)
         etag = response.headers["etag"]
         etags.add(etag)
-        head = await client.head(stored["url"])
+        head = await fast_client.head(stored["url"])
         assert head.status_code == 200 and head.headers["etag"] == etag
         assert head.headers["content-length"] == str(stored["size_bytes"])
-        cached = await client.get(stored["url"], headers={"If-None-Match": etag})
+        cached = await fast_client.get(stored["url"], headers={"If-None-Match": etag})
         assert cached.status_code == 304
     assert len(etags) == 2  # one ETag per format
     assert variant["content_type"] == "image/jpeg"
@@ -112,30 +112,30 @@ async def test_each_variant_is_served_in_every_stored_format(
 
     # The variant URL negotiates, and says so.
     for accept, content_type in [("*/*", "image/jpeg"), (CHROMIUM_IMG, "image/webp")]:
-        response = await client.get(url, headers={"Accept": accept})
+        response = await fast_client.get(url, headers={"Accept": accept})
         assert response.status_code == 200
         assert response.headers["content-type"] == content_type
         assert response.headers["vary"] == "Accept"
-        explicit = await client.get(variant["formats"][content_type]["url"])
+        explicit = await fast_client.get(variant["formats"][content_type]["url"])
         assert response.headers["etag"] == explicit.headers["etag"]
         assert response.content == explicit.content
-        head = await client.head(url, headers={"Accept": accept})
+        head = await fast_client.head(url, headers={"Accept": accept})
         assert head.headers["content-type"] == content_type
         assert head.headers["vary"] == "Accept"
         # If-None-Match is compared with the format this Accept picks.
         etag = response.headers["etag"]
-        cached = await client.get(url, headers={"Accept": accept, "If-None-Match": etag})
+        cached = await fast_client.get(url, headers={"Accept": accept, "If-None-Match": etag})
         assert cached.status_code == 304 and cached.headers["vary"] == "Accept"
     webp_etag = variant["formats"]["image/webp"]["url"]
-    webp_etag = (await client.get(webp_etag)).headers["etag"]
-    other = await client.get(url, headers={"Accept": "*/*", "If-None-Match": webp_etag})
+    webp_etag = (await fast_client.get(webp_etag)).headers["etag"]
+    other = await fast_client.get(url, headers={"Accept": "*/*", "If-None-Match": webp_etag})
     assert other.status_code == 200 and other.headers["content-type"] == "image/jpeg"
 
 
 async def test_formats_not_stored_have_stable_codes(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task = await rendered(client, settings)
+    task = await rendered(fast_client, fast_settings)
     url = task["variants"]["small"]["url"]
     for path, status, code in [
         (f"{url}.avif", 404, "format_not_found"),  # not configured
@@ -144,10 +144,10 @@ async def test_formats_not_stored_have_stable_codes(
         (f"{url}.", 404, "variant_not_found"),
         (f"{url}.jpg.webp", 404, "variant_not_found"),
     ]:
-        response = await client.get(path)
+        response = await fast_client.get(path)
         assert response.status_code == status, path
         assert response.json()["error"]["code"] == code, path
-    refused = await client.get(url, headers={"Accept": "image/png, image/jpeg;q=0"})
+    refused = await fast_client.get(url, headers={"Accept": "image/png, image/jpeg;q=0"})
     assert refused.status_code == 406
     assert refused.json()["error"]["code"] == "not_acceptable"
 

@@ -18,13 +18,13 @@ from tests.harness.server import free_port
 pytestmark = pytest.mark.anyio
 
 
-async def test_healthz(client: httpx.AsyncClient) -> None:
-    response = await client.get("/healthz")
+async def test_healthz(fast_client: httpx.AsyncClient) -> None:
+    response = await fast_client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-async def test_readyz_ok(any_db_client: httpx.AsyncClient) -> None:
-    response = await any_db_client.get("/readyz")
+async def test_readyz_ok(fast_any_db_client: httpx.AsyncClient) -> None:
+    response = await fast_any_db_client.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
 
@@ -42,20 +42,20 @@ async def test_readyz_names_what_failed(tmp_path: Path, sqlite_url: str) -> None
     assert response.headers["retry-after"]
 
 
-async def test_swagger_ui_is_served_locally(client: httpx.AsyncClient) -> None:
-    page = await client.get("/docs")
+async def test_swagger_ui_is_served_locally(fast_client: httpx.AsyncClient) -> None:
+    page = await fast_client.get("/docs")
     assert page.status_code == 200
     assert "cdn" not in page.text.lower()
     asset_paths = [p for p in page.text.split('"') if p.endswith((".js", ".css"))]
     assert asset_paths, page.text
     for path in asset_paths:
         assert path.startswith("/"), path  # served by the app, not a CDN
-        asset = await client.get(path)
+        asset = await fast_client.get(path)
         assert asset.status_code == 200 and len(asset.content) > 1000
 
 
-async def test_openapi_describes_the_upload_form(client: httpx.AsyncClient) -> None:
-    spec = (await client.get("/openapi.json")).json()
+async def test_openapi_describes_the_upload_form(fast_client: httpx.AsyncClient) -> None:
+    spec = (await fast_client.get("/openapi.json")).json()
     body = spec["paths"]["/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["properties"]["file"] == {"type": "string", "format": "binary"}
 

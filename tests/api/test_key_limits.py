@@ -134,8 +134,8 @@ async def test_the_rate_limit_is_shared_by_every_api_process(
         assert (await two.post("/webhooks", json=HOOK, headers=as_key(BOB))).status_code == 201
 
 
-async def test_without_a_rate_limit_no_rate_headers(client: httpx.AsyncClient) -> None:
-    response = await client.post("/uploads", json={"filename": "a.jpg"})
+async def test_without_a_rate_limit_no_rate_headers(fast_client: httpx.AsyncClient) -> None:
+    response = await fast_client.post("/uploads", json={"filename": "a.jpg"})
     assert response.status_code == 422
     assert "ratelimit" not in response.headers
 

@@ -21,13 +21,15 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
 
 
 async def test_metrics_count_requests_uploads_rejections_and_queue(
-    client: httpx.AsyncClient,
+    fast_client: httpx.AsyncClient,
 ) -> None:
-    before = await scrape(client)
+    before = await scrape(fast_client)
     data = photo(64, 48)
-    assert (await client.post("/upload", files={"file": ("a.jpg", data)})).status_code == 202
-    assert (await client.post("/upload", files={"file": ("a.jpg", b"text")})).status_code == 415
-    after = await scrape(client)
+    assert (await fast_client.post("/upload", files={"file": ("a.jpg", data)})).status_code == 202
+    assert (
+        await fast_client.post("/upload", files={"file": ("a.jpg", b"text")})
+    ).status_code == 415
+    after = await scrape(fast_client)
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -42,17 +44,17 @@ async def test_metrics_count_requests_uploads_rejections_and_queue(
     assert after[("imagepipe_queue_depth", ())] == 1
 
 
-async def test_route_label_is_the_template_not_the_path(client: httpx.AsyncClient) -> None:
-    await client.get("/tasks/00000000-0000-0000-0000-000000000000")
-    text = (await client.get("/metrics")).text
+async def test_route_label_is_the_template_not_the_path(fast_client: httpx.AsyncClient) -> None:
+    await fast_client.get("/tasks/00000000-0000-0000-0000-000000000000")
+    text = (await fast_client.get("/metrics")).text
     assert 'route="/tasks/{task_id}"' in text
     assert "00000000-0000" not in text
 
 
 async def test_upload_log_carries_task_id(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    fast_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="imagepipe"):
-        response = await client.post("/upload", files={"file": ("a.jpg", photo(64, 48))})
+        response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(64, 48))})
     task_id = response.json()["task_id"]
     assert any(getattr(r, "task_id", None) == task_id for r in caplog.records)

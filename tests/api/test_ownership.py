@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import update
 
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine
 from imagepipe.db.models import Task, WebhookDelivery, utcnow
@@ -161,11 +162,11 @@ async def test_rows_without_an_owner_are_for_admins_when_keys_are_on(
     assert task_id in await listed(keyed, ADMIN)
 
 
-async def test_without_keys_every_caller_sees_every_task(any_db_settings: Settings) -> None:
-    async with open_client(create_app(any_db_settings)) as client:
+async def test_without_keys_every_caller_sees_every_task(fast_any_db_settings: Settings) -> None:
+    async with open_client(create_app(fast_any_db_settings, parts=Parts())) as client:
         mine = await upload(client, None)
         tokened = await upload(client, "some-token-the-open-service-ignores")
-        forget_owner(any_db_settings, mine)
+        forget_owner(fast_any_db_settings, mine)
         for task_id in (mine, tokened):
             assert (await client.get(f"/tasks/{task_id}")).status_code == 200
             response = await client.get(f"/tasks/{task_id}", headers=as_key("another"))

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from imagepipe.api import deps
 from imagepipe.api.app import create_app
 from imagepipe.api.middleware import SECURITY_HEADERS
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
-from tests.harness.app import make_settings, open_client, run_inline
+from tests.harness.app import SettingsWith, make_settings, open_client, run_inline
 from tests.harness.server import free_port
 from tests.images import photo
 
@@ -43,13 +44,13 @@ def operations(app: FastAPI, task_id: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def secured_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
-    return make_settings(tmp_path, sqlite_url, redis_url, api_keys=KEYS)
+def secured_settings(fast_settings_with: SettingsWith) -> Settings:
+    return fast_settings_with(api_keys=KEYS)
 
 
 @pytest.fixture
 async def secured(secured_settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(secured_settings)
+    app = create_app(secured_settings, parts=Parts())
     async with open_client(app) as client:
         yield app, client
 
@@ -158,8 +159,8 @@ async def test_each_configured_key_works(
     assert response.status_code == 200, response.text
 
 
-async def test_no_keys_configured_means_open(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/tasks")).status_code == 200
+async def test_no_keys_configured_means_open(fast_client: httpx.AsyncClient) -> None:
+    assert (await fast_client.get("/tasks")).status_code == 200
 
 
 async def test_health_stays_open_with_keys(secured: tuple[FastAPI, httpx.AsyncClient]) -> None:
@@ -168,16 +169,14 @@ async def test_health_stays_open_with_keys(secured: tuple[FastAPI, httpx.AsyncCl
     assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_an_empty_key_never_lets_anyone_in(
-    tmp_path: Path, sqlite_url: str, redis_url: str
-) -> None:
+async def test_an_empty_key_never_lets_anyone_in(fast_settings_with: SettingsWith) -> None:
     """IMAGEPIPE_API_KEYS='[""]' (an unset variable pasted into a list) must not make
     an empty bearer token a valid key: such settings are refused outright."""
     for blank in ("", "  "):
         with pytest.raises(ValidationError, match="must not be empty"):
             Settings(api_keys=(blank, KEYS[0]))
-    settings = make_settings(tmp_path, sqlite_url, redis_url, api_keys=(KEYS[0],))
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(api_keys=(KEYS[0],))
+    async with open_client(create_app(settings, parts=Parts())) as client:
         for authorization in ("Bearer ", "Bearer", "Bearer  "):
             response = await client.get("/tasks", headers={"Authorization": authorization})
             assert response.status_code == 401, authorization
@@ -197,20 +196,18 @@ def preflight(origin: str, method: str = "POST") -> dict[str, str]:
     }
 
 
-async def test_cors_is_off_by_default(client: httpx.AsyncClient) -> None:
-    response = await client.get("/tasks", headers={"Origin": EVIL})
+async def test_cors_is_off_by_default(fast_client: httpx.AsyncClient) -> None:
+    response = await fast_client.get("/tasks", headers={"Origin": EVIL})
     assert response.status_code == 200
     assert not any(h.startswith("access-control-") for h in response.headers)
-    response = await client.options("/upload", headers=preflight(EVIL))
+    response = await fast_client.options("/upload", headers=preflight(EVIL))
     assert response.status_code in (404, 405)
     assert not any(h.startswith("access-control-") for h in response.headers)
 
 
-async def test_cors_allows_only_the_configured_origins(
-    tmp_path: Path, sqlite_url: str, redis_url: str
-) -> None:
-    settings = make_settings(tmp_path, sqlite_url, redis_url, cors_origins=(ORIGIN,), api_keys=KEYS)
-    async with open_client(create_app(settings)) as client:
+async def test_cors_allows_only_the_configured_origins(fast_settings_with: SettingsWith) -> None:
+    settings = fast_settings_with(cors_origins=(ORIGIN,), api_keys=KEYS)
+    async with open_client(create_app(settings, parts=Parts())) as client:
         # Preflight needs no key (browsers never send one); it names what is allowed.
         ok = await client.options("/upload", headers=preflight(ORIGIN))
         assert ok.status_code == 200, ok.text
@@ -251,37 +248,37 @@ def assert_security_headers(response: httpx.Response) -> None:
 
 
 async def test_security_headers_on_every_response(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    upload = await client.post("/upload", files={"file": ("a.jpg", photo(300, 200))})
+    upload = await fast_client.post("/upload", files={"file": ("a.jpg", photo(300, 200))})
     task_id = upload.json()["task_id"]
-    run_inline(settings, task_id)
+    run_inline(fast_settings, task_id)
     variant = f"/tasks/{task_id}/variants/small"
-    etag = (await client.get(variant)).headers["etag"]
+    etag = (await fast_client.get(variant)).headers["etag"]
     responses = [
         upload,  # 202
-        await client.get("/healthz"),
-        await client.get("/readyz"),
-        await client.get("/tasks"),
-        await client.get(f"/tasks/{task_id}"),
-        await client.get(variant),
-        await client.head(variant),
-        await client.get(variant, headers={"If-None-Match": etag}),  # 304
-        await client.get("/"),
-        await client.get("/docs"),
-        await client.get("/openapi.json"),
-        await client.get("/metrics"),
-        await client.get(f"/tasks/{uuid.uuid4()}"),  # 404
-        await client.get("/no/such/route"),
-        await client.put("/upload"),  # 405
-        await client.post("/upload", content=b"x"),  # 400
-        await client.get("/tasks", params={"limit": 0}),  # 422
-        await client.post("/upload", files={"file": ("a.jpg", b"text")}),  # 415
-        await client.options("/upload", headers=preflight(ORIGIN)),
+        await fast_client.get("/healthz"),
+        await fast_client.get("/readyz"),
+        await fast_client.get("/tasks"),
+        await fast_client.get(f"/tasks/{task_id}"),
+        await fast_client.get(variant),
+        await fast_client.head(variant),
+        await fast_client.get(variant, headers={"If-None-Match": etag}),  # 304
+        await fast_client.get("/"),
+        await fast_client.get("/docs"),
+        await fast_client.get("/openapi.json"),
+        await fast_client.get("/metrics"),
+        await fast_client.get(f"/tasks/{uuid.uuid4()}"),  # 404
+        await fast_client.get("/no/such/route"),
+        await fast_client.put("/upload"),  # 405
+        await fast_client.post("/upload", content=b"x"),  # 400
+        await fast_client.get("/tasks", params={"limit": 0}),  # 422
+        await fast_client.post("/upload", files={"file": ("a.jpg", b"text")}),  # 415
+        await fast_client.options("/upload", headers=preflight(ORIGIN)),
     ]
     static = re.findall(r'(?:src|href)="(/static/[^"]+)"', responses[8].text)
     assert static, responses[8].text[:500]
-    responses += [await client.get(path) for path in static]
+    responses += [await fast_client.get(path) for path in static]
     statuses = {r.status_code for r in responses}
     assert {200, 202, 304, 400, 404, 405, 415, 422} <= statuses
     for response in responses:
@@ -327,15 +324,15 @@ async def unexpected_error(settings: Settings) -> httpx.Response:
             return await client.post("/upload", files={"file": ("a.jpg", photo(40, 30))})
 
 
-async def test_unexpected_error_is_500_without_a_trace(settings: Settings) -> None:
-    response = await unexpected_error(settings)
+async def test_unexpected_error_is_500_without_a_trace(fast_settings: Settings) -> None:
+    response = await unexpected_error(fast_settings)
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error", "message": "Internal error."}}
     assert "hunter2" not in response.text and "Traceback" not in response.text
 
 
-async def test_security_headers_on_500(settings: Settings) -> None:
-    assert_security_headers(await unexpected_error(settings))
+async def test_security_headers_on_500(fast_settings: Settings) -> None:
+    assert_security_headers(await unexpected_error(fast_settings))
 
 
 # --- defaults ---------------------------------------------------------------------

@@ -33,50 +33,52 @@ UNKNOWN_ID = "5f0c3f51-0000-4000-8000-000000000000"
 
 
 @pytest.mark.parametrize("task_id", [UNKNOWN_ID, "not-a-uuid", "1' OR '1'='1", "%00"])
-async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, task_id: str) -> None:
+async def test_unknown_and_malformed_ids_are_404(
+    fast_client: httpx.AsyncClient, task_id: str
+) -> None:
     for method, path in [
         ("GET", f"/tasks/{task_id}"),
         ("DELETE", f"/tasks/{task_id}"),
         ("GET", f"/tasks/{task_id}/variants/small"),
     ]:
-        response = await client.request(method, path)
+        response = await fast_client.request(method, path)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["error"]["code"] == "task_not_found"
 
 
 async def test_variants_are_listed_in_the_configured_order(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     # 600x400: medium and large are both stored at 600x400, so sorting by size cannot
     # tell them apart; the configured order must win.
-    task_id = await upload(client, photo(600, 400))
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
-    task = (await client.get(f"/tasks/{task_id}")).json()
-    assert list(task["variants"]) == list(settings.variants) == ["small", "medium", "large"]
-    listed = (await client.get("/tasks")).json()["tasks"][0]
+    task_id = await upload(fast_client, photo(600, 400))
+    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
+    assert list(task["variants"]) == list(fast_settings.variants) == ["small", "medium", "large"]
+    listed = (await fast_client.get("/tasks")).json()["tasks"][0]
     assert list(listed["variants"]) == ["small", "medium", "large"]
 
 
-async def test_variant_before_success_is_404(client: httpx.AsyncClient) -> None:
-    task_id = await upload(client)
-    response = await client.get(f"/tasks/{task_id}/variants/small")
+async def test_variant_before_success_is_404(fast_client: httpx.AsyncClient) -> None:
+    task_id = await upload(fast_client)
+    response = await fast_client.get(f"/tasks/{task_id}/variants/small")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "variant_not_found"
 
 
 async def test_succeeded_task_serves_variants(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
-    task_id = await upload(any_db_client)
-    assert run_inline(any_db_settings, task_id) == processing.Outcome.succeeded
-    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    task_id = await upload(fast_any_db_client)
+    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.succeeded
+    status = (await fast_any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "succeeded"
     assert status["started_at"] and status["finished_at"]
     sizes = {name: (v["width"], v["height"]) for name, v in status["variants"].items()}
     assert sizes == {"small": (150, 113), "medium": (600, 450), "large": (1200, 900)}
 
     url = status["variants"]["medium"]["url"]
-    response = await any_db_client.get(url)
+    response = await fast_any_db_client.get(url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
     assert int(response.headers["content-length"]) == len(response.content)
@@ -86,57 +88,61 @@ async def test_succeeded_task_serves_variants(
     etag = response.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
 
-    head = await any_db_client.head(url)
+    head = await fast_any_db_client.head(url)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["etag"] == etag
     for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
-        cached = await any_db_client.get(url, headers={"If-None-Match": if_none_match})
+        cached = await fast_any_db_client.get(url, headers={"If-None-Match": if_none_match})
         assert cached.status_code == 304 and cached.content == b"", if_none_match
-    assert (await any_db_client.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
+    assert (
+        await fast_any_db_client.get(url, headers={"If-None-Match": '"other"'})
+    ).status_code == 200
 
-    unknown = await any_db_client.get(f"/tasks/{task_id}/variants/huge")
+    unknown = await fast_any_db_client.get(f"/tasks/{task_id}/variants/huge")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "variant_not_found"
 
     # Running the same task again changes nothing.
-    assert run_inline(any_db_settings, task_id) == processing.Outcome.skipped
+    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.skipped
 
 
 async def test_delete_removes_row_original_and_variants(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client)
-    run_inline(settings, task_id)
-    root = settings.resolved_storage_root
+    task_id = await upload(fast_client)
+    run_inline(fast_settings, task_id)
+    root = fast_settings.resolved_storage_root
     assert (root / "originals" / task_id).exists()
     # Three variants, each as JPEG and WebP.
     assert len([p for p in (root / "variants" / task_id).rglob("*") if p.is_file()]) == 6
-    response = await client.delete(f"/tasks/{task_id}")
+    response = await fast_client.delete(f"/tasks/{task_id}")
     assert response.status_code == 204
-    assert (await client.get(f"/tasks/{task_id}")).status_code == 404
+    assert (await fast_client.get(f"/tasks/{task_id}")).status_code == 404
     assert not (root / "originals" / task_id).exists()
     assert not (root / "variants" / task_id).exists()
-    assert (await client.delete(f"/tasks/{task_id}")).status_code == 404
+    assert (await fast_client.delete(f"/tasks/{task_id}")).status_code == 404
 
 
 async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconciler(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     """A delete that stopped after its first step (the API process died, or the storage
     failed): the task is gone for readers, its files are still named by the tombstone,
     and the reconciler removes the files and then the row."""
-    task_id = await upload(client)
-    run_inline(settings, task_id)
-    root = settings.resolved_storage_root
-    engine = make_sync_engine(settings.resolved_database_url)
+    task_id = await upload(fast_client)
+    run_inline(fast_settings, task_id)
+    root = fast_settings.resolved_storage_root
+    engine = make_sync_engine(fast_settings.resolved_database_url)
     sessions = sync_session_factory(engine)
     try:
         with sessions.begin() as session:
             assert deletion.mark_deleted(session, uuid.UUID(task_id))
         # Step 1 only: no reader sees it, no worker claims it, its files remain.
-        assert (await client.get(f"/tasks/{task_id}")).status_code == 404
-        assert task_id not in {t["task_id"] for t in (await client.get("/tasks")).json()["tasks"]}
-        assert lifecycle.claim(sessions, uuid.UUID(task_id), settings) is None
+        assert (await fast_client.get(f"/tasks/{task_id}")).status_code == 404
+        assert task_id not in {
+            t["task_id"] for t in (await fast_client.get("/tasks")).json()["tasks"]
+        }
+        assert lifecycle.claim(sessions, uuid.UUID(task_id), fast_settings) is None
         assert (root / "originals" / task_id).exists()
         assert deletion.tombstones(sessions) == [uuid.UUID(task_id)]
 
@@ -152,29 +158,29 @@ async def test_delete_interrupted_after_the_tombstone_is_finished_by_the_reconci
 
 
 async def test_task_deleted_while_rendering_leaves_no_files(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client)
-    engine = make_sync_engine(settings.resolved_database_url)
+    task_id = await upload(fast_client)
+    engine = make_sync_engine(fast_settings.resolved_database_url)
     sessions = sync_session_factory(engine)
-    storage = LocalStorage(settings.resolved_storage_root)
+    storage = LocalStorage(fast_settings.resolved_storage_root)
     try:
-        held = lifecycle.claim(sessions, uuid.UUID(task_id), settings)
+        held = lifecycle.claim(sessions, uuid.UUID(task_id), fast_settings)
         assert held is not None
-        result = processing.render(held, storage, settings)
-        assert (await client.delete(f"/tasks/{task_id}")).status_code == 204
+        result = processing.render(held, storage, fast_settings)
+        assert (await fast_client.delete(f"/tasks/{task_id}")).status_code == 204
         assert processing.store_and_finish(sessions, storage, held, result) is False
     finally:
         engine.dispose()
-    assert not (settings.resolved_storage_root / "variants" / task_id).exists()
+    assert not (fast_settings.resolved_storage_root / "variants" / task_id).exists()
 
 
 async def test_list_is_newest_first_and_paginated(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
-    ids = [await upload(any_db_client, photo(60, 40)) for _ in range(5)]
+    ids = [await upload(fast_any_db_client, photo(60, 40)) for _ in range(5)]
     # Make creation times distinct and known.
-    engine = make_sync_engine(any_db_settings.resolved_database_url)
+    engine = make_sync_engine(fast_any_db_settings.resolved_database_url)
     with sync_session_factory(engine).begin() as session:
         for offset, task_id in enumerate(ids):
             session.execute(
@@ -191,23 +197,23 @@ async def test_list_is_newest_first_and_paginated(
     cursor = None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = (await any_db_client.get("/tasks", params=params)).json()
+        page = (await fast_any_db_client.get("/tasks", params=params)).json()
         seen += [t["task_id"] for t in page["tasks"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == list(reversed(ids))
 
-    failed = (await any_db_client.get("/tasks", params={"status": "failed"})).json()
+    failed = (await fast_any_db_client.get("/tasks", params={"status": "failed"})).json()
     assert [t["task_id"] for t in failed["tasks"]] == [ids[0]]
 
-    bad = await any_db_client.get("/tasks", params={"cursor": "!!!"})
+    bad = await fast_any_db_client.get("/tasks", params={"cursor": "!!!"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
-    bad = await any_db_client.get("/tasks", params={"limit": 0})
+    bad = await fast_any_db_client.get("/tasks", params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 
-async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:
-    response = await client.get("/nope")
+async def test_unknown_route_uses_error_shape(fast_client: httpx.AsyncClient) -> None:
+    response = await fast_client.get("/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}

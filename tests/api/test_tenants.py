@@ -15,10 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from imagepipe.api.app import create_app
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine
 from imagepipe.db.models import IdempotencyKey, Task, Webhook
-from tests.harness.app import make_settings, open_client
+from tests.harness.app import SettingsWith, make_settings, open_client
 from tests.images import photo
 
 pytestmark = pytest.mark.anyio
@@ -67,16 +68,16 @@ def owners(settings: Settings) -> dict[str, set[str]]:
 
 
 async def test_keys_of_one_tenant_share_its_tasks_webhooks_and_idempotency_keys(
-    any_db_settings: Settings,
+    fast_any_db_settings: Settings,
 ) -> None:
-    settings = any_db_settings.model_copy(
+    settings = fast_any_db_settings.model_copy(
         update={
             "api_keys": {"tenant-a": (OLD, NEW), "tenant-b": (OTHER,)},
             "admin_api_keys": (ADMIN,),
             "webhook_allow_private": True,
         }
     )
-    async with open_client(create_app(settings)) as client:
+    async with open_client(create_app(settings, parts=Parts())) as client:
         first = await upload(client, OLD, **{"Idempotency-Key": "order-1"})
         assert first.status_code == 202, first.text
         task_id = first.json()["task_id"]
@@ -148,23 +149,23 @@ async def test_keys_grouped_later_keep_what_they_made(
     }
 
 
-async def test_without_keys_every_client_is_one_scope(client: httpx.AsyncClient) -> None:
+async def test_without_keys_every_client_is_one_scope(fast_client: httpx.AsyncClient) -> None:
     """Whatever Authorization says: one Idempotency-Key space, one set of webhooks."""
-    first = await upload(client, "some-token", **{"Idempotency-Key": "k-1"})
-    again = await upload(client, "another-token", **{"Idempotency-Key": "k-1"})
+    first = await upload(fast_client, "some-token", **{"Idempotency-Key": "k-1"})
+    again = await upload(fast_client, "another-token", **{"Idempotency-Key": "k-1"})
     assert again.headers.get("Idempotent-Replayed") == "true", again.text
     assert again.json()["task_id"] == first.json()["task_id"]
-    bare = await client.post(
+    bare = await fast_client.post(
         "/upload", files={"file": ("a.jpg", photo(200, 150))}, headers={"Idempotency-Key": "k-1"}
     )
     assert bare.json()["task_id"] == first.json()["task_id"]
 
 
 async def test_without_keys_webhooks_belong_to_the_one_scope(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    fast_settings_with: SettingsWith,
 ) -> None:
-    settings = make_settings(tmp_path, sqlite_url, redis_url, webhook_allow_private=True)
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(webhook_allow_private=True)
+    async with open_client(create_app(settings, parts=Parts())) as client:
         made = await client.post("/webhooks", json=HOOK, headers=as_key("whatever"))
         assert made.status_code == 201
         seen = (await client.get("/webhooks")).json()["webhooks"]
@@ -199,11 +200,11 @@ def test_tenants_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_api_description_stays_public_with_keys(
-    tmp_path: Path, sqlite_url: str, redis_url: str
+    fast_settings_with: SettingsWith,
 ) -> None:
     """/docs and /openapi.json describe the API, not a tenant's data: no key needed."""
-    settings = make_settings(tmp_path, sqlite_url, redis_url, api_keys=(OLD,))
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(api_keys=(OLD,))
+    async with open_client(create_app(settings, parts=Parts())) as client:
         assert (await client.get("/openapi.json")).status_code == 200
         assert (await client.get("/docs")).status_code == 200
         assert (await client.get("/tasks")).status_code == 401

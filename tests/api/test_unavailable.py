@@ -20,6 +20,7 @@ from tests.observe import stored_files
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.servers  # starts and stops a Redis of its own
 async def test_broker_down_is_503_and_leaves_nothing(tmp_path: Path, sqlite_url: str) -> None:
     with redis_server() as broker:
         settings = make_settings(tmp_path, sqlite_url, broker.url, broker_timeout_seconds=1)

@@ -1,4 +1,5 @@
-"""POST /upload through the ASGI app, against a real Redis and a real database."""
+"""POST /upload through the ASGI app: on the in-process doubles (fast_client), and
+against a real Redis and a real database where the broker is what is tested."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from imagepipe.api.parts import Parts
 from imagepipe.config import Settings
-from tests.harness.app import make_settings, open_client
+from imagepipe.queue import PROCESS_TASK, RENDER_QUEUE, Published
+from tests.harness.app import SettingsWith, open_client
 from tests.images import MULTIPART_TYPE, multipart, original_of, photo
 from tests.imaging.images import animated_gif
-from tests.observe import queue_length, stored_files
+from tests.observe import stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -23,45 +26,49 @@ def files(data: bytes, name: str = "cat.jpg", ctype: str = "image/jpeg") -> dict
 
 
 async def test_upload_answers_202_and_enqueues(
-    any_db_client: httpx.AsyncClient, any_db_settings: Settings
+    fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings, parts: Parts
 ) -> None:
     data = photo(800, 600)
-    response = await any_db_client.post("/upload", files=files(data))
+    response = await fast_any_db_client.post("/upload", files=files(data))
     assert response.status_code == 202, response.text
     body = response.json()
     task_id = uuid.UUID(body["task_id"])
     assert body == {"task_id": str(task_id), "status": "queued", "status_url": f"/tasks/{task_id}"}
     assert response.headers["location"] == f"/tasks/{task_id}"
-    assert queue_length(any_db_settings.redis_url) == 1
+    # One render at level 0 (the owner's first); that CeleryQueue puts such a message
+    # in Redis where a worker pops it is tests/worker/test_queue_contract.py.
+    assert parts.queue.published == [Published(PROCESS_TASK, (str(task_id),), RENDER_QUEUE, 0)]
 
-    status = (await any_db_client.get(f"/tasks/{task_id}")).json()
+    status = (await fast_any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "queued"
     assert status["variants"] == {} and status["error"] is None
     assert status["original"] == original_of(data, "cat.jpg", 800, 600)
     assert status["created_at"].endswith("Z")
-    assert stored_files(any_db_settings) == [f"originals/{task_id}"]
+    assert stored_files(fast_any_db_settings) == [f"originals/{task_id}"]
 
 
-async def test_original_reports_its_frames(client: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_original_reports_its_frames(fast_client: httpx.AsyncClient, tmp_path: Path) -> None:
     gif = animated_gif(tmp_path / "a.gif", frames=5).read_bytes()
-    response = await client.post("/upload", files=files(gif, "a.gif"))
+    response = await fast_client.post("/upload", files=files(gif, "a.gif"))
     assert response.status_code == 202, response.text
-    status = (await client.get(f"/tasks/{response.json()['task_id']}")).json()
+    status = (await fast_client.get(f"/tasks/{response.json()['task_id']}")).json()
     assert status["original"]["format"] == "GIF"
     assert status["original"]["frames"] == 5
 
 
 async def test_client_filename_is_display_only(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     name = "..\\..\\../etc/passwd\x01ü.jpg".encode()
     body = multipart([(b'form-data; name="file"; filename="' + name + b'"', photo(40, 30))])
-    response = await client.post("/upload", content=body, headers={"content-type": MULTIPART_TYPE})
+    response = await fast_client.post(
+        "/upload", content=body, headers={"content-type": MULTIPART_TYPE}
+    )
     assert response.status_code == 202
     task_id = response.json()["task_id"]
-    status = (await client.get(f"/tasks/{task_id}")).json()
+    status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["original"]["filename"] == "passwdü.jpg"
-    assert stored_files(settings) == [f"originals/{task_id}"]
+    assert stored_files(fast_settings) == [f"originals/{task_id}"]
 
 
 @pytest.mark.parametrize(
@@ -73,12 +80,12 @@ async def test_client_filename_is_display_only(
     ],
 )
 async def test_missing_file_part_is_400(
-    client: httpx.AsyncClient, settings: Settings, kwargs: dict[str, object], code: str
+    fast_client: httpx.AsyncClient, fast_settings: Settings, kwargs: dict[str, object], code: str
 ) -> None:
-    response = await client.post("/upload", **kwargs)  # type: ignore[arg-type]
+    response = await fast_client.post("/upload", **kwargs)  # type: ignore[arg-type]
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
-    assert stored_files(settings) == []
+    assert stored_files(fast_settings) == []
 
 
 @pytest.mark.parametrize(
@@ -93,26 +100,26 @@ async def test_missing_file_part_is_400(
     ],
 )
 async def test_non_images_are_415(
-    client: httpx.AsyncClient, settings: Settings, data: bytes, detected: str | None
+    parts: Parts,
+    fast_client: httpx.AsyncClient,
+    fast_settings: Settings,
+    data: bytes,
+    detected: str | None,
 ) -> None:
-    response = await client.post("/upload", files=files(data, "evil.jpg"))
+    response = await fast_client.post("/upload", files=files(data, "evil.jpg"))
     assert response.status_code == 415, response.text
     error = response.json()["error"]
     assert error["code"] == "unsupported_media_type"
     if detected:
         assert detected in error["message"]
-    assert stored_files(settings) == []
-    assert queue_length(settings.redis_url) == 0
+    assert stored_files(fast_settings) == []
+    assert parts.queue.depth() == 0
 
 
-async def test_body_over_limit_is_413_while_streaming(
-    tmp_path: object, sqlite_url: str, redis_url: str
-) -> None:
-    from pathlib import Path
-
+async def test_body_over_limit_is_413_while_streaming(fast_settings_with: SettingsWith) -> None:
     from imagepipe.api.app import create_app
 
-    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_upload_bytes=100_000)
+    settings = fast_settings_with(max_upload_bytes=100_000)
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
 
     async def chunks() -> object:
@@ -126,7 +133,7 @@ async def test_body_over_limit_is_413_while_streaming(
             yield big[i : i + 8192]
         yield b"\r\n--" + boundary + b"--\r\n"
 
-    async with open_client(create_app(settings)) as client:
+    async with open_client(create_app(settings, parts=Parts())) as client:
         # Chunked: no Content-Length at all.
         response = await client.post(
             "/upload",
@@ -141,22 +148,22 @@ async def test_body_over_limit_is_413_while_streaming(
     assert stored_files(settings) == []
 
 
-async def test_too_many_pixels_is_422(tmp_path: object, sqlite_url: str, redis_url: str) -> None:
-    from pathlib import Path
-
+async def test_too_many_pixels_is_422(fast_settings_with: SettingsWith) -> None:
     from imagepipe.api.app import create_app
 
-    settings = make_settings(Path(str(tmp_path)), sqlite_url, redis_url, max_pixels=10_000)
-    async with open_client(create_app(settings)) as client:
+    settings = fast_settings_with(max_pixels=10_000)
+    async with open_client(create_app(settings, parts=Parts())) as client:
         response = await client.post("/upload", files=files(photo(200, 100)))
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "image_too_large"
     assert stored_files(settings) == []
 
 
-async def test_unparseable_header_is_422(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_unparseable_header_is_422(
+    fast_client: httpx.AsyncClient, fast_settings: Settings
+) -> None:
     broken_png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\xff" * 13 + b"\x00" * 4
-    response = await client.post("/upload", files=files(broken_png, "x.png", "image/png"))
+    response = await fast_client.post("/upload", files=files(broken_png, "x.png", "image/png"))
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_image"
-    assert stored_files(settings) == []
+    assert stored_files(fast_settings) == []

@@ -4,7 +4,7 @@ an in-memory HTTP client, and the worker's processing service called directly.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -26,6 +26,14 @@ CROP_VARIANTS: dict[str, object] = {
     "avatar": {"width": 200, "height": 200, "fit": "cover", "gravity": "focal"},
     "banner": {"width": 300, "height": 100, "fit": "cover", "gravity": "smart"},
 }
+
+
+# make_settings with the test's database and Redis filled in: ``fast_settings_with``.
+SettingsWith = Callable[..., Settings]
+
+# The Redis URL of the fast tier's settings: nothing listens on port 1, so a code path
+# that still reaches for Redis fails at once instead of finding someone's server.
+NO_REDIS = "redis://127.0.0.1:1/0"
 
 
 def make_settings(

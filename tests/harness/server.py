@@ -47,6 +47,19 @@ def require_binary(name: str) -> str:
     return path
 
 
+# Set by `make test-fast`: the tier that runs what is not marked ``servers``.
+FAST_TIER = "IMAGEPIPE_TESTS_FAST"
+
+
+def refuse_in_fast_tier(what: str) -> None:
+    """Fail the test when the fast tier is asked for a server: the test lacks its
+    ``servers`` mark (tests/conftest.py sets it from the fixtures it uses)."""
+    if os.environ.get(FAST_TIER) == "1":
+        pytest.fail(
+            f"this test needs servers ({what}): mark it @pytest.mark.servers", pytrace=False
+        )
+
+
 class ManagedProcess:
     """A subprocess in its own session, logging to ``log_path``; stopped with its children."""
 
@@ -65,6 +78,7 @@ class ManagedProcess:
         raise NotImplementedError
 
     def start(self) -> None:
+        refuse_in_fast_tier(self.name)
         self.swept = False
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

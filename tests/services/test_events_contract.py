@@ -1,11 +1,17 @@
-"""The status notifier's contract: the Redis publisher and the recording double are
-told of the same tasks in the same order, and neither ever fails the caller."""
+"""The status notifier's contract: the Redis publisher and the recording and local
+doubles are told of the same tasks in the same order, and none ever fails the caller;
+and the follower's: a notification, from any thread, wakes the follower of that task
+and no other, through Redis (Publisher + Listener) as through ``LocalEvents``."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import pytest
 import redis as redis_lib
@@ -36,10 +42,12 @@ def _subscribed(client: redis_lib.Redis) -> Told:
     return heard
 
 
-@pytest.fixture(params=["redis", "recording"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "recording", "local"])
 def notifier(request: pytest.FixtureRequest) -> Iterator[tuple[events.Notifier, Told]]:
-    if request.param == "recording":
-        double = events.RecordingNotifier()
+    if request.param in ("recording", "local"):
+        double = (
+            events.RecordingNotifier() if request.param == "recording" else events.LocalEvents()
+        )
         yield double, lambda count: list(double.notified)
         return
     redis_url: str = request.getfixturevalue("redis_url")
@@ -78,3 +86,78 @@ def test_the_module_function_reaches_the_configured_notifier(
 def test_an_unreachable_redis_does_not_fail_the_change() -> None:
     # What the double's silence stands for: the real one swallows a Redis error too.
     events.Publisher("redis://127.0.0.1:9", timeout=0.2).notify(uuid.uuid4())
+
+
+class Channel(Protocol):
+    """A notifier and the follower that hears it, started as the API's lifespan does."""
+
+    def notify(self, task_id: uuid.UUID) -> None: ...
+
+    def follow(self, task_id: uuid.UUID) -> AbstractContextManager[asyncio.Event]: ...
+
+
+class _RedisChannel:
+    def __init__(self, redis_url: str) -> None:
+        self.publisher = events.Publisher(redis_url)
+        self.listener = events.Listener(redis_url)
+
+    def notify(self, task_id: uuid.UUID) -> None:
+        self.publisher.notify(task_id)
+
+    def follow(self, task_id: uuid.UUID) -> AbstractContextManager[asyncio.Event]:
+        return self.listener.follow(task_id)
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "local"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Channel]:
+    if request.param == "local":
+        local = events.LocalEvents()
+        await local.start()
+        yield local
+        await local.stop()
+        return
+    pair = _RedisChannel(request.getfixturevalue("redis_url"))
+    await pair.listener.start()
+    try:
+        yield pair
+    finally:
+        await pair.listener.stop()
+        pair.publisher.close()
+
+
+async def _woken(channel: Channel, task_id: uuid.UUID, notify: Callable[[], None]) -> bool:
+    """Whether a follower of ``task_id`` wakes on ``notify``. Notifies until it does or
+    5 s pass: Redis's subscription is in place a moment after the listener starts."""
+    with channel.follow(task_id) as changed:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            changed.clear()
+            notify()
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=0.5)
+                return True
+            except TimeoutError:
+                continue
+        return False
+
+
+@pytest.mark.anyio
+async def test_a_notification_wakes_that_tasks_followers_only(pair: Channel) -> None:
+    followed, other = uuid.uuid4(), uuid.uuid4()
+    assert await _woken(pair, followed, lambda: pair.notify(followed))
+    with pair.follow(followed) as changed:
+        pair.notify(other)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=1.0)
+
+
+@pytest.mark.anyio
+async def test_a_notification_from_another_thread_wakes_the_follower(pair: Channel) -> None:
+    task_id = uuid.uuid4()
+
+    def from_a_thread() -> None:
+        sender = threading.Thread(target=pair.notify, args=(task_id,))
+        sender.start()
+        sender.join()
+
+    assert await _woken(pair, task_id, from_a_thread)

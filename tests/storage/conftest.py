@@ -12,7 +12,7 @@ from imagepipe.config import Settings
 from imagepipe.storage import Storage, open_storage, open_storage_url
 
 
-@pytest.fixture(params=["local", "s3", "memory"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.servers), "memory"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     if request.param == "memory":
         backend = open_storage_url("memory://", Settings(data_dir=tmp_path))

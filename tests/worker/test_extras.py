@@ -59,76 +59,78 @@ def row(settings: Settings, task_id: str) -> Task:
 
 
 async def test_task_succeeds_with_the_base_and_the_extras_follow(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    task_id = await upload(fast_client, photo(800, 600))
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
 
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "succeeded"
     variant = task["variants"]["medium"]
     assert list(variant["formats"]) == ["image/jpeg"]
-    assert row(settings, task_id).extras_due == "WEBP"
+    assert row(fast_settings, task_id).extras_due == "WEBP"
 
     # The explicit URL of the missing format: not ready, retry soon, cache nothing.
-    not_ready = await client.get(f"{variant['url']}.webp")
+    not_ready = await fast_client.get(f"{variant['url']}.webp")
     assert not_ready.status_code == 404
     assert not_ready.json()["error"]["code"] == "format_not_ready"
-    assert not_ready.headers["retry-after"] == str(settings.retry_after_seconds)
+    assert not_ready.headers["retry-after"] == str(fast_settings.retry_after_seconds)
     assert not_ready.headers["cache-control"] == "no-store"
     # Negotiation serves the base meanwhile, briefly cacheable, never immutable.
-    interim = await client.get(variant["url"], headers={"Accept": CHROMIUM_IMG})
+    interim = await fast_client.get(variant["url"], headers={"Accept": CHROMIUM_IMG})
     assert interim.status_code == 200
     assert interim.headers["content-type"] == "image/jpeg"
     assert interim.headers["vary"] == "Accept"
     assert interim.headers["cache-control"] == "public, max-age=60"
     # A client that wants only the base is not affected.
-    plain = await client.get(variant["url"])
+    plain = await fast_client.get(variant["url"])
     assert "immutable" in plain.headers["cache-control"]
 
-    assert make_extras(settings, task_id) == extras.Outcome.made
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert make_extras(fast_settings, task_id) == extras.Outcome.made
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     for variant in task["variants"].values():
         assert list(variant["formats"]) == ["image/jpeg", "image/webp"]
-    webp = await client.get(variant["url"], headers={"Accept": CHROMIUM_IMG})
+    webp = await fast_client.get(variant["url"], headers={"Accept": CHROMIUM_IMG})
     assert webp.headers["content-type"] == "image/webp"
     assert webp.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert (await client.get(f"{variant['url']}.webp")).status_code == 200
-    assert row(settings, task_id).extras_due is None
+    assert (await fast_client.get(f"{variant['url']}.webp")).status_code == 200
+    assert row(fast_settings, task_id).extras_due is None
     # Made once: a second follow-up (a republished message) has nothing to do.
-    assert make_extras(settings, task_id) == extras.Outcome.skipped
+    assert make_extras(fast_settings, task_id) == extras.Outcome.skipped
 
 
 async def test_extras_reuse_the_spooled_pixels(
-    client: httpx.AsyncClient, settings: Settings, tmp_path: Path
+    fast_client: httpx.AsyncClient, fast_settings: Settings, tmp_path: Path
 ) -> None:
     spool = Spool(tmp_path / "spool", 64 * 1024 * 1024)
-    task_id = await upload(client, photo(800, 600))
-    with worker_sessions(settings) as sessions:
-        storage = LocalStorage(settings.resolved_storage_root)
-        outcome = processing.process(sessions, storage, settings, uuid.UUID(task_id), spool=spool)
+    task_id = await upload(fast_client, photo(800, 600))
+    with worker_sessions(fast_settings) as sessions:
+        storage = LocalStorage(fast_settings.resolved_storage_root)
+        outcome = processing.process(
+            sessions, storage, fast_settings, uuid.UUID(task_id), spool=spool
+        )
     assert outcome == processing.Outcome.succeeded
     assert len(list((tmp_path / "spool").glob("*.px"))) == 3
     # Without the original, only the spool can give the pixels.
-    original = settings.resolved_storage_root / row(settings, task_id).original_key
+    original = fast_settings.resolved_storage_root / row(fast_settings, task_id).original_key
     original.unlink()
-    assert make_extras(settings, task_id, spool) == extras.Outcome.made
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert make_extras(fast_settings, task_id, spool) == extras.Outcome.made
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     large = task["variants"]["large"]
     assert "image/webp" in large["formats"]
-    webp = await client.get(f"{large['url']}.webp")
+    webp = await fast_client.get(f"{large['url']}.webp")
     assert Image.open(io.BytesIO(webp.content)).size == (800, 600)
     assert list((tmp_path / "spool").glob("*.px")) == []  # removed once used
 
 
 async def test_without_the_spool_the_extras_decode_the_original(
-    client: httpx.AsyncClient, settings: Settings, tmp_path: Path
+    fast_client: httpx.AsyncClient, fast_settings: Settings, tmp_path: Path
 ) -> None:
-    task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    task_id = await upload(fast_client, photo(800, 600))
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
     empty = Spool(tmp_path / "elsewhere", 64 * 1024 * 1024)  # another host's spool
-    assert make_extras(settings, task_id, empty) == extras.Outcome.made
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert make_extras(fast_settings, task_id, empty) == extras.Outcome.made
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     sizes = {name: v["formats"]["image/webp"]["size_bytes"] for name, v in task["variants"].items()}
     assert all(size > 0 for size in sizes.values())
 
@@ -151,27 +153,27 @@ def test_spool_is_capped_oldest_evicted_first(tmp_path: Path) -> None:
 
 
 async def test_failing_extra_encoder_leaves_the_task_succeeded(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    task_id = await upload(fast_client, photo(800, 600))
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
 
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("encoder crashed")
 
     monkeypatch.setattr(imaging_extras, "encode", broken)
     before = _failures("WEBP")
-    assert make_extras(settings, task_id) == extras.Outcome.partial
+    assert make_extras(fast_settings, task_id) == extras.Outcome.partial
     assert _failures("WEBP") == before + 1
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "succeeded"
     assert all(list(v["formats"]) == ["image/jpeg"] for v in task["variants"].values())
-    assert row(settings, task_id).extras_due == "WEBP"  # left due
-    leftovers = settings.resolved_storage_root.rglob("*.webp")
+    assert row(fast_settings, task_id).extras_due == "WEBP"  # left due
+    leftovers = fast_settings.resolved_storage_root.rglob("*.webp")
     assert list(leftovers) == []
     # Backfill finds the missing format too.
-    with worker_sessions(settings) as sessions:
-        options = processing.render_options(settings)
+    with worker_sessions(fast_settings) as sessions:
+        options = processing.render_options(fast_settings)
         assert [t for b in backfill.scan(sessions, options) for t in b.stale] == [
             uuid.UUID(task_id)
         ]
@@ -204,64 +206,68 @@ class FakeQueue:
 
 
 async def test_reconciler_republishes_extras_never_made(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     """The follow-up was published, then lost (worker killed, broker lost it)."""
-    lost, recent = await upload(client, photo(800, 600)), await upload(client, photo(640, 480))
+    lost, recent = (
+        await upload(fast_client, photo(800, 600)),
+        await upload(fast_client, photo(640, 480)),
+    )
     for task_id in (lost, recent):
-        assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
-    with worker_sessions(settings) as sessions:
+        assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    with worker_sessions(fast_settings) as sessions:
         with sessions.begin() as session:
             task = session.get(Task, uuid.UUID(lost))
             assert task is not None
-            task.extras_enqueued_at = utcnow() - timedelta(seconds=settings.lease_seconds + 1)
+            task.extras_enqueued_at = utcnow() - timedelta(seconds=fast_settings.lease_seconds + 1)
         # A long follow-up queue: they are waiting, not lost.
         busy = FakeQueue(follow_up_waiting=extras.REPUBLISH_BATCH)
-        assert reconciler.republish_extras(sessions, busy, settings) == 0
+        assert reconciler.republish_extras(sessions, busy, fast_settings) == 0
         queue = FakeQueue()
-        assert reconciler.republish_extras(sessions, queue, settings) == 1
+        assert reconciler.republish_extras(sessions, queue, fast_settings) == 1
         assert queue.extras == [uuid.UUID(lost)]
         # Published again just now: not again before its grace has passed.
-        assert reconciler.republish_extras(sessions, FakeQueue(), settings) == 0
-    assert make_extras(settings, lost) == extras.Outcome.made
+        assert reconciler.republish_extras(sessions, FakeQueue(), fast_settings) == 0
+    assert make_extras(fast_settings, lost) == extras.Outcome.made
     assert (
-        "image/webp" in (await client.get(f"/tasks/{lost}")).json()["variants"]["small"]["formats"]
+        "image/webp"
+        in (await fast_client.get(f"/tasks/{lost}")).json()["variants"]["small"]["formats"]
     )
 
 
 async def test_reconciler_stops_after_the_attempts(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
-    with worker_sessions(settings) as sessions:
+    task_id = await upload(fast_client, photo(800, 600))
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    with worker_sessions(fast_settings) as sessions:
         with sessions.begin() as session:
             task = session.get(Task, uuid.UUID(task_id))
             assert task is not None
             task.extras_enqueued_at = None
-            task.extras_attempts = settings.max_attempts
-        assert reconciler.republish_extras(sessions, FakeQueue(), settings) == 0
+            task.extras_attempts = fast_settings.max_attempts
+        assert reconciler.republish_extras(sessions, FakeQueue(), fast_settings) == 0
 
 
 async def test_duplicate_copies_what_exists_and_leaves_the_rest_due(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     data = photo(800, 600)
-    first = await upload(client, data)
-    assert run_inline(settings, first, extras=False) == processing.Outcome.succeeded
-    second = await upload(client, data, "again.jpg")
-    assert run_inline(settings, second, extras=False) == processing.Outcome.succeeded
-    task = (await client.get(f"/tasks/{second}")).json()
+    first = await upload(fast_client, data)
+    assert run_inline(fast_settings, first, extras=False) == processing.Outcome.succeeded
+    second = await upload(fast_client, data, "again.jpg")
+    assert run_inline(fast_settings, second, extras=False) == processing.Outcome.succeeded
+    task = (await fast_client.get(f"/tasks/{second}")).json()
     assert task["report"]["deduplicated_from"] == first
     assert all(list(v["formats"]) == ["image/jpeg"] for v in task["variants"].values())
-    assert row(settings, second).extras_due == "WEBP"
-    assert make_extras(settings, second) == extras.Outcome.made
+    assert row(fast_settings, second).extras_due == "WEBP"
+    assert make_extras(fast_settings, second) == extras.Outcome.made
 
     # A duplicate of a task that has every format copies them all: nothing due.
-    third = await upload(client, data, "third.jpg")
-    assert run_inline(settings, third, extras=False) == processing.Outcome.succeeded
-    assert row(settings, third).extras_due is None
-    task = (await client.get(f"/tasks/{third}")).json()
+    third = await upload(fast_client, data, "third.jpg")
+    assert run_inline(fast_settings, third, extras=False) == processing.Outcome.succeeded
+    assert row(fast_settings, third).extras_due is None
+    task = (await fast_client.get(f"/tasks/{third}")).json()
     assert all(
         list(v["formats"]) == ["image/jpeg", "image/webp"] for v in task["variants"].values()
     )
@@ -296,19 +302,19 @@ async def test_each_format_is_listed_as_it_lands(
 
 
 async def test_an_animation_gets_its_animated_webp_afterwards(
-    client: httpx.AsyncClient, settings: Settings, tmp_path: Path
+    fast_client: httpx.AsyncClient, fast_settings: Settings, tmp_path: Path
 ) -> None:
     from tests.imaging.images import animated
 
     path = animated(tmp_path / "a.gif", [80, 80, 80, 80])
-    task_id = await upload(client, path.read_bytes(), "a.gif")
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
-    assert row(settings, task_id).extras_due == "WEBP"
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    task_id = await upload(fast_client, path.read_bytes(), "a.gif")
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert row(fast_settings, task_id).extras_due == "WEBP"
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert list(task["variants"]["small"]["formats"]) == ["image/jpeg"]
-    assert make_extras(settings, task_id) == extras.Outcome.made
-    task = (await client.get(f"/tasks/{task_id}")).json()
-    webp = await client.get(task["variants"]["small"]["formats"]["image/webp"]["url"])
+    assert make_extras(fast_settings, task_id) == extras.Outcome.made
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
+    webp = await fast_client.get(task["variants"]["small"]["formats"]["image/webp"]["url"])
     with Image.open(io.BytesIO(webp.content)) as image:
         assert image.n_frames == 4
 
@@ -330,26 +336,26 @@ async def test_an_original_stays_while_its_extras_are_due(
 
 
 async def test_a_rerender_that_came_first_wins_over_the_extras(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Backfill re-renders the task (every format, a new attempt) while its follow-up
     runs: the follow-up's writes under the old attempt are dropped and removed."""
-    task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
-    storage = LocalStorage(settings.resolved_storage_root)
+    task_id = await upload(fast_client, photo(800, 600))
+    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    storage = LocalStorage(fast_settings.resolved_storage_root)
     taken = extras.take
 
     def take_then_rerender(sessions: Any, task: uuid.UUID) -> extras.Job | None:
         job = taken(sessions, task)
-        assert refresh.refresh(sessions, storage, settings, task).value == "succeeded"
+        assert refresh.refresh(sessions, storage, fast_settings, task).value == "succeeded"
         return job
 
     monkeypatch.setattr(extras, "take", take_then_rerender)
-    assert make_extras(settings, task_id) == extras.Outcome.skipped
-    variants = settings.resolved_storage_root / "variants" / task_id
+    assert make_extras(fast_settings, task_id) == extras.Outcome.skipped
+    variants = fast_settings.resolved_storage_root / "variants" / task_id
     assert sorted(p.parent.name for p in variants.rglob("*.*")) == ["2"] * 6  # jpg + webp
-    task = (await client.get(f"/tasks/{task_id}")).json()
+    task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert all(
         list(v["formats"]) == ["image/jpeg", "image/webp"] for v in task["variants"].values()
     )
-    assert row(settings, task_id).extras_due is None
+    assert row(fast_settings, task_id).extras_due is None

@@ -70,23 +70,25 @@ def size_of(data: bytes) -> tuple[int, int]:
 
 
 async def test_cover_variants_have_their_box_size_and_contain_ones_keep_the_aspect(
-    crop_client: httpx.AsyncClient, crop_settings: Settings
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings
 ) -> None:
-    task = await rendered(crop_client, crop_settings, await upload(crop_client, photo(800, 600)))
+    task = await rendered(
+        fast_crop_client, fast_crop_settings, await upload(fast_crop_client, photo(800, 600))
+    )
     sizes = {name: (v["width"], v["height"]) for name, v in task["variants"].items()}
     assert sizes == {"small": (150, 113), "avatar": (200, 200), "banner": (300, 100)}
     for name, variant in task["variants"].items():
         assert list(variant["formats"]) == ["image/jpeg", "image/webp"]
         for url in (variant["url"], variant["formats"]["image/webp"]["url"]):
-            assert size_of((await fetched(crop_client, url)).content) == sizes[name]
+            assert size_of((await fetched(fast_crop_client, url)).content) == sizes[name]
     # Configured order, whatever order the cascade made them in.
     assert list(task["variants"]) == ["small", "avatar", "banner"]
     assert task["focal_point"] is None
     assert task["report"]["qa"]["passed"] is True
 
 
-async def test_patch_validates_the_point(crop_client: httpx.AsyncClient) -> None:
-    task_id = await upload(crop_client, photo(400, 300))
+async def test_patch_validates_the_point(fast_crop_client: httpx.AsyncClient) -> None:
+    task_id = await upload(fast_crop_client, photo(400, 300))
     url = f"/tasks/{task_id}"
     for body, code in [
         ({"focal_point": {"x": 1.5, "y": 0.5}}, "invalid_focal_point"),
@@ -98,20 +100,22 @@ async def test_patch_validates_the_point(crop_client: httpx.AsyncClient) -> None
         ({"focal": {"x": 0.3, "y": 0.5}}, "invalid_request"),
         ([], "invalid_request"),
     ]:
-        response = await crop_client.patch(url, json=body)
+        response = await fast_crop_client.patch(url, json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["code"] == code, body
-    not_json = await crop_client.patch(url, content=b"{x", headers={"Content-Type": "text/plain"})
+    not_json = await fast_crop_client.patch(
+        url, content=b"{x", headers={"Content-Type": "text/plain"}
+    )
     assert not_json.json()["error"]["code"] == "invalid_request"
 
     # A task not rendered yet keeps the point (its render reads it); null clears it.
-    response = await crop_client.patch(url, json={"focal_point": {"x": 0, "y": 1}})
+    response = await fast_crop_client.patch(url, json={"focal_point": {"x": 0, "y": 1}})
     assert response.status_code == 200, response.text
     assert response.json()["focal_point"] == {"x": 0.0, "y": 1.0}
-    assert (await crop_client.get(url)).json()["focal_point"] == {"x": 0.0, "y": 1.0}
-    cleared = await crop_client.patch(url, json={"focal_point": None})
+    assert (await fast_crop_client.get(url)).json()["focal_point"] == {"x": 0.0, "y": 1.0}
+    cleared = await fast_crop_client.patch(url, json={"focal_point": None})
     assert cleared.json()["focal_point"] is None
-    unknown = await crop_client.patch(f"/tasks/{uuid.uuid4()}", json={"focal_point": None})
+    unknown = await fast_crop_client.patch(f"/tasks/{uuid.uuid4()}", json={"focal_point": None})
     assert unknown.status_code == 404
 
 
@@ -138,7 +142,7 @@ async def test_patch_is_the_owners_and_rate_limited(
 
 
 async def test_a_new_point_re_renders_the_focal_variants_only(
-    crop_client: httpx.AsyncClient, crop_settings: Settings
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings
 ) -> None:
     # Wide, red at the left end and blue elsewhere: the avatar's window can move along
     # the whole width, and its colour says where it is.
@@ -146,31 +150,33 @@ async def test_a_new_point_re_renders_the_focal_variants_only(
     image.paste((255, 0, 0), (0, 0, 300, 400))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
-    task_id = await upload(crop_client, buffer.getvalue())
-    before = await rendered(crop_client, crop_settings, task_id)
-    old = {name: await fetched(crop_client, v["url"]) for name, v in before["variants"].items()}
+    task_id = await upload(fast_crop_client, buffer.getvalue())
+    before = await rendered(fast_crop_client, fast_crop_settings, task_id)
+    old = {
+        name: await fetched(fast_crop_client, v["url"]) for name, v in before["variants"].items()
+    }
 
-    response = await crop_client.patch(
+    response = await fast_crop_client.patch(
         f"/tasks/{task_id}", json={"focal_point": {"x": 0.05, "y": 0.5}}
     )
     assert response.status_code == 200, response.text
     assert response.json()["focal_point"] == {"x": 0.05, "y": 0.5}
     # The old variants serve until the re-render (a follow-up) replaces them.
-    assert (await fetched(crop_client, before["variants"]["avatar"]["url"])).content == (
+    assert (await fetched(fast_crop_client, before["variants"]["avatar"]["url"])).content == (
         old["avatar"].content
     )
-    options = processing.render_options(crop_settings)
-    with worker_sessions(crop_settings) as sessions:
+    options = processing.render_options(fast_crop_settings)
+    with worker_sessions(fast_crop_settings) as sessions:
         stale = [t for batch in backfill.scan(sessions, options) for t in batch.stale]
         assert stale == [uuid.UUID(task_id)]
-        storage = LocalStorage(crop_settings.resolved_storage_root)
-        outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
+        storage = LocalStorage(fast_crop_settings.resolved_storage_root)
+        outcome = refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id))
         assert outcome == processing.Outcome.succeeded
         # Backfill keeps the task's point: it is up to date now.
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
 
-    after = (await crop_client.get(f"/tasks/{task_id}")).json()
-    new = {name: await fetched(crop_client, v["url"]) for name, v in after["variants"].items()}
+    after = (await fast_crop_client.get(f"/tasks/{task_id}")).json()
+    new = {name: await fetched(fast_crop_client, v["url"]) for name, v in after["variants"].items()}
     assert new["avatar"].content != old["avatar"].content
     assert new["avatar"].headers["etag"] != old["avatar"].headers["etag"]
     assert size_of(new["avatar"].content) == (200, 200)
@@ -184,50 +190,50 @@ async def test_a_new_point_re_renders_the_focal_variants_only(
 
 
 async def test_dedup_matches_only_the_same_focal_point(
-    crop_client: httpx.AsyncClient, crop_settings: Settings
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings
 ) -> None:
     data = photo(900, 600)
     point = {"focal_point": {"x": 0.2, "y": 0.3}}
 
     async def with_point(body: dict[str, Any]) -> dict[str, Any]:
-        task_id = await upload(crop_client, data)
-        assert (await crop_client.patch(f"/tasks/{task_id}", json=body)).status_code == 200
-        return await rendered(crop_client, crop_settings, task_id)
+        task_id = await upload(fast_crop_client, data)
+        assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=body)).status_code == 200
+        return await rendered(fast_crop_client, fast_crop_settings, task_id)
 
     first = await with_point(point)
     elsewhere = await with_point({"focal_point": {"x": 0.8, "y": 0.3}})
     assert elsewhere["report"]["deduplicated_from"] is None
     same = await with_point(point)
     assert same["report"]["deduplicated_from"] == first["task_id"]
-    first_avatar = await fetched(crop_client, first["variants"]["avatar"]["url"])
-    same_avatar = await fetched(crop_client, same["variants"]["avatar"]["url"])
+    first_avatar = await fetched(fast_crop_client, first["variants"]["avatar"]["url"])
+    same_avatar = await fetched(fast_crop_client, same["variants"]["avatar"]["url"])
     assert same_avatar.content == first_avatar.content
 
 
 @pytest.mark.parametrize("spooled", [True, False], ids=["spool", "decode"])
 async def test_extra_formats_of_cover_variants_follow_the_base(
-    crop_client: httpx.AsyncClient, crop_settings: Settings, tmp_path: Path, spooled: bool
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings, tmp_path: Path, spooled: bool
 ) -> None:
     """From the spool's pixels or from a fresh decode: the box's size, and the point
     the base was made with (so backfill finds every format up to date)."""
     spool = Spool(tmp_path / "spool", 64 * 1024 * 1024) if spooled else None
-    task_id = await upload(crop_client, photo(1200, 400))
+    task_id = await upload(fast_crop_client, photo(1200, 400))
     point = {"focal_point": {"x": 0.1, "y": 0.5}}
-    assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
-    options = processing.render_options(crop_settings)
-    with worker_sessions(crop_settings) as sessions:
-        storage = LocalStorage(crop_settings.resolved_storage_root)
+    assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+    options = processing.render_options(fast_crop_settings)
+    with worker_sessions(fast_crop_settings) as sessions:
+        storage = LocalStorage(fast_crop_settings.resolved_storage_root)
         outcome = processing.process(
-            sessions, storage, crop_settings, uuid.UUID(task_id), spool=spool
+            sessions, storage, fast_crop_settings, uuid.UUID(task_id), spool=spool
         )
         assert outcome == processing.Outcome.succeeded
         made = extras.make(sessions, storage, options, uuid.UUID(task_id), spool)
         assert made == extras.Outcome.made
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
-    task = (await crop_client.get(f"/tasks/{task_id}")).json()
+    task = (await fast_crop_client.get(f"/tasks/{task_id}")).json()
     for name, size in {"avatar": (200, 200), "banner": (300, 100)}.items():
         webp = task["variants"][name]["formats"]["image/webp"]["url"]
-        assert size_of((await fetched(crop_client, webp)).content) == size
+        assert size_of((await fetched(fast_crop_client, webp)).content) == size
 
 
 def rerender_due(settings: Settings, task_id: str) -> datetime | None:
@@ -246,14 +252,14 @@ def age_rerender(settings: Settings, task_id: str) -> None:
 
 
 async def test_a_point_set_before_the_render_is_settled_by_it(
-    crop_client: httpx.AsyncClient, crop_settings: Settings
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings
 ) -> None:
-    task_id = await upload(crop_client, photo(800, 600))
+    task_id = await upload(fast_crop_client, photo(800, 600))
     point = {"focal_point": {"x": 0.3, "y": 0.3}}
-    assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
-    assert rerender_due(crop_settings, task_id) is not None
-    await rendered(crop_client, crop_settings, task_id)
-    assert rerender_due(crop_settings, task_id) is None
+    assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+    assert rerender_due(fast_crop_settings, task_id) is not None
+    await rendered(fast_crop_client, fast_crop_settings, task_id)
+    assert rerender_due(fast_crop_settings, task_id) is None
 
 
 async def test_a_lost_re_render_is_published_again_by_the_reconciler(
@@ -282,31 +288,31 @@ async def test_a_lost_re_render_is_published_again_by_the_reconciler(
 
 
 async def test_a_point_set_while_the_task_renders_is_re_rendered_afterwards(
-    crop_client: httpx.AsyncClient, crop_settings: Settings
+    fast_crop_client: httpx.AsyncClient, fast_crop_settings: Settings
 ) -> None:
     """The worker claimed the task (and read its point) before the PATCH: the render
     finishes with the old point, the re-render of the new one stays due."""
-    task_id = await upload(crop_client, photo(1200, 400))
-    with worker_sessions(crop_settings) as sessions:
-        claim = lifecycle.claim(sessions, uuid.UUID(task_id), crop_settings)
+    task_id = await upload(fast_crop_client, photo(1200, 400))
+    with worker_sessions(fast_crop_settings) as sessions:
+        claim = lifecycle.claim(sessions, uuid.UUID(task_id), fast_crop_settings)
         assert claim is not None and claim.focal is None
         point = {"focal_point": {"x": 0.05, "y": 0.5}}
-        assert (await crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
-        storage = LocalStorage(crop_settings.resolved_storage_root)
-        result = processing.render(claim, storage, crop_settings)
+        assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
+        storage = LocalStorage(fast_crop_settings.resolved_storage_root)
+        result = processing.render(claim, storage, fast_crop_settings)
         assert processing.store_and_finish(sessions, storage, claim, result)
-        assert rerender_due(crop_settings, task_id) is not None
-        options = processing.render_options(crop_settings)
+        assert rerender_due(fast_crop_settings, task_id) is not None
+        options = processing.render_options(fast_crop_settings)
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == [
             uuid.UUID(task_id)
         ]
-        age_rerender(crop_settings, task_id)
+        age_rerender(fast_crop_settings, task_id)
         queue = MemoryQueue()
-        assert reconciler.republish_rerenders(sessions, queue, crop_settings) == 1
-        outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
+        assert reconciler.republish_rerenders(sessions, queue, fast_crop_settings) == 1
+        outcome = refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id))
         assert outcome == processing.Outcome.succeeded
-        assert rerender_due(crop_settings, task_id) is None
+        assert rerender_due(fast_crop_settings, task_id) is None
         # A duplicate message finds it up to date: nothing re-rendered.
-        assert refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id)) == (
+        assert refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id)) == (
             processing.Outcome.skipped
         )

@@ -48,8 +48,8 @@ def test_only_keys_past_their_24_hours_are_purged(sessions: sessionmaker[Session
     assert idempotency.purge_expired(sessions) == 0
 
 
-def test_beat_schedules_the_purge(settings: Settings) -> None:
-    schedule = create_celery(settings).conf.beat_schedule
+def test_beat_schedules_the_purge(fast_settings: Settings) -> None:
+    schedule = create_celery(fast_settings).conf.beat_schedule
     assert schedule["purge-idempotency-keys"]["task"] == PURGE_IDEMPOTENCY_KEYS
 
 

@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 async def test_inverted_previews_fail_the_task(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
+    response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
     real = colour.to_srgb
@@ -31,25 +31,25 @@ async def test_inverted_previews_fail_the_task(
         return ImageChops.invert(real(image, **options))  # type: ignore[arg-type]
 
     monkeypatch.setattr(render.colour, "to_srgb", inverting)
-    assert run_inline(settings, task_id) == processing.Outcome.failed
+    assert run_inline(fast_settings, task_id) == processing.Outcome.failed
 
-    status = (await client.get(f"/tasks/{task_id}")).json()
+    status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "failed"
     assert status["error"]["code"] == "quality_check_failed"
     assert "not_inverted" in status["error"]["message"]
     assert status["variants"] == {} and status["placeholder"] is None
-    assert (await client.get(f"/tasks/{task_id}/variants/small")).status_code == 404
+    assert (await fast_client.get(f"/tasks/{task_id}/variants/small")).status_code == 404
     # Renditions are stored as they are encoded, before the gate has judged them all:
     # the failed task's are removed again.
-    storage = open_storage(settings)
+    storage = open_storage(fast_settings)
     assert list(storage.list(keys.variants_prefix(uuid.UUID(task_id)))) == []
 
 
 async def test_the_same_upload_passes_with_the_real_conversion(
-    client: httpx.AsyncClient, settings: Settings
+    fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
-    response = await client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
+    response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
-    status = (await client.get(f"/tasks/{task_id}")).json()
+    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["report"]["qa"]["passed"] is True

@@ -50,7 +50,7 @@ def _in_redis(redis_url: str) -> list[Published]:
     return found
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.servers), "memory"])
 def producer(request: pytest.FixtureRequest) -> Iterator[Producer]:
     if request.param == "memory":
         double = MemoryQueue()

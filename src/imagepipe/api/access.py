@@ -47,7 +47,7 @@ from imagepipe.errors import (
 )
 from imagepipe.services import tenancy
 from imagepipe.services.idempotency import HEADER as IDEMPOTENCY_HEADER
-from imagepipe.services.tenancy import Admission, KeyRing, Limiter, Rate, Slots
+from imagepipe.services.tenancy import Admission, KeyRing, Limiter, Rate, Slots, TenantLimiter
 from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
 
 
@@ -104,10 +104,11 @@ class AccessControl:
             "uploads": tenancy.upload_slots(settings),
             "followers": tenancy.follower_slots(settings),
         }
-        self.limiter: Limiter | None = None
+        self.limiter: TenantLimiter | None = None
 
-    async def start(self) -> None:
-        self.limiter = Limiter(self.settings.redis_url)
+    async def start(self, limiter: TenantLimiter | None = None) -> None:
+        """``limiter``: a stand-in for the Redis one (an app run in one process)."""
+        self.limiter = limiter if limiter is not None else Limiter(self.settings.redis_url)
 
     async def stop(self) -> None:
         if self.limiter is not None:

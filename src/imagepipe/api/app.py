@@ -24,6 +24,7 @@ from imagepipe.api.admission import UploadGate
 from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.deps import require_api_key
 from imagepipe.api.middleware import ObservedMiddleware, storage_origins
+from imagepipe.api.parts import LocalRuntime, Parts, open_local_runtime
 from imagepipe.api.protocol import LimitedHttpToolsProtocol
 from imagepipe.api.routes import direct, focal, health, metrics, renditions, tasks, upload
 from imagepipe.api.routes import events as event_routes
@@ -31,7 +32,7 @@ from imagepipe.api.routes import webhooks as webhook_routes
 from imagepipe.api.state import Services, attach
 from imagepipe.config import Settings
 from imagepipe.metrics import QueueDepthCollector
-from imagepipe.runtime import open_api_runtime
+from imagepipe.runtime import ApiRuntime, open_api_runtime
 from imagepipe.services import events, tenancy
 from imagepipe.services.on_demand import options as on_demand_options
 from imagepipe.services.on_demand.serving import OnDemand
@@ -41,7 +42,9 @@ from imagepipe.web import routes as web
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, parts: Parts | None = None) -> FastAPI:
+    """``parts``: in-process doubles of the broker, the status events and the tenant
+    limiter (``api.parts``), for an app run without Redis; None in production."""
     settings = settings or Settings()
     # Here, not only in the CLI: `api --workers N` and `--reload` start fresh processes.
     logs.configure(settings)
@@ -54,10 +57,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await open_api_runtime(settings)
+        runtime: ApiRuntime | LocalRuntime
+        listener: events.Listener | events.LocalEvents
+        if parts is None:
+            runtime = await open_api_runtime(settings)
+            listener = events.Listener(settings.redis_url)
+        else:
+            runtime = await open_local_runtime(settings, parts)
+            listener = parts.events
         registry = CollectorRegistry(auto_describe=True)
         registry.register(QueueDepthCollector(runtime.queue.depth))
-        listener = events.Listener(settings.redis_url)
         on_demand = OnDemand(
             settings,
             runtime.sessions,
@@ -65,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lambda job: runtime.queue.enqueue_on_demand(job.args()),
         )
         await _adopt_owners(runtime.sessions, access)
-        await access.start()
+        await access.start(None if parts is None else parts.limiter)
         state.start(
             Services(
                 engine=runtime.engine,

@@ -16,7 +16,7 @@ from imagepipe.api.admission import UploadGate
 from imagepipe.api.backpressure import QueueDepthGate
 from imagepipe.api.readiness import Readiness
 from imagepipe.config import Settings
-from imagepipe.queue import CeleryQueue
+from imagepipe.queue import CeleryQueue, MemoryQueue
 from imagepipe.services import events
 from imagepipe.services.on_demand.serving import OnDemand
 from imagepipe.storage import Storage
@@ -29,10 +29,11 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
-    queue: CeleryQueue
+    # MemoryQueue: the app run in one process without a broker (create_app's parts).
+    queue: CeleryQueue | MemoryQueue
     uploads: UploadGate
     queue_depth: QueueDepthGate
-    listener: events.Listener
+    listener: events.Follower
     metrics: CollectorRegistry
     on_demand: OnDemand
 

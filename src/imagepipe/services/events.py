@@ -9,7 +9,9 @@ follower at most one re-read interval, never a hang: followers also re-read on a
 Publishing is best effort and never fails the status change it reports.
 
 ``RecordingNotifier`` is the double of ``Publisher`` for tests that call the services
-without Redis: it keeps the ids it was told of.
+without Redis: it keeps the ids it was told of. ``LocalEvents`` is the double of the
+pair (``Publisher`` + ``Listener``) for an API run in one process without Redis: its
+``notify`` wakes what its ``follow`` handed out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import redis
@@ -81,6 +84,75 @@ class RecordingNotifier:
         return
 
 
+class Follower(Protocol):
+    """What a follower of a task waits on: ``Listener`` (Redis) or ``LocalEvents``."""
+
+    def follow(self, task_id: uuid.UUID) -> AbstractContextManager[asyncio.Event]:
+        """An event set whenever the task is reported changed (see ``Listener.follow``)."""
+
+
+class _Waiters:
+    """The events handed out by ``follow``, by task: what a notification wakes."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+
+    @contextlib.contextmanager
+    def follow(self, task_id: uuid.UUID) -> Iterator[asyncio.Event]:
+        """An event set whenever the task is reported changed. Clear it *before*
+        reading the row: a change reported after the clear is then never missed."""
+        signal = asyncio.Event()
+        self._waiters[task_id].add(signal)
+        try:
+            yield signal
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(signal)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    def _wake(self, task_id: uuid.UUID) -> None:
+        for signal in tuple(self._waiters.get(task_id, ())):
+            signal.set()
+
+    def _wake_all(self) -> None:
+        for waiters in tuple(self._waiters.values()):
+            for signal in tuple(waiters):
+                signal.set()
+
+
+class LocalEvents(_Waiters):
+    """Publisher and Listener in one, for an API run in one process (tests): ``notify``
+    wakes the followers of that task, from any thread (services notify from worker
+    threads as well as the event loop's). ``start`` binds it to the running loop, as
+    the lifespan starts a ``Listener``; ``notified`` keeps every id, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified: list[uuid.UUID] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        self._loop = None
+
+    def notify(self, task_id: uuid.UUID) -> None:
+        with self._lock:
+            self.notified.append(task_id)
+            loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nobody follows: as a publish nobody is subscribed to
+        # asyncio.Event is not thread-safe: it is set on its own loop.
+        loop.call_soon_threadsafe(self._wake, task_id)
+
+    def close(self) -> None:
+        return
+
+
 # The process's publisher, set by the process that owns the Redis URL (worker runtime,
 # API lifespan). Unset (a script, a test calling the services directly): no-op.
 _publisher: Notifier | None = None
@@ -97,14 +169,14 @@ def notify(task_id: uuid.UUID) -> None:
         _publisher.notify(task_id)
 
 
-class Listener:
+class Listener(_Waiters):
     """The follower's side, one per API process: a single pattern subscription whose
     messages wake the coroutines waiting on that task. Fifty clients following one
     task cost one Redis connection, not fifty."""
 
     def __init__(self, redis_url: str) -> None:
+        super().__init__()
         self._url = redis_url
-        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -122,21 +194,6 @@ class Listener:
             log.warning("status listener did not stop in %ss", _STOP_SECONDS)
         self._task = None
 
-    @contextlib.contextmanager
-    def follow(self, task_id: uuid.UUID) -> Iterator[asyncio.Event]:
-        """An event set whenever the task is reported changed. Clear it *before*
-        reading the row: a change reported after the clear is then never missed."""
-        signal = asyncio.Event()
-        self._waiters[task_id].add(signal)
-        try:
-            yield signal
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters is not None:
-                waiters.discard(signal)
-                if not waiters:
-                    del self._waiters[task_id]
-
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -144,9 +201,7 @@ class Listener:
             except (aioredis.RedisError, OSError) as error:
                 log.warning("status listener lost Redis, reconnecting: %s", error)
             # Whatever was missed meanwhile: wake every follower to re-read.
-            for waiters in list(self._waiters.values()):
-                for signal in waiters:
-                    signal.set()
+            self._wake_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=_RECONNECT_SECONDS)
 
@@ -166,8 +221,7 @@ class Listener:
                     task_id = uuid.UUID(name.removeprefix(CHANNEL_PREFIX))
                 except ValueError:
                     continue
-                for signal in self._waiters.get(task_id, ()):
-                    signal.set()
+                self._wake(task_id)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()

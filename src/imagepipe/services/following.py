@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagepipe.db.models import Task, TaskStatus, live
-from imagepipe.services.events import Listener
+from imagepipe.services.events import Follower
 
 ENDED = frozenset({TaskStatus.succeeded, TaskStatus.failed})
 
@@ -36,7 +36,7 @@ async def read_status(sessions: async_sessionmaker[Any], task_id: uuid.UUID) -> 
 
 async def follow(
     sessions: async_sessionmaker[Any],
-    listener: Listener,
+    listener: Follower,
     task_id: uuid.UUID,
     *,
     reread_seconds: float,
@@ -72,7 +72,7 @@ async def follow(
 
 async def wait_until_ended(
     sessions: async_sessionmaker[Any],
-    listener: Listener,
+    listener: Follower,
     task: Task,
     *,
     seconds: float,

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -294,6 +294,35 @@ def _seconds(milliseconds: int) -> int:
     return max(1, math.ceil(milliseconds / 1000))
 
 
+def admission_of(
+    owner: str, rate: Rate | None, slots: Slots | None, member: str, verdict: tuple[Any, ...]
+) -> Admission:
+    """The Admission of a verdict of ``_ADMIT`` (verdict, remaining, reset ms, retry
+    ms): one reading for the Redis limiter and its double."""
+    outcome, remaining, reset, retry = verdict
+    left = int(remaining) if rate else None
+    until = _seconds(int(reset)) if rate else 0
+    if outcome == 1:
+        return Admission(RateLimited, retry_after=_seconds(int(retry)), remaining=left, reset=until)
+    if outcome == 2:
+        assert slots is not None
+        return Admission(slots.refusal)
+    lease = Lease(_key(owner, slots.kind), member) if slots else None
+    return Admission(lease=lease, remaining=left, reset=until)
+
+
+class TenantLimiter(Protocol):
+    """What the access layer asks: ``Limiter`` (Redis) or ``memory_limiter.MemoryLimiter``."""
+
+    async def admit(self, owner: str, rate: Rate | None, slots: Slots | None) -> Admission:
+        """Take one unit of the tenant's rate and one of its slots, or say which refused."""
+
+    async def release(self, lease: Lease) -> None:
+        """Give a slot back; never raise."""
+
+    async def close(self) -> None: ...
+
+
 class Limiter:
     """The rate and the slots of every tenant, in Redis; one per API process."""
 
@@ -329,17 +358,7 @@ class Limiter:
         except (RedisError, OSError) as error:
             self._fail_open(error)
             return Admission()
-        left = int(remaining) if rate else None
-        until = _seconds(int(reset)) if rate else 0
-        if verdict == 1:
-            return Admission(
-                RateLimited, retry_after=_seconds(int(retry)), remaining=left, reset=until
-            )
-        if verdict == 2:
-            assert slots is not None
-            return Admission(slots.refusal)
-        lease = Lease(_key(owner, slots.kind), member) if slots else None
-        return Admission(lease=lease, remaining=left, reset=until)
+        return admission_of(owner, rate, slots, member, (verdict, remaining, reset, retry))
 
     async def release(self, lease: Lease) -> None:
         """Give a slot back (if Redis is gone, the lease expires by itself)."""

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import DerivedRendition, Task, TaskStatus
 from imagepipe.errors import Rendering, ServiceUnavailable, TaskNotFound
-from imagepipe.services.events import Listener
+from imagepipe.services.events import Follower
 from imagepipe.services.on_demand import records
 from imagepipe.services.on_demand.flight import Flights
 from imagepipe.services.on_demand.options import RenditionOptions
@@ -44,7 +44,7 @@ class OnDemand:
         self,
         settings: Settings,
         sessions: async_sessionmaker[Any],
-        listener: Listener,
+        listener: Follower,
         publish: Callable[[RenderJob], None],
     ) -> None:
         self.settings = settings

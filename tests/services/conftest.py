@@ -1,0 +1,58 @@
+"""The use cases called directly, on a migrated SQLite file and the doubles (storage in
+memory, the recording notifier): no server, so the whole directory is in the fast tier."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.models import Task
+from imagepipe.services import events
+from imagepipe.storage import MemoryStorage
+from tests.harness.app import worker_sessions
+
+AddTask = Callable[..., uuid.UUID]
+
+
+@pytest.fixture
+def sessions(fast_settings: Settings) -> Iterator[sessionmaker[Session]]:
+    with worker_sessions(fast_settings) as made:
+        yield made
+
+
+@pytest.fixture
+def storage() -> MemoryStorage:
+    return MemoryStorage()
+
+
+@pytest.fixture
+def notified() -> Iterator[events.RecordingNotifier]:
+    """The status notifier the services tell, recording what they told."""
+    notifier = events.RecordingNotifier()
+    events.configure(notifier)
+    try:
+        yield notifier
+    finally:
+        events.configure(None)
+
+
+@pytest.fixture
+def add_task(sessions: sessionmaker[Session]) -> AddTask:
+    """A task row with ``values`` over a small JPEG's facts; returns its id."""
+
+    def add(**values: object) -> uuid.UUID:
+        task_id = uuid.uuid4()
+        task = Task(
+            id=task_id, filename="a.jpg", original_key=f"originals/{task_id}",
+            original_format="JPEG", original_width=10, original_height=10,
+            original_size_bytes=1, original_sha256="0" * 64, **values,
+        )  # fmt: skip
+        with sessions.begin() as session:
+            session.add(task)
+        return task_id
+
+    return add

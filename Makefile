@@ -43,7 +43,7 @@ test: lint typecheck pytest
 # `servers`): no bootstrap. IMAGEPIPE_TESTS_FAST=1 makes a server fixture fail the
 # test that asked for it, so a test missing its mark cannot start one here.
 test-fast: $(STAMP)
-	IMAGEPIPE_TESTS_FAST=1 $(BIN)/pytest -m "not servers" -q $(PYTEST_ARGS)
+	IMAGEPIPE_TESTS_FAST=1 $(BIN)/pytest -n 2 -m "not servers" -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt

@@ -7,6 +7,7 @@ set, else a private ``redis-server`` on a free port if one is installed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -21,6 +22,10 @@ from contextlib import ExitStack, contextmanager
 import click
 
 from imagepipe.config import Settings
+
+# Bound on stopping the children: the worker finishes the renders it has started.
+STOP_SECONDS = 30.0
+_PR_SET_PDEATHSIG = 1
 
 
 def _free_port() -> int:
@@ -57,6 +62,7 @@ def private_redis() -> Iterator[str]:
             ],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             _wait_for_port(port, process)
@@ -99,20 +105,23 @@ def run(*, host: str, port: int, concurrency: int) -> int:
         click.echo(f"dev: storage {settings.resolved_storage_url}")
         subprocess.run([sys.executable, "-m", "imagepipe.cli", "migrate"], env=env, check=True)
         command = [sys.executable, "-m", "imagepipe.cli"]
-        # Each child leads its own process group, so that _stop() reaches the worker's
-        # pool processes too, and the terminal's Ctrl-C reaches only this process.
+        # Each child leads its own process group, so that _stop_all() reaches the
+        # worker's pool processes too, and the terminal's Ctrl-C reaches only this
+        # process; and each is sent SIGTERM by the kernel if this process dies without
+        # stopping it (SIGKILL), so none outlives it.
         worker = subprocess.Popen(
             [*command, "worker", "--concurrency", str(concurrency), "--beat"],
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        stack.callback(_stop, worker)
         api = subprocess.Popen(
             [*command, "api", "--host", host, "--port", str(port)],
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
-        stack.callback(_stop, api)
+        stack.callback(_stop_all, [api, worker])
         click.echo(f"dev: API on http://{host}:{port} (Swagger UI at /docs); Ctrl-C stops")
         try:
             while worker.poll() is None and api.poll() is None:
@@ -122,13 +131,23 @@ def run(*, host: str, port: int, concurrency: int) -> int:
         return 1  # one of the two died
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (a warm shutdown for the worker), then SIGKILL to the whole group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent (this dev process) dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every child at once (a warm shutdown for the worker), so stopping
+    takes as long as the slowest, not their sum; then SIGKILL to each whole group."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(30)
-    # The group outlives its leader when pool processes are left behind.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+            process.wait(max(0.0, deadline - time.monotonic()))
+        # The group outlives its leader when pool processes are left behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -187,9 +187,23 @@ def report(results: dict[str, Any]) -> str:
         "on this shared machine drift between runs, ratios much less.",
         "",
     ]
-    if rows := targets(results):
-        parts += ["## Targets", "", "| target | this run | |", "| --- | ---: | --- |"]
-        parts += [f"| {t} | {m} | {'met' if ok else '**missed**'} |" for t, m, ok in rows]
+    # Each target with the day its suite last ran (suites run alone, on different days).
+    dated = [
+        (target, measured, ok, results[name].get("measured_on", "?"))
+        for name in SUITES
+        if name in results
+        for target, measured, ok in targets({name: results[name]})
+    ]
+    if dated:
+        parts += [
+            "## Targets",
+            "",
+            "| target | figure | | measured |",
+            "| --- | ---: | --- | --- |",
+        ]
+        parts += [
+            f"| {t} | {m} | {'met' if ok else '**missed**'} | {day} |" for t, m, ok, day in dated
+        ]
         parts.append("")
     if (DOCS / "benchmarks.png").exists() and results.get("pipeline"):
         parts += ["![Preview pipeline, ms per image](benchmarks.png)", ""]

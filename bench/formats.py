@@ -36,11 +36,11 @@ from skimage.metrics import structural_similarity
 
 from bench.pipeline import photo_like, pyvips, sample_path, save
 from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
 from imagepipe.imaging.formats import AVIF_SPEED, FORMATS, WEBP_METHOD, FormatName
 from imagepipe.imaging.geometry import fit
-from imagepipe.imaging.render import boxes_largest_first, cascade
 
 BOXES = {"small": 150, "medium": 600, "large": 1200}
 SIZE = (2400, 1800)
@@ -131,7 +131,7 @@ def served(reps: int) -> dict[str, Any]:
     for kind, source in {"photo": photo_like(SIZE, seed=11), "graphic": graphic(SIZE)}.items():
         lossless = io.BytesIO()
         source.save(lossless, "PNG", compress_level=1)
-        boxes = boxes_largest_first(BOXES)
+        boxes = sorted(BOXES.items(), key=lambda item: item[1], reverse=True)
         decoded = decode(lossless, largest_box=boxes[0][1], limits=options.limits)
         for variant, image in cascade(decoded, boxes):
             reference = source.resize(image.size, Image.Resampling.LANCZOS)

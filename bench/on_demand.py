@@ -25,7 +25,7 @@ import pyvips
 
 from bench.e2e import distinct_photos, stacks, wait_all
 from bench.pipeline import save
-from bench.servers import worker
+from bench.servers import wait_worker_idle, worker
 
 BACKENDS = ("local", "s3")
 WORKER_CPU, API_CPU = 0, 1
@@ -86,7 +86,8 @@ def run(quick: bool, rounds: int, backends: tuple[str, ...]) -> dict[str, Any]:
     photo = distinct_photos(1, "on-demand")[0]
     for stack in stacks("imagepipe-on-demand-", backends, api_cpu=API_CPU, settings=SETTINGS):
         log = stack.root / f"worker-{stack.backend}.log"
-        with worker(stack.env, 1, log, cpu=WORKER_CPU):
+        with worker(stack.env, 1, log, cpu=WORKER_CPU) as process:
+            wait_worker_idle(process.pid)
             task_id = asyncio.run(_upload(stack.api_url, photo))
             for round_ in range(rounds):
                 row: dict[str, Any] = asyncio.run(

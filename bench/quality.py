@@ -28,9 +28,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bench.pipeline import BOXES, CORPUS, OPTIONS, pyvips, sample_path, save
+from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
-from imagepipe.imaging.render import boxes_largest_first, cascade, render_previews
+from imagepipe.imaging.render import render_previews
 
 THRESHOLD = 0.98
 
@@ -89,7 +90,7 @@ def psnr(reference: np.ndarray, image: np.ndarray) -> float:
 
 def evaluate(name: str) -> dict[str, Any]:
     path = sample_path(name)
-    boxes = boxes_largest_first(BOXES)
+    boxes = sorted(BOXES.items(), key=lambda item: item[1], reverse=True)
     decoded = decode(path, largest_box=boxes[0][1], limits=OPTIONS.limits)
     fast = dict(cascade(decoded, boxes))
     encoded = {p.name: p for p in render_previews(path, OPTIONS).previews}
@@ -131,7 +132,7 @@ def _pyvips_previews(path: Any) -> dict[str, Image.Image]:
     if pyvips is None:
         return {}
     out = {}
-    boxes = boxes_largest_first(BOXES)
+    boxes = sorted(BOXES.items(), key=lambda item: item[1], reverse=True)
     image = pyvips.Image.thumbnail(str(path), boxes[0][1]).copy_memory()
     for name, box in boxes:
         if max(image.width, image.height) > box:

@@ -39,33 +39,13 @@ import psycopg
 
 from bench.e2e import BACKENDS, Stack, distinct_photos, stacks, upload_all, wait_all
 from bench.pipeline import _CPU, BOXES, OPTIONS, pyvips, run_pyvips, run_tutorial, save
-from bench.servers import pin_descendants, worker
+from bench.servers import pin_descendants, tree_cpu_seconds, wait_worker_idle, worker
 from imagepipe.imaging import render_previews
 from imagepipe.imaging.formats import WEBP_METHOD
 
 API_CPU = 1 - _CPU
 JPEG_ONLY = {"IMAGEPIPE_EXTRA_FORMATS": "[]"}
 TARGETS = {"vs_tutorial": 3.0, "vs_pyvips": 1.3, "defaults_over_jpeg": 1.15, "set_cpu": 1.0}
-
-
-def _tree_cpu_seconds(root: int) -> float:
-    """utime + stime of ``root`` and every process below it, alive now."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = set(), {root}
-    while frontier:
-        tree |= frontier
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
-    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 def _extras_left(database_url: str, ids: list[str]) -> int:
@@ -101,18 +81,19 @@ def measure_burst(
     """One idle worker, then the burst: ready and whole-set seconds and CPU per image."""
     database = env["IMAGEPIPE_DATABASE_URL"]
     with worker(env, 1, log, cpu=_CPU) as process:
+        wait_worker_idle(process.pid)
         _, warm_ids = asyncio.run(_burst(stack.api_url, images[:1]))
         _wait_extras(database, warm_ids)
         pin_descendants(API_CPU)  # everything else off the worker's core …
         for pid in _worker_tree(process.pid):
             os.sched_setaffinity(pid, {_CPU})  # … but the worker itself
         os.sched_setaffinity(0, {API_CPU})
-        cpu_before = _tree_cpu_seconds(process.pid)
+        cpu_before = tree_cpu_seconds(process.pid)
         started = time.perf_counter()
         ready_seconds, ids = asyncio.run(_burst(stack.api_url, images[1:]))
         _wait_extras(database, ids)
         set_seconds = time.perf_counter() - started
-        cpu = _tree_cpu_seconds(process.pid) - cpu_before
+        cpu = tree_cpu_seconds(process.pid) - cpu_before
         os.sched_setaffinity(0, {_CPU})
     count = len(images) - 1
     return {

@@ -141,6 +141,41 @@ def bare_server(upload_dir: Path, log: Path, cpu: int | None = None) -> Iterator
         yield url
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every process below it, alive now."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = set(), {root}
+    while frontier:
+        tree |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def wait_worker_idle(root: int, within: float = 60) -> None:
+    """Until a just-started worker has settled: both its pools booted, and its whole
+    process tree using under 5 % of a core for a second. The follow-up pool boots beside
+    the render pool and takes seconds of CPU, which a measurement that begins earlier
+    would count as the work's."""
+    deadline = time.monotonic() + within
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds(root)
+        time.sleep(1.0)
+        if tree_cpu_seconds(root) - before < 0.05:
+            return
+    raise RuntimeError(f"worker {root} still busy after {within} s")
+
+
 @contextmanager
 def worker(
     env: dict[str, str], concurrency: int, log: Path, cpu: int | None = None

@@ -18,7 +18,6 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imagepipe.api.access import ACTIVE_TASKS_STATE
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.deps import (
     QueueDep,
@@ -30,6 +29,7 @@ from imagepipe.api.deps import (
 )
 from imagepipe.api.idempotent import replay_response, reservation_for
 from imagepipe.api.receive import receive_file
+from imagepipe.api.route_limits import ACTIVE_TASKS_STATE
 from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url

@@ -30,10 +30,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Coverage of the test processes (the API in-process, the worker's services called
-# directly); the floor is fail_under in pyproject.toml. Three processes on two cores:
+# directly); the floor is fail_under in pyproject.toml. Four processes on two cores:
 # most tests wait on servers they started, and a file's tests stay together (its
 # module fixtures are built once). Every test is written to hold under that load.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 pytest: bootstrap $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 

@@ -19,7 +19,6 @@ import argparse
 import io
 import os
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ import pyvips
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench.pipeline import photo_like, sample_path, save
+from bench.timing import median_ms
 from imagepipe.imaging.crop import Box, resize_size, window
 from imagepipe.imaging.opening import Limits
 from imagepipe.imaging.render import render_one
@@ -109,15 +109,6 @@ def windows(count: int) -> dict[str, Any]:
     }
 
 
-def _median_ms(action: Callable[[], object], calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
-
-
 def one_rendition(rounds: int, calls: int) -> dict[str, Any]:
     data = sample_path("jpeg-12mp").read_bytes()
     limits = Limits(allowed_formats=("JPEG",), max_pixels=50_000_000)
@@ -145,7 +136,7 @@ def one_rendition(rounds: int, calls: int) -> dict[str, Any]:
     per_round: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, action in cases.items():  # interleaved: drift hits every case alike
-            per_round[name].append(_median_ms(action, calls))
+            per_round[name].append(median_ms(action, calls))
     medians = {name: statistics.median(values) for name, values in per_round.items()}
     return {
         "rounds": rounds,

@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 from skimage.metrics import structural_similarity
 
 from bench.pipeline import photo_like, pyvips, sample_path, save
+from bench.timing import median_ms
 from imagepipe.imaging import RenderOptions, render_previews
 from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
@@ -112,12 +113,7 @@ def encoders(reps: int) -> dict[str, Any]:
 
 
 def _median_ms(run: Callable[[], object], reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 1)
+    return round(median_ms(run, reps), 1)
 
 
 # The formats of section 2, as the worker writes them (its default qualities).

@@ -13,25 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
 from bench.pipeline import photo_like, save
+from bench.timing import median_ms
 from imagepipe.imaging import placeholders
 
 TARGET_MS = 1.0
-
-
-def _median_ms(action: Callable[[], object], calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def _pure_python_blurhash(flat: Image.Image) -> Callable[[], object]:
@@ -64,7 +55,7 @@ def run(quick: bool, rounds: int) -> dict[str, Any]:
     per_round: dict[str, list[float]] = {name: [] for name in parts}
     for _ in range(rounds):
         for name, action in parts.items():  # interleaved: drift hits every part alike
-            per_round[name].append(_median_ms(action, calls))
+            per_round[name].append(median_ms(action, calls))
     medians = {name: statistics.median(values) for name, values in per_round.items()}
     return {
         "rounds": rounds,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -301,6 +302,37 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Kill:
+    task_id: uuid.UUID  # the render the kill ended
+    attempt: int  # the claim it ended: a takeover has a higher one
+    at: float  # time.time() of the kill
+
+
+def kill_child_mid_render(records: Records, worker_pid: int, *, tries: int = 20) -> Kill:
+    """SIGKILL the pool child that holds a processing claim, and check that the kill is
+    what ended that render: just after it, the task is still processing under the same
+    claim. A render that finished between the look and the kill leaves nothing to take
+    over, so then look again (the worker has replaced the child meanwhile)."""
+    for _ in range(tries):
+
+        def in_flight() -> tuple[uuid.UUID, int, int] | None:
+            pool = children(worker_pid)
+            for task_id, (pid, attempt) in records.holders().items():
+                if pid in pool:
+                    return task_id, pid, attempt
+            return None
+
+        task_id, victim, attempt = wait_until(
+            in_flight, within=30, every=0.02, what="a render held by a pool child"
+        )
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+        if records.holders().get(task_id) == (victim, attempt):
+            return Kill(task_id, attempt, killed_at)
+    raise AssertionError(f"no kill landed mid-render in {tries} tries")
 
 
 def cpu_ticks(pid: int) -> int:

@@ -8,8 +8,6 @@ task exactly once: 3 variant rows, 3 files, nothing else.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +19,14 @@ from imagepipe.storage import LocalStorage
 from tests.harness.redis import RedisServer
 from tests.harness.wait import wait_until
 from tests.images import photo, tagged_png
-from tests.reliability.stack import Stack, StackFactory, children, cpu_ticks, report, upload
+from tests.reliability.stack import (
+    Stack,
+    StackFactory,
+    children,
+    kill_child_mid_render,
+    report,
+    upload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,27 +131,8 @@ def test_pool_child_killed_mid_render(
     pool = children(worker.process.pid)
     assert len(pool) == 2, pool
 
-    def in_flight() -> tuple[uuid.UUID, int, int] | None:
-        """A render a pool child holds right now: (task, the child's pid, attempt)."""
-        assert worker.process is not None
-        children_now = children(worker.process.pid)
-        for task_id, (pid, attempt) in stack.records.holders().items():
-            if pid in children_now:
-                return task_id, pid, attempt
-        return None
-
-    # Kill the child that holds a claim, and check that the kill is what ended it: just
-    # after, the task is still processing under that claim. (A render that finished
-    # between the look and the kill leaves nothing to take over: look again.)
-    for _ in range(20):
-        found = wait_until(in_flight, within=30, every=0.02, what="a render", logs=stack.logs)
-        killed_task, victim, attempt = found
-        os.kill(victim, signal.SIGKILL)
-        killed_at = time.time()
-        if stack.records.holders().get(killed_task) == (victim, attempt):
-            break
-    else:
-        pytest.fail("no kill landed mid-render in 20 tries")
+    kill = kill_child_mid_render(stack.records, worker.process.pid)
+    killed_at = kill.at
 
     wait_until(
         lambda: stack.records.all_finished(ids),
@@ -163,7 +149,7 @@ def test_pool_child_killed_mid_render(
     # The main process replaced the child and kept going.
     assert worker.process.poll() is None
     assert len(children(worker.process.pid)) == 2
-    assert rows[killed_task].attempts > attempt  # taken over by a new claim
+    assert rows[kill.task_id].attempts > kill.attempt  # taken over by a new claim
     rerun = sum(1 for i in ids if rows[i].attempts > 1)
     report(
         "pool_child_sigkill",
@@ -183,15 +169,12 @@ def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
         ids = [upload(client, tagged_png(image, str(n))) for n in range(4)]
     worker = stack.start_worker()
     assert worker.process is not None
-    pool = children(worker.process.pid)
 
     wait_until(
         lambda: stack.records.count(TaskStatus.processing),
         within=30, every=0.02, what="a render", logs=stack.logs,
     )  # fmt: skip
-    before = {pid: cpu_ticks(pid) for pid in pool}
-    time.sleep(0.2)
-    os.kill(max(pool, key=lambda pid: cpu_ticks(pid) - before[pid]), signal.SIGKILL)
+    kill = kill_child_mid_render(stack.records, worker.process.pid)
 
     wait_until(
         lambda: stack.records.all_finished(ids),
@@ -202,8 +185,8 @@ def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
     rows = stack.records.tasks()
     assert [rows[i].status for i in ids] == [TaskStatus.succeeded] * len(ids), stack.logs()
     assert stack.records.settled_problems(ids) == []
+    assert rows[kill.task_id].attempts > kill.attempt  # taken over by a new claim
     taken_over = sum(1 for i in ids if rows[i].attempts == 2)
-    assert taken_over >= 1
     report(
         "pool_child_takeover",
         f"{len(ids)} tasks, one pool child SIGKILLed, no reconciler, 606 s lease: "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 
-from imagepipe.api.protocol import LimitedHttpToolsProtocol
+from imagepipe.api.protocol import LimitedHttpToolsProtocol, _LingeringTransport
 
 
 class _ResetTransport:
@@ -35,3 +36,37 @@ def test_lingering_on_a_reset_connection_just_closes_it() -> None:
     protocol.linger()  # raised OSError out of the response, into the app's log
     assert transport.closed
     assert not protocol.lingering
+
+
+class _RecordingTransport(_ResetTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.shut = False
+
+    def write_eof(self) -> None:
+        self.shut = True
+
+    def write(self, data: bytes) -> None:
+        if self.shut:
+            raise RuntimeError("Cannot call write() after write_eof()")  # as uvloop
+        self.written.append(data)
+
+
+def test_a_response_sent_after_the_lingering_close_began_is_dropped() -> None:
+    """A parse error on bytes after the request closes (lingers) the connection while
+    the request's own handler is still running; its late response must not raise."""
+    protocol = object.__new__(LimitedHttpToolsProtocol)
+    transport = _RecordingTransport()
+    protocol._real_transport = transport  # type: ignore[assignment]
+    protocol.lingering = False
+    protocol._body_unread = True
+    protocol.loop = asyncio.new_event_loop()
+    try:
+        wrapper = _LingeringTransport(protocol, transport)  # type: ignore[arg-type]
+        wrapper.write(b"before")
+        wrapper.close()  # lingers: our side is shut
+        wrapper.write(b"HTTP/1.1 413 ...")  # raised RuntimeError into the app
+    finally:
+        protocol.loop.close()
+    assert transport.shut and transport.written == [b"before"]

@@ -52,6 +52,14 @@ class _LingeringTransport:
     def close(self) -> None:
         self._protocol.linger()
 
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        # Once our side is shut, nothing more can reach the peer: a response still
+        # being sent when the connection was closed under it (a parse error on
+        # bytes that followed the request, say) is dropped, as after a plain close,
+        # instead of raising "write() after write_eof()" into the app.
+        if not self._protocol.lingering:
+            self._transport.write(data)
+
     def is_closing(self) -> bool:
         return self._protocol.lingering or self._transport.is_closing()
 

@@ -39,7 +39,7 @@ import psycopg
 
 from bench.e2e import BACKENDS, Stack, distinct_photos, stacks, upload_all, wait_all
 from bench.pipeline import _CPU, BOXES, OPTIONS, pyvips, run_pyvips, run_tutorial, save
-from bench.servers import pin_descendants, tree_cpu_seconds, wait_worker_idle, worker
+from bench.servers import pin_descendants, pin_tree, tree_cpu_seconds, wait_worker_idle, worker
 from imagepipe.imaging import render_previews
 from imagepipe.imaging.formats import WEBP_METHOD
 
@@ -85,8 +85,7 @@ def measure_burst(
         _, warm_ids = asyncio.run(_burst(stack.api_url, images[:1]))
         _wait_extras(database, warm_ids)
         pin_descendants(API_CPU)  # everything else off the worker's core …
-        for pid in _worker_tree(process.pid):
-            os.sched_setaffinity(pid, {_CPU})  # … but the worker itself
+        pin_tree(process.pid, _CPU)  # … but the worker itself
         os.sched_setaffinity(0, {API_CPU})
         cpu_before = tree_cpu_seconds(process.pid)
         started = time.perf_counter()
@@ -101,24 +100,6 @@ def measure_burst(
         "set_ms": 1000 * set_seconds / count,
         "worker_cpu_ms": 1000 * cpu / count,
     }
-
-
-def _worker_tree(root: int) -> set[int]:
-    """Every thread of the worker and its descendants."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-    tree, frontier = set(), {root}
-    while frontier:
-        tree |= frontier
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
-    threads = set()
-    for pid in tree:
-        threads |= {int(t.name) for t in Path(f"/proc/{pid}/task").glob("*")}
-    return threads
 
 
 def _ms(action: Callable[[], object], repeat: int, *, cpu: bool = False) -> float:

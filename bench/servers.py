@@ -50,27 +50,42 @@ def env_for(data_dir: Path, redis_url: str, database_url: str, **extra: str) -> 
     return env
 
 
-def pin_descendants(cpu: int) -> None:
-    """Every thread of every process this one started (servers, their children) onto
-    ``cpu``: a benchmark that gives another process a core to itself moves the rest
-    off it. Processes started later inherit their parent's affinity."""
-    parents: dict[int, int] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """The fields after the command name of every process's /proc stat, by pid."""
+    stats: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
-        parents[int(stat.parent.name)] = int(fields[1])
-    tree, frontier = set(), {os.getpid()}
+    return stats
+
+
+def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> set[int]:
+    """``root`` and every live process below it."""
+    parents = {pid: int(fields[1]) for pid, fields in (stats or _proc_stats()).items()}
+    tree, frontier = set(), {root}
     while frontier:
         tree |= frontier
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
-    for pid in tree - {os.getpid()}:
+    return tree
+
+
+def pin_tree(root: int, cpu: int, *, include_root: bool = True) -> None:
+    """Every thread of ``root``'s process tree onto ``cpu``."""
+    for pid in process_tree(root) - (set() if include_root else {root}):
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
                 os.sched_setaffinity(int(task.name), {cpu})
             except OSError:
                 continue  # exited meanwhile
+
+
+def pin_descendants(cpu: int) -> None:
+    """Every thread of every process this one started (servers, their children) onto
+    ``cpu``: a benchmark that gives another process a core to itself moves the rest
+    off it. Processes started later inherit their parent's affinity."""
+    pin_tree(os.getpid(), cpu, include_root=False)
 
 
 def _all_cpus() -> None:
@@ -143,22 +158,13 @@ def bare_server(upload_dir: Path, log: Path, cpu: int | None = None) -> Iterator
 
 def tree_cpu_seconds(root: int) -> float:
     """utime + stime of ``root`` and every process below it, alive now."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    stats = _proc_stats()
     tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = set(), {root}
-    while frontier:
-        tree |= frontier
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
-    return sum(times.get(pid, 0.0) for pid in tree)
+    return sum(
+        (int(stats[pid][11]) + int(stats[pid][12])) / tick
+        for pid in process_tree(root, stats)
+        if pid in stats
+    )
 
 
 def wait_worker_idle(root: int, within: float = 60) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, literal_column
+from sqlalchemy import literal_column
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+
+from imagepipe.db.types import UtcDateTime
 
 _SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f000'"
 
@@ -25,7 +27,7 @@ _SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f000'"
 class db_now(FunctionElement[datetime]):
     """The database's current time."""
 
-    type = DateTime(timezone=True)
+    type = UtcDateTime()
     inherit_cache = True
     name = "db_now"
 
@@ -33,7 +35,7 @@ class db_now(FunctionElement[datetime]):
 class db_now_plus(FunctionElement[datetime]):
     """The database's current time plus a number of seconds (negative: minus)."""
 
-    type = DateTime(timezone=True)
+    type = UtcDateTime()
     inherit_cache = True
     name = "db_now_plus"
 

@@ -12,7 +12,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ColumnElement,
-    DateTime,
     Enum,
     Float,
     ForeignKey,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from imagepipe.db.types import UtcDateTime
 from imagepipe.imaging.crop import FocalPoint
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -74,13 +74,11 @@ class Task(Base):
         default=TaskStatus.queued,
         index=True,
     )
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # When the processing claim expires; the reconciler takes expired claims back.
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # host:pid of the process holding the claim (see imagepipe.services.holder).
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     # Times a worker has claimed the task: caps poison images that kill workers.
@@ -90,7 +88,7 @@ class Task(Base):
     # is attempts - transient_releases. ``attempts`` stays the fencing token.
     transient_releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Last time the task was handed to the broker (upload or reconciler).
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     # The original, as uploaded. The filename is display metadata only, never a path.
     filename: Mapped[str] = mapped_column(String(255))
@@ -107,18 +105,18 @@ class Task(Base):
     # worker renders that version or fails the task. NULL for other rows.
     original_etag: Mapped[str | None] = mapped_column(String(255))
     # When retention removed the original (IMAGEPIPE_KEEP_ORIGINALS); NULL while kept.
-    original_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    original_removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     # Direct uploads only (NULL for every other row). The API's own upload URL carries
     # a token; only its sha256 is stored. It stays after the upload is closed, so the
     # token's holder is told the upload is closed rather than that the token is wrong.
     upload_token_sha256: Mapped[str | None] = mapped_column(String(64))
     # After this an awaiting_upload task is failed with upload_expired (reconciler).
-    upload_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    upload_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     # Set by DELETE /tasks/{id} before the task's files go: a tombstone that no reader
     # sees and no worker claims, removed with its row once the files are gone.
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1024))
@@ -143,7 +141,7 @@ class Task(Base):
     # When the follow-up for the due extras was last published, and how many times a
     # worker has started on them (the reconciler stops republishing past max_attempts;
     # backfill still finds the missing formats).
-    extras_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    extras_enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     extras_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # The owner's point of interest (PATCH /tasks/{id}), fractions of the upright
@@ -154,9 +152,7 @@ class Task(Base):
     # many times the reconciler published it again (it stops past max_attempts;
     # backfill still finds the task). NULL when none is due. Indexed: the reconciler
     # looks for due rows on every run.
-    rerender_enqueued_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), index=True
-    )
+    rerender_enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     rerender_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     variants: Mapped[list[Variant]] = relationship(
@@ -248,8 +244,8 @@ class IdempotencyKey(Base):
     )
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class Webhook(Base):
@@ -262,7 +258,7 @@ class Webhook(Base):
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[str] = mapped_column(String(255))  # space-separated event types
     secret: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class DeliveryState(enum.StrEnum):
@@ -296,8 +292,8 @@ class WebhookDelivery(Base):
     )
     # Attempts begun (counted before each is made, so a killed one spends budget too).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # The task's owner, copied so the sweep and the replay limit count per owner
     # without a join; None for tasks written before owners were recorded.
     owner: Mapped[str | None] = mapped_column(String(64))
@@ -305,7 +301,7 @@ class WebhookDelivery(Base):
     replay_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     # When the sweep last handed it to the broker: not handed again while that is
     # recent and the attempt it was published for is still the one due.
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_webhook_deliveries_owner_state", "owner", "state"),)
 
@@ -320,8 +316,8 @@ class DeliveryAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(255))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class WebhookSecret(Base):
@@ -334,9 +330,9 @@ class WebhookSecret(Base):
 
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     secret: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     previous_secret: Mapped[str | None] = mapped_column(String(128))
-    previous_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class DerivedRendition(Base):
@@ -364,4 +360,4 @@ class DerivedRendition(Base):
     height: Mapped[int] = mapped_column(Integer)
     # "original", or "variant:<name>" when retention had removed the original.
     source: Mapped[str] = mapped_column(String(80))
-    made_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    made_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)

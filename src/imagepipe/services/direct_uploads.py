@@ -29,7 +29,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -101,11 +101,6 @@ def mint_token() -> tuple[str, str]:
     return token, token_digest(token)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def check_put(task: Task, token: str) -> None:
     """The token opens the task's upload URL now, or UploadForbidden, UploadNotOpen,
     UploadExpired."""
@@ -116,7 +111,7 @@ def check_put(task: Task, token: str) -> None:
         raise UploadForbidden()
     if task.status != TaskStatus.awaiting_upload:
         raise UploadNotOpen()
-    if task.upload_expires_at is None or _aware(task.upload_expires_at) <= utcnow():
+    if task.upload_expires_at is None or task.upload_expires_at <= utcnow():
         raise UploadExpired()
 
 
@@ -267,7 +262,7 @@ async def _complete(
     """Check the stored object and move the task to queued (True), or fail it and
     delete the object (raises). False: another request moved the task first."""
     task_id, key, declared = task.id, task.original_key, task.original_size_bytes
-    if task.upload_expires_at is not None and _aware(task.upload_expires_at) <= utcnow():
+    if task.upload_expires_at is not None and task.upload_expires_at <= utcnow():
         return await _refuse(session, storage, task, UploadExpired())
     try:
         info = await to_thread.run_sync(_take_upload, storage, task)

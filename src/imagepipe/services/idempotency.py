@@ -17,7 +17,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, update
@@ -65,11 +65,6 @@ class Replayed(Exception):
         self.replay = replay
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 class Reservation:
     """One request's hold on one key: ``reserve``, then ``record`` or ``release``."""
 
@@ -96,8 +91,8 @@ class Reservation:
                 row = await session.get(IdempotencyKey, (self.scope, self.key))
                 if row is None:
                     continue  # expired and removed by someone else meanwhile: try again
-                stale = _aware(row.expires_at) <= now or (
-                    row.response_status is None and _aware(row.created_at) <= now - ABANDONED_AFTER
+                stale = row.expires_at <= now or (
+                    row.response_status is None and row.created_at <= now - ABANDONED_AFTER
                 )
                 if stale:
                     await self._remove(session, row.created_at)

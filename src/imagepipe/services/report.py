@@ -8,7 +8,6 @@ it is added when the task is shown, from the same row, never guessed twice.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from imagepipe.db.models import Task
@@ -47,10 +46,5 @@ def queued_ms(task: Task) -> int | None:
     handed = task.enqueued_at or task.created_at
     if task.started_at is None or handed is None:
         return None
-    waited = _utc(task.started_at) - _utc(handed)
+    waited = task.started_at - handed
     return max(0, round(waited.total_seconds() * 1000))
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

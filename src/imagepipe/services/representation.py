@@ -100,12 +100,15 @@ class TaskOut(BaseModel):
 
     @field_serializer("created_at", "started_at", "finished_at")
     def _iso_z(self, value: datetime | None) -> str | None:
-        # SQLite hands back naive datetimes; every stored time is UTC.
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+        return None if value is None else iso_z(value)
+
+
+def iso_z(moment: datetime) -> str:
+    """A moment as the API writes it: UTC, whole seconds, ``Z`` (``2026-12-06T21:50:00Z``).
+    A naive moment is UTC already (the codebase's rule)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def status_url(task_id: uuid.UUID) -> str:

@@ -201,7 +201,7 @@ def claim(
         row = session.get(WebhookDelivery, delivery_id)
         if row is None or row.state != DeliveryState.pending:
             return None
-        if row.next_attempt_at is not None and _aware(row.next_attempt_at) > now:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
             return None
         exhausted = row.attempts >= len(backoff) + 1
         values: dict[str, object] = (
@@ -305,7 +305,7 @@ def retry_delay(delivery_next: datetime | None) -> float | None:
     """Seconds until a pending delivery's next attempt (for a short broker countdown)."""
     if delivery_next is None:
         return None
-    return max(0.0, (_aware(delivery_next) - utcnow()).total_seconds())
+    return max(0.0, (delivery_next - utcnow()).total_seconds())
 
 
 # --- what the API asks for ------------------------------------------------------------
@@ -370,7 +370,3 @@ def _owned_by(owner: str | None) -> ColumnElement[bool]:
     if owner is None:
         return WebhookDelivery.owner.is_(None)
     return WebhookDelivery.owner == owner
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,7 +62,7 @@ def _signing(own: WebhookSecret | None, service_secret: str | None, now: datetim
     if own is None:
         return [service_secret] if service_secret else []
     found = [own.secret]
-    if own.previous_until is not None and _aware(own.previous_until) > now:
+    if own.previous_until is not None and own.previous_until > now:
         # No previous secret of its own: the service's signed before this one.
         previous = own.previous_secret or service_secret
         if previous and previous != own.secret:
@@ -82,8 +82,8 @@ class OwnSecret:
 
 
 def _own(row: WebhookSecret, now: datetime) -> OwnSecret:
-    until = _aware(row.previous_until) if row.previous_until is not None else None
-    return OwnSecret(row.secret, _aware(row.created_at), until if until and until > now else None)
+    until = row.previous_until if row.previous_until is not None else None
+    return OwnSecret(row.secret, row.created_at, until if until and until > now else None)
 
 
 async def own_secret(session: AsyncSession, owner: str) -> OwnSecret:
@@ -135,7 +135,3 @@ async def rotate(session: AsyncSession, owner: str) -> OwnSecret:
             return OwnSecret(fresh, now, now + OVERLAP)
         # Another rotation won the race: rotate from the secret it made.
     raise ServiceUnavailable("The secret kept changing under this rotation; try again.")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -183,8 +183,9 @@ class Settings(BaseSettings):
     # How often a task may be started before it is failed for good (poison images).
     # Claims given back because storage or the database failed do not count.
     max_attempts: int = Field(default=3, ge=1)
-    # Retries (with backoff 2, 4, 8… s, at most 60 s) of a task whose storage or
-    # database failed; then it fails with service_unavailable (`imagepipe requeue`).
+    # Retries (with backoff 2, 4, 8… s, at most 60 s: services.transient.RetryPolicy)
+    # of worker work whose storage or database failed: a render then fails with
+    # service_unavailable (`imagepipe requeue`); a re-render or extra format stays due.
     transient_retries: int = Field(default=5, ge=0)
     # Reconciler: re-enqueue queued tasks older than this, and processing tasks whose
     # lease (hard limit + margin) has expired.

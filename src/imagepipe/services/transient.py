@@ -13,6 +13,7 @@ import errno
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final
 
 from kombu.exceptions import OperationalError as BrokerError
@@ -21,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from imagepipe.config import Settings
 from imagepipe.errors import ServiceUnavailable
 from imagepipe.storage.base import ObjectNotFound, StorageError
 
@@ -79,3 +81,29 @@ def unavailable(backend: str) -> Iterator[None]:
             raise
         log.warning("%s unavailable: %r", backend, error)
         raise ServiceUnavailable(f"The {backend} is unavailable; try again shortly.") from None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a worker retries work that met a transient error: the one policy for every
+    Celery task that retries (render, re-render, extra formats), from Settings.
+
+    Waits double from ``first_delay`` up to ``max_delay`` (2, 4, 8… s, at most 60 s):
+    long enough for a restarted database or S3 to come back, short enough that a
+    task is not held for minutes after it has."""
+
+    retries: int
+    first_delay: float = 2.0
+    max_delay: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(retries=settings.transient_retries)
+
+    def exhausted(self, retries_done: int) -> bool:
+        """True once ``retries_done`` retries have been spent: give up now."""
+        return retries_done >= self.retries
+
+    def delay(self, retries_done: int) -> float:
+        """Seconds before the next retry, after ``retries_done`` retries."""
+        return float(min(self.first_delay * 2**retries_done, self.max_delay))

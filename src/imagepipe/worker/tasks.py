@@ -26,7 +26,7 @@ from imagepipe.queue import (
 )
 from imagepipe.runtime import Runtime, open_runtime
 from imagepipe.services import extras, lifecycle, recovery
-from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
+from imagepipe.services.transient import MAYBE_TRANSIENT, RetryPolicy, is_transient
 from imagepipe.storage import ObjectNotFound
 from imagepipe.worker import processing, reconciler, refresh
 from imagepipe.worker.app import celery_app
@@ -34,13 +34,16 @@ from imagepipe.worker.app import settings as app_settings
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 5
-
 
 @cache
 def runtime() -> Runtime:
     """This pool process's runtime, built once after the fork."""
     return open_runtime(app_settings, celery=celery_app)
+
+
+@cache
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy.from_settings(app_settings)
 
 
 @worker_process_init.connect
@@ -62,7 +65,8 @@ def _dispose(**_: object) -> None:
         runtime.cache_clear()
 
 
-# Retries are counted by hand (IMAGEPIPE_TRANSIENT_RETRIES): no Celery cap.
+# Retries are counted by hand (RetryPolicy, from IMAGEPIPE_TRANSIENT_RETRIES): no
+# Celery cap on any task here.
 @celery_app.task(name=PROCESS_TASK, bind=True, max_retries=None)
 def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     rt = runtime()
@@ -91,7 +95,7 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
             raise
         # Checked here: given ``exc``, Celery's retry() re-raises that exception once
         # the retries are used up, never MaxRetriesExceededError.
-        if self.request.retries >= rt.settings.transient_retries:
+        if retry_policy().exhausted(self.request.retries):
             # Only a task nobody holds: its claim was given back when the error struck.
             # One another worker claimed meanwhile is that worker's to finish. The
             # detail is logged; the task stores the fixed message.
@@ -99,7 +103,7 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
             lifecycle.fail(rt.sessions, parsed, recovery.gave_up(), only_queued=True)
             TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
             return processing.Outcome.failed.value
-        countdown = min(2 ** (self.request.retries + 1), 60)
+        countdown = retry_policy().delay(self.request.retries)
         log.warning(
             "transient error, retrying in %ss: %r", countdown, error, extra={"task_id": task_id}
         )
@@ -109,7 +113,7 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     return outcome.value
 
 
-@celery_app.task(name=REFRESH_TASK, bind=True, max_retries=MAX_RETRIES)
+@celery_app.task(name=REFRESH_TASK, bind=True, max_retries=None)
 def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
     """Re-render one succeeded task to the current variant specs (``imagepipe backfill``).
 
@@ -125,18 +129,17 @@ def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         if not is_transient(error):
             log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
             return processing.Outcome.failed.value
-        if self.request.retries >= MAX_RETRIES:
+        if retry_policy().exhausted(self.request.retries):
             log.error("gave up re-rendering: %r", error, extra={"task_id": task_id})
             return processing.Outcome.failed.value
-        countdown = min(2 ** (self.request.retries + 1), 60)
-        raise self.retry(exc=error, countdown=countdown) from error
+        raise self.retry(exc=error, countdown=retry_policy().delay(self.request.retries)) from error
     except Exception:
         log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
         return processing.Outcome.failed.value
     return outcome.value
 
 
-@celery_app.task(name=MAKE_EXTRAS, bind=True, max_retries=MAX_RETRIES)
+@celery_app.task(name=MAKE_EXTRAS, bind=True, max_retries=None)
 def make_extras(self: CeleryTask[Any, Any], task_id: str) -> str:
     """Make the extra formats of a task that succeeded with its base renditions.
 
@@ -150,11 +153,10 @@ def make_extras(self: CeleryTask[Any, Any], task_id: str) -> str:
         log.error("cannot make extras: the original is gone", extra={"task_id": task_id})
         return extras.Outcome.skipped.value
     except MAYBE_TRANSIENT as error:
-        if not is_transient(error) or self.request.retries >= MAX_RETRIES:
+        if not is_transient(error) or retry_policy().exhausted(self.request.retries):
             log.exception("extras not made; they stay due", extra={"task_id": task_id})
             return extras.Outcome.partial.value
-        countdown = min(2 ** (self.request.retries + 1), 60)
-        raise self.retry(exc=error, countdown=countdown) from error
+        raise self.retry(exc=error, countdown=retry_policy().delay(self.request.retries)) from error
     except Exception:  # the original no longer decodes, a bug: the formats stay due
         log.exception("extras not made; they stay due", extra={"task_id": task_id})
         return extras.Outcome.partial.value

@@ -162,6 +162,8 @@ def test_a_role_with_too_many_rights_is_cut_back_or_refused(database: Database) 
         assert flags == (True, True)
 
 
+# Refusals come before any connection: the owner's kind of role cannot matter.
+@pytest.mark.parametrize("database", ["managed"], indirect=True)
 @pytest.mark.parametrize(
     ("env", "says"),
     [
@@ -183,6 +185,7 @@ def test_refuses_a_missing_password_or_the_owner_as_app_role(
         assert admin.execute("SELECT to_regclass('tasks')").fetchone() == (None,)
 
 
+@pytest.mark.parametrize("database", ["managed"], indirect=True)
 def test_refuses_a_database_url_without_a_password(database: Database) -> None:
     url = make_url(database.owner_url).set(password="").render_as_string(hide_password=False)
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}

@@ -40,9 +40,11 @@ def medium_is(size: int) -> Any:
 
 
 async def test_backfill_after_a_size_change(
-    tmp_path: Path, database_url: str, redis_url: str
+    tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
-    old = make_settings(tmp_path, database_url, redis_url)
+    # On production's database only: the backfill's queries and the re-render run on
+    # SQLite in tests/worker/test_backfill.py; this run proves the processes together.
+    old = make_settings(tmp_path, postgres_url, redis_url)
     async with open_client(create_app(old)) as client:
         worker = WorkerProcess(settings_env(old))
         worker.start()

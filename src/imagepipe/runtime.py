@@ -1,8 +1,9 @@
 """The composition root: the one place a process turns its Settings into parts.
 
 A runtime holds the database sessions, the storage, the broker producer and the status
-notifier, and wires the services' outward hooks (status notifications, webhook
-deliveries) to them, so no entry point can build a process that forgets one. The API's
+notifier. Its hooks (status notifications, webhook deliveries: ``services.hooks``)
+ride on the sessions it builds, so every service that commits a change through them
+announces it through this runtime, and no entry point can forget to set one up. The API's
 lifespan opens an ``ApiRuntime`` (async database); a worker's pool process, every CLI
 command and the test harness open a ``Runtime`` (sync database). Nothing connects
 while a runtime is opened: clients connect on first use, so a backing service that is
@@ -28,22 +29,10 @@ from imagepipe.db.engine import (
 )
 from imagepipe.imaging import plugins
 from imagepipe.queue import CeleryQueue, create_celery
-from imagepipe.services import events, webhooks
+from imagepipe.services import events
+from imagepipe.services.hooks import Hooks
 from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, open_storage
-
-
-def _wire(queue: CeleryQueue, publisher: events.Publisher) -> None:
-    """Point the services' module-level hooks at this process's clients."""
-    events.configure(publisher)
-    # Deliveries a service writes go to the broker after the commit; a lost publish is
-    # found by the webhook sweep.
-    webhooks.configure(queue.publish_delivery)
-
-
-def _unwire() -> None:
-    events.configure(None)
-    webhooks.configure(None)
 
 
 @dataclass
@@ -56,11 +45,12 @@ class Runtime:
     storage: Storage
     queue: CeleryQueue
     publisher: events.Publisher
+    # What a committed change tells followers and webhook receivers (on every session).
+    hooks: Hooks
     # Resized pixels a render keeps for the extra formats made on this host.
     spool: Spool
 
     def close(self) -> None:
-        _unwire()
         self.publisher.close()
         self.queue.close()
         self.storage.close()
@@ -77,14 +67,15 @@ def open_runtime(settings: Settings | None = None, *, celery: Celery | None = No
     engine = make_sync_engine(settings.resolved_database_url)
     queue = CeleryQueue(celery or create_celery(settings))
     publisher = events.Publisher(settings.redis_url)
-    _wire(queue, publisher)
+    hooks = _hooks(queue, publisher)
     return Runtime(
         settings=settings,
         engine=engine,
-        sessions=sync_session_factory(engine),
+        sessions=sync_session_factory(engine, hooks.session_info()),
         storage=open_storage(settings),
         queue=queue,
         publisher=publisher,
+        hooks=hooks,
         spool=Spool.from_settings(settings),
     )
 
@@ -99,9 +90,9 @@ class ApiRuntime:
     storage: Storage
     queue: CeleryQueue
     publisher: events.Publisher
+    hooks: Hooks
 
     async def close(self) -> None:
-        _unwire()
         self.publisher.close()
         await self.engine.dispose()
         self.queue.close()
@@ -115,12 +106,19 @@ async def open_api_runtime(settings: Settings) -> ApiRuntime:
     publisher = events.Publisher(settings.redis_url)
     # Building an S3 client reads files and the environment: off the event loop.
     storage = await to_thread.run_sync(open_storage, settings)
-    _wire(queue, publisher)
+    hooks = _hooks(queue, publisher)
     return ApiRuntime(
         settings=settings,
         engine=engine,
-        sessions=async_session_factory(engine),
+        sessions=async_session_factory(engine, hooks.session_info()),
         storage=storage,
         queue=queue,
         publisher=publisher,
+        hooks=hooks,
     )
+
+
+def _hooks(queue: CeleryQueue, publisher: events.Publisher) -> Hooks:
+    # Deliveries a service writes go to the broker after the commit; a lost publish is
+    # found by the webhook sweep.
+    return Hooks(notifier=publisher, publish_delivery=queue.publish_delivery)

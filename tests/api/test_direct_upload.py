@@ -32,7 +32,7 @@ from imagepipe.services import deletion, events, recovery, webhooks
 from imagepipe.storage import LocalStorage, Storage
 from imagepipe.worker import processing, reconciler
 from imagepipe.worker.celery_app import create_celery
-from tests.harness.app import make_settings, open_client, run_inline
+from tests.harness.app import make_settings, open_client, run_inline, worker_parts
 from tests.images import original_of, photo
 from tests.observe import queue_length, stored_files
 
@@ -468,11 +468,9 @@ async def test_expired_uploads_are_failures_like_any_other(
 
     with status_notifications(settings.redis_url) as seen:
         assert (await client.post(f"{at_completion['complete_url']}")).status_code == 409
-        engine = make_sync_engine(settings.resolved_database_url)
-        try:
-            expired = recovery.expire_uploads(sync_session_factory(engine), utcnow())
-        finally:
-            engine.dispose()
+        # As the reconciler runs it: in a worker's runtime, whose changes followers hear.
+        with worker_parts(settings) as (sessions, _):
+            expired = recovery.expire_uploads(sessions, utcnow())
         assert expired == [f"originals/{by_reconciler['task_id']}"]
         assert {at_completion["task_id"], by_reconciler["task_id"]} <= seen()
     for body in (at_completion, by_reconciler):

@@ -4,6 +4,7 @@ share Redis, and a status change wakes a follower through ``LocalEvents``."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 
@@ -77,7 +78,9 @@ async def test_a_status_change_wakes_a_waiting_follower(
             await anyio.sleep(0.2)
             # The worker's services, in a thread as in a pool process: their
             # notifications cross to the event loop.
-            await anyio.to_thread.run_sync(run_inline, settings, task_id)
+            await anyio.to_thread.run_sync(
+                functools.partial(run_inline, settings, task_id, hooks=parts.hooks())
+            )
         # Woken by the notification, long before the wait or a timed re-read is up.
         assert time.monotonic() - started < 10
         assert answers[0].json()["status"] == "succeeded"

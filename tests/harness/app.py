@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
+from imagepipe.runtime import open_runtime
 from imagepipe.services import extras as extras_service
-from imagepipe.storage import LocalStorage
+from imagepipe.services.hooks import SILENT, Hooks
+from imagepipe.storage import Storage, open_storage
 from imagepipe.worker import processing
 
 # Variants of every kind: a number (contain), a cover box placed by the focal point and
@@ -61,23 +63,48 @@ async def open_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @contextmanager
-def worker_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """Sessions on the worker's (sync) engine, disposed at the end."""
+def worker_sessions(settings: Settings, hooks: Hooks = SILENT) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the worker's (sync) engine, disposed at the end. Changes committed
+    through them are announced to ``hooks`` (by default to no one)."""
     engine = make_sync_engine(settings.resolved_database_url)
     try:
-        yield sync_session_factory(engine)
+        yield sync_session_factory(engine, hooks.session_info())
     finally:
         engine.dispose()
 
 
-def run_inline(settings: Settings, task_id: str, *, extras: bool = True) -> processing.Outcome:
+@contextmanager
+def worker_parts(
+    settings: Settings, hooks: Hooks | None = None
+) -> Iterator[tuple[sessionmaker[Session], Storage]]:
+    """A worker's sessions and storage. With real servers (and no ``hooks``), a
+    runtime as a worker's pool process opens: its changes reach followers and its
+    webhook deliveries the broker. Else the settings' storage and ``hooks`` (SILENT:
+    the fast tier's settings name no Redis)."""
+    if hooks is None and settings.redis_url != NO_REDIS:
+        runtime = open_runtime(settings)
+        try:
+            yield runtime.sessions, runtime.storage
+        finally:
+            runtime.close()
+        return
+    storage = open_storage(settings)
+    try:
+        with worker_sessions(settings, hooks or SILENT) as sessions:
+            yield sessions, storage
+    finally:
+        storage.close()
+
+
+def run_inline(
+    settings: Settings, task_id: str, *, extras: bool = True, hooks: Hooks | None = None
+) -> processing.Outcome:
     """The worker's processing service, called directly (the Celery shell is tested in
     tests/integration with a real worker process): the render, then (unless
     ``extras=False``) the follow-up that makes the extra formats, as a worker serving
-    every queue does."""
+    every queue does. ``hooks``: see ``worker_parts``."""
     published: list[uuid.UUID] = []
-    with worker_sessions(settings) as sessions:
-        storage = LocalStorage(settings.resolved_storage_root)
+    with worker_parts(settings, hooks) as (sessions, storage):
         outcome = processing.process(
             sessions, storage, settings, uuid.UUID(task_id), publish_extras=published.append
         )

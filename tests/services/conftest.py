@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.models import Task
 from imagepipe.services import events
+from imagepipe.services.hooks import Hooks
 from imagepipe.storage import MemoryStorage
 from tests.harness.app import worker_sessions
 
@@ -19,8 +20,11 @@ AddTask = Callable[..., uuid.UUID]
 
 
 @pytest.fixture
-def sessions(fast_settings: Settings) -> Iterator[sessionmaker[Session]]:
-    with worker_sessions(fast_settings) as made:
+def sessions(
+    fast_settings: Settings, notified: events.RecordingNotifier
+) -> Iterator[sessionmaker[Session]]:
+    """Sessions whose changes are announced to ``notified`` (and to no broker)."""
+    with worker_sessions(fast_settings, Hooks(notifier=notified)) as made:
         yield made
 
 
@@ -30,14 +34,9 @@ def storage() -> MemoryStorage:
 
 
 @pytest.fixture
-def notified() -> Iterator[events.RecordingNotifier]:
+def notified() -> events.RecordingNotifier:
     """The status notifier the services tell, recording what they told."""
-    notifier = events.RecordingNotifier()
-    events.configure(notifier)
-    try:
-        yield notifier
-    finally:
-        events.configure(None)
+    return events.RecordingNotifier()
 
 
 @pytest.fixture

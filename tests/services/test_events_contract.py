@@ -15,8 +15,11 @@ from typing import Protocol
 
 import pytest
 import redis as redis_lib
+from sqlalchemy import create_engine
 
-from imagepipe.services import events
+from imagepipe.db.engine import sync_session_factory
+from imagepipe.services import events, hooks
+from imagepipe.services.hooks import Hooks
 
 Told = Callable[[int], list[uuid.UUID]]
 
@@ -69,18 +72,24 @@ def test_every_change_is_told_in_order(notifier: tuple[events.Notifier, Told]) -
     assert told(3) == [first, second, first]
 
 
-def test_the_module_function_reaches_the_configured_notifier(
+def test_a_session_announces_through_the_hooks_it_was_built_with(
     notifier: tuple[events.Notifier, Told],
 ) -> None:
     sink, told = notifier
-    task_id = uuid.uuid4()
-    events.configure(sink)
+    engine = create_engine("sqlite://")
     try:
-        events.notify(task_id)
+        mine = sync_session_factory(engine, Hooks(notifier=sink).session_info())
+        other = events.RecordingNotifier()
+        theirs = sync_session_factory(engine, Hooks(notifier=other).session_info())
+        task_id, their_id = uuid.uuid4(), uuid.uuid4()
+        with mine() as session:
+            hooks.of(session).notify(task_id)
+        hooks.of(theirs).notify(their_id)  # two runtimes in one process do not cross
+        hooks.of(sync_session_factory(engine)).notify(uuid.uuid4())  # none: told no one
     finally:
-        events.configure(None)
-    events.notify(uuid.uuid4())  # none configured: told to no one
+        engine.dispose()
     assert told(1) == [task_id]
+    assert other.notified == [their_id]
 
 
 def test_an_unreachable_redis_does_not_fail_the_change() -> None:

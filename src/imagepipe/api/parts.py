@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.queue import MemoryQueue
-from imagepipe.services import events, webhooks
+from imagepipe.services import events
+from imagepipe.services.hooks import Hooks
 from imagepipe.services.memory_limiter import MemoryLimiter
 from imagepipe.storage import Storage, open_storage
 
@@ -34,6 +35,11 @@ class Parts:
     # None: the settings' storage, opened and closed by the app.
     storage: Storage | None = None
 
+    def hooks(self) -> Hooks:
+        """The hooks a runtime gives its sessions in production, on the doubles (also
+        for a test's worker services, so their changes reach this app's followers)."""
+        return Hooks(notifier=self.events, publish_delivery=self.queue.publish_delivery)
+
 
 @dataclass
 class LocalRuntime:
@@ -46,8 +52,6 @@ class LocalRuntime:
     owns_storage: bool
 
     async def close(self) -> None:
-        events.configure(None)
-        webhooks.configure(None)
         await self.engine.dispose()
         if self.owns_storage:
             self.storage.close()
@@ -58,12 +62,9 @@ async def open_local_runtime(settings: Settings, parts: Parts) -> LocalRuntime:
     storage = parts.storage
     if storage is None:
         storage = await to_thread.run_sync(open_storage, settings)
-    # The hooks runtime._wire sets in production, pointed at the doubles.
-    events.configure(parts.events)
-    webhooks.configure(parts.queue.publish_delivery)
     return LocalRuntime(
         engine=engine,
-        sessions=async_session_factory(engine),
+        sessions=async_session_factory(engine, parts.hooks().session_info()),
         storage=storage,
         queue=parts.queue,
         owns_storage=parts.storage is None,

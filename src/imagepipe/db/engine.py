@@ -75,9 +75,15 @@ def make_sync_engine(url: str) -> Engine:
     return engine
 
 
-def async_session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def async_session_factory(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[Any]:
+    """``info``: copied into every session (the runtime's hooks ride there)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
-def sync_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def sync_session_factory(
+    engine: Engine, info: dict[str, Any] | None = None
+) -> sessionmaker[Session]:
+    """``info``: copied into every session (the runtime's hooks ride there)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info)

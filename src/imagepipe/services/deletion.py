@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.db.clock import db_now
 from imagepipe.db.models import Task, live
-from imagepipe.services import events, tidy
+from imagepipe.services import hooks, tidy
 from imagepipe.storage import Storage
 
 # Tombstones finished per reconciler step; the rest wait for its next run.
@@ -63,7 +63,8 @@ def delete_task(
     with sessions.begin() as session:
         if not mark_deleted(session, task_id, still):
             return False
-    events.notify(task_id)  # followers of the task stop now, not at their next re-read
+    # Followers of the task stop now, not at their next re-read.
+    hooks.of(sessions).notify(task_id)
     tidy.task_objects(storage, task_id)
     with sessions.begin() as session:
         purge(session, task_id)

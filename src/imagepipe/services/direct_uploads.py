@@ -357,7 +357,7 @@ async def _refuse(
             await session.commit()
         if deliveries is None:
             return False
-        await to_thread.run_sync(lifecycle.announce, task.id, deliveries)
+        await to_thread.run_sync(lifecycle.announce, session, task.id, deliveries)
         # After the commit: the row says failed before the object goes.
         await _discard(storage, task.id, task.original_key)
     if isinstance(error, UploadExpired):

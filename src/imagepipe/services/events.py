@@ -153,22 +153,6 @@ class LocalEvents(_Waiters):
         return
 
 
-# The process's publisher, set by the process that owns the Redis URL (worker runtime,
-# API lifespan). Unset (a script, a test calling the services directly): no-op.
-_publisher: Notifier | None = None
-
-
-def configure(publisher: Notifier | None) -> None:
-    global _publisher
-    _publisher = publisher
-
-
-def notify(task_id: uuid.UUID) -> None:
-    """Tell followers that the task's row changed. Call after the commit."""
-    if _publisher is not None:
-        _publisher.notify(task_id)
-
-
 class Listener(_Waiters):
     """The follower's side, one per API process: a single pattern subscription whose
     messages wake the coroutines waiting on that task. Fifty clients following one

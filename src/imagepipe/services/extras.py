@@ -41,7 +41,7 @@ from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.render import RenderOptions
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import EXTRA_FORMAT_FAILURES
-from imagepipe.services import due, events, tidy
+from imagepipe.services import due, hooks, tidy
 from imagepipe.services.renditions import decode_due, encode_due
 from imagepipe.services.spool import Spool
 from imagepipe.storage import Storage, keys
@@ -139,7 +139,7 @@ def make(
             if not _record(sessions, storage, job, fmt, made):
                 log.info("extras dropped: task re-rendered or deleted", extra=_extra(job))
                 return Outcome.skipped
-            events.notify(task_id)
+            hooks.of(sessions).notify(task_id)
     if spool is not None:
         spool.discard(job.task_id, job.attempt)
     return Outcome.partial if failed else Outcome.made

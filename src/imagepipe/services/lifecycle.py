@@ -20,7 +20,7 @@ The rules every transition keeps:
 - A claim stays ONE ``UPDATE … RETURNING`` in the usual case (a queued task).
 - Leases are set and judged with the database's clock (``db.clock``), never a
   worker's: workers' clocks disagree, the database's is one.
-- Followers hear of a change (``events.notify``) and webhooks are published only
+- Followers hear of a change and webhooks are published (``services.hooks``) only
   after the commit that made it.
 
 Worker-side functions take a ``sessionmaker`` and own their transaction. API-side
@@ -48,7 +48,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.imaging.crop import FocalPoint
-from imagepipe.services import events, webhooks
+from imagepipe.services import hooks, webhooks
 from imagepipe.services.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
@@ -142,12 +142,13 @@ def refuse_upload(
     return webhooks.record(session, task_id, "task.failed")
 
 
-def announce(task_id: uuid.UUID, deliveries: list[uuid.UUID]) -> None:
+def announce(
+    sessions: hooks.SessionsOrSession, task_id: uuid.UUID, deliveries: list[uuid.UUID]
+) -> None:
     """After the commit of a status change: wake the task's followers and hand its
-    deliveries to the broker (both best effort: followers re-read on a timer, the
-    sweep finds the deliveries)."""
-    events.notify(task_id)
-    webhooks.dispatch(deliveries)
+    deliveries to the broker, through the hooks of the runtime that made ``sessions``
+    (both best effort: followers re-read on a timer, the sweep finds the deliveries)."""
+    hooks.of(sessions).announce(task_id, deliveries)
 
 
 def forget(session: Session, task_id: uuid.UUID) -> None:
@@ -193,7 +194,7 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
             )
             if row is None:
                 return None
-    events.notify(task_id)
+    hooks.of(sessions).notify(task_id)
     return Claim(
         task_id,
         row.attempts,
@@ -281,7 +282,7 @@ def finish(
             session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
         session.add_all(variants)
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
-    announce(claim.task_id, deliveries)
+    announce(sessions, claim.task_id, deliveries)
     return Finished.succeeded
 
 
@@ -318,7 +319,7 @@ def fail(
         failed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         deliveries = webhooks.record(session, task_id, "task.failed") if failed else []
     if failed:
-        announce(task_id, deliveries)
+        announce(sessions, task_id, deliveries)
     return failed
 
 
@@ -351,4 +352,4 @@ def release(sessions: sessionmaker[Session], claim: Claim, *, transient: bool) -
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-    events.notify(claim.task_id)
+    hooks.of(sessions).notify(claim.task_id)

@@ -26,7 +26,7 @@ from imagepipe.errors import (
     ServiceUnavailable,
     UploadExpired,
 )
-from imagepipe.services import events, webhooks
+from imagepipe.services import hooks, webhooks
 from imagepipe.services.lifecycle import spent
 
 # Tasks handled per reconciler step; the rest wait for its next run.
@@ -104,9 +104,10 @@ def recover(
             )
             if failing and changed.rowcount == 1:  # type: ignore[attr-defined]
                 deliveries += webhooks.record(session, task_id, "task.failed")
+    announced = hooks.of(sessions)
     for task_id in report.requeued + report.failed:
-        events.notify(task_id)
-    webhooks.dispatch(deliveries)
+        announced.notify(task_id)
+    announced.dispatch(deliveries)
     return report
 
 
@@ -173,7 +174,7 @@ def requeue(sessions: sessionmaker[Session], limit: int = RECOVER_BATCH) -> list
             if done.rowcount == 1:  # type: ignore[attr-defined]
                 moved.append(task_id)
     for task_id in moved:
-        events.notify(task_id)
+        hooks.of(sessions).notify(task_id)
     return moved
 
 
@@ -214,7 +215,8 @@ def expire_uploads(
                 keys_to_delete.append(key)
                 failed.append(task_id)
                 deliveries += webhooks.record(session, task_id, "task.failed")
+    announced = hooks.of(sessions)
     for task_id in failed:
-        events.notify(task_id)
-    webhooks.dispatch(deliveries)
+        announced.notify(task_id)
+    announced.dispatch(deliveries)
     return keys_to_delete

@@ -26,7 +26,7 @@ from imagepipe.errors import (
     VariantNotFound,
 )
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
-from imagepipe.services import deletion, events, renditions
+from imagepipe.services import deletion, hooks, renditions
 from imagepipe.services.following import ENDED, wait_until_ended
 from imagepipe.storage import ObjectNotFound
 
@@ -198,7 +198,7 @@ async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -
     await session.run_sync(deletion.mark_deleted, task_id)
     await session.commit()
     # Followers of the task stop now, not at their next re-read.
-    await to_thread.run_sync(events.notify, task_id)
+    await to_thread.run_sync(hooks.of(session).notify, task_id)
     if await to_thread.run_sync(deletion.remove_files, storage, task_id):
         await session.run_sync(deletion.purge, task_id)
         await session.commit()

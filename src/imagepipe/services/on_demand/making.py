@@ -32,7 +32,7 @@ from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.opening import Limits
 from imagepipe.imaging.render import render_one
-from imagepipe.services import events, tidy
+from imagepipe.services import hooks, tidy
 from imagepipe.services.on_demand import flight, records
 from imagepipe.services.on_demand.options import parse
 from imagepipe.storage import Storage, keys
@@ -68,7 +68,7 @@ def make(
                 flight.release(lock, job.task_id, job.cache_key)
             except redis.RedisError as error:  # it expires by itself
                 log.warning("single-flight lock not released: %r", error)
-        events.notify(job.task_id)
+        hooks.of(sessions).notify(job.task_id)
 
 
 def _make(

@@ -14,8 +14,6 @@ from __future__ import annotations
 from imagepipe.services.webhooks.outbox import (
     EVENTS,
     MAX_ATTEMPTS,
-    configure,
-    dispatch,
     due,
     event_body,
     record,
@@ -30,9 +28,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "DeliverySettings",
     "check_url",
-    "configure",
     "deliver",
-    "dispatch",
     "due",
     "event_body",
     "new_secret",

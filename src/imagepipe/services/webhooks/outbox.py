@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -90,26 +90,6 @@ def record(session: Session, task_id: uuid.UUID, event: str) -> list[uuid.UUID]:
     ]
     session.add_all(rows)
     return [row.id for row in rows]
-
-
-# After the commit, deliveries are handed to the broker by the process's dispatcher
-# (the worker sets it); without one, the sweep picks them up.
-_dispatch: Callable[[uuid.UUID], object] | None = None
-
-
-def configure(dispatch: Callable[[uuid.UUID], object] | None) -> None:
-    global _dispatch
-    _dispatch = dispatch
-
-
-def dispatch(delivery_ids: Iterable[uuid.UUID]) -> None:
-    if _dispatch is None:
-        return
-    for delivery_id in delivery_ids:
-        try:
-            _dispatch(delivery_id)
-        except Exception as error:
-            log.warning("delivery %s not published: %s", delivery_id, error)
 
 
 def due(

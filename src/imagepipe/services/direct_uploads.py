@@ -53,7 +53,7 @@ from imagepipe.errors import (
 from imagepipe.imaging import ImageInfo
 from imagepipe.queue import TaskQueue
 from imagepipe.services import lifecycle
-from imagepipe.services.idempotency import Reservation
+from imagepipe.services.idempotency import Reservation, commit_with_answer
 from imagepipe.services.publishing import Retry, publish
 from imagepipe.services.tidy import delete_quietly
 from imagepipe.services.transient import unavailable
@@ -195,14 +195,9 @@ async def create(
     created = Created(task_id, method, url, headers, expires_at)
     with unavailable("database"):
         await session.run_sync(lifecycle.create, task, awaiting_upload=True)
-        if reservation is not None:
-            # In the task's transaction: "created" and "answer remembered" agree.
-            await reservation.record(
-                session, task_id=task_id, status_code=201, body=answer(created)
-            )
-        await session.commit()
-        if reservation is not None:
-            reservation.committed()
+        await commit_with_answer(
+            session, reservation, task_id=task_id, status_code=201, body=lambda: answer(created)
+        )
     log.info("direct upload created", extra={"task_id": str(task_id), "bytes": asked.size_bytes})
     return created
 

@@ -25,7 +25,7 @@ from imagepipe.errors import ServiceUnavailable
 from imagepipe.imaging import ImageInfo
 from imagepipe.queue import TaskQueue
 from imagepipe.services import fairness, lifecycle, tidy
-from imagepipe.services.idempotency import Reservation
+from imagepipe.services.idempotency import Reservation, commit_with_answer
 from imagepipe.services.publishing import Retry, publish
 from imagepipe.services.transient import is_transient
 from imagepipe.storage import Storage, StorageError, keys
@@ -92,14 +92,9 @@ async def accept(
             priority = await session.run_sync(fairness.priority, task.owner_scope)
         else:  # the quota's count, made before this task existed: no second query
             priority = fairness.level(backlog)
-        if reservation is not None:
-            # In the task's transaction: "created" and "answer remembered" agree.
-            await reservation.record(
-                session, task_id=task_id, status_code=202, body=answer(task_id)
-            )
-        await session.commit()
-        if reservation is not None:
-            reservation.committed()
+        await commit_with_answer(
+            session, reservation, task_id=task_id, status_code=202, body=lambda: answer(task_id)
+        )
     except BaseException as error:
         with anyio.CancelScope(shield=True):
             await tidy.delete_quietly(storage, key)

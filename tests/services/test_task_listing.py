@@ -81,8 +81,9 @@ def test_visibility_and_status_narrow_the_list(
         "!!!",
         base64.urlsafe_b64encode(b"not a time|x").decode(),
         base64.urlsafe_b64encode(f"2026-01-01T00:00:00|{'z' * 8}".encode()).decode(),
-        base64.urlsafe_b64encode(f"9999-12-31T23:59-23:59|{uuid.uuid4()}".encode()).decode(),
+        base64.urlsafe_b64encode(f"9999-12-31T23:59-23:59|{uuid.UUID(int=1)}".encode()).decode(),
     ],
+    ids=["not base64", "not a time", "not an id", "off the calendar"],
 )
 def test_a_cursor_it_did_not_make_is_refused(sessions: sessionmaker[Session], cursor: str) -> None:
     with sessions() as session, pytest.raises(InvalidRequest):

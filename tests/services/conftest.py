@@ -4,12 +4,14 @@ memory, the recording notifier): no server, so the whole directory is in the fas
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
+from imagepipe.db.engine import async_session_factory, make_async_engine
 from imagepipe.db.models import Task
 from imagepipe.services import events
 from imagepipe.services.hooks import Hooks
@@ -26,6 +28,17 @@ def sessions(
     """Sessions whose changes are announced to ``notified`` (and to no broker)."""
     with worker_sessions(fast_settings, Hooks(notifier=notified)) as made:
         yield made
+
+
+@pytest.fixture
+async def api_session(fast_settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A session on the API's (async) engine, as a route hands the services one."""
+    engine = make_async_engine(fast_settings.resolved_database_url)
+    try:
+        async with async_session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -52,8 +52,9 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.queue import TaskQueue
-from imagepipe.services import fairness, lifecycle
-from imagepipe.services.idempotency import Reservation
+from imagepipe.services import lifecycle
+from imagepipe.services.idempotency import Reservation, commit_with_answer
+from imagepipe.services.publishing import Retry, publish
 from imagepipe.services.tidy import delete_quietly
 from imagepipe.services.transient import unavailable
 from imagepipe.storage import ObjectInfo, ObjectNotFound, Storage, StorageError, keys
@@ -189,14 +190,9 @@ async def create(
     created = Created(task_id, method, url, headers, expires_at)
     with unavailable("database"):
         await session.run_sync(lifecycle.create, task, awaiting_upload=True)
-        if reservation is not None:
-            # In the task's transaction: "created" and "answer remembered" agree.
-            await reservation.record(
-                session, task_id=task_id, status_code=201, body=answer(created)
-            )
-        await session.commit()
-        if reservation is not None:
-            reservation.committed()
+        await commit_with_answer(
+            session, reservation, task_id=task_id, status_code=201, body=lambda: answer(created)
+        )
     log.info("direct upload created", extra={"task_id": str(task_id), "bytes": asked.size_bytes})
     return created
 
@@ -227,14 +223,8 @@ async def complete(
         # Completed before: the same answer. Not published again: if the first
         # publish was lost, the reconciler publishes the queued row.
         return
-    try:
-        priority = await session.run_sync(fairness.priority, task.owner_scope)
-        await to_thread.run_sync(queue.enqueue, task.id, priority)
-    except Exception as error:
-        # The row is queued with enqueued_at set: the reconciler publishes it after
-        # its grace period, and completing again answers 202.
-        log.warning("broker unavailable on completion: %s", error, extra={"task_id": str(task.id)})
-        raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
+    # A failed publish keeps the row queued: completing again answers 202.
+    await publish(session, storage, queue, task, retry=Retry.COMPLETE)
 
 
 async def _as_it_is_now(session: AsyncSession, storage: Storage, task: Task) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,6 +163,24 @@ class Reservation:
             )
             await session.commit()
         self.held = False
+
+
+async def commit_with_answer(
+    session: AsyncSession,
+    reservation: Reservation | None,
+    *,
+    task_id: uuid.UUID,
+    status_code: int,
+    body: Callable[[], str],
+) -> None:
+    """Commit the caller's transaction (the one creating the task) with, when the
+    request holds a key, its answer ``body()`` remembered in it: "created" and "answer
+    remembered" agree."""
+    if reservation is not None:
+        await reservation.record(session, task_id=task_id, status_code=status_code, body=body())
+    await session.commit()
+    if reservation is not None:
+        reservation.committed()
 
 
 def purge_expired(sessions: sessionmaker[Session], now: datetime | None = None) -> int:

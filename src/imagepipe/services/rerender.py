@@ -16,22 +16,66 @@ the attempt, ``swap_variants`` replaces the previews only while it is the latest
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy import ColumnElement, case, delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus, Variant, live, utcnow
+from imagepipe.imaging import shapes
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.services import due
 from imagepipe.services.lifecycle import Claim, focal_of
 
+log = logging.getLogger(__name__)
+
 # Tasks whose re-render the reconciler republishes per run.
 REPUBLISH_BATCH = 500
+
+
+async def set_focal_point(
+    session: AsyncSession,
+    settings: Settings,
+    task: Task,
+    focal: FocalPoint | None,
+    publish: Callable[[uuid.UUID], None],
+) -> None:
+    """Store ``focal`` (None: clear it) as the task's point, on ``task`` too. If it
+    moves any variant's pixels, its re-render is recorded as due in the same commit
+    and, for a succeeded task, published with ``publish`` (blocking: run in a thread)."""
+    x, y = (focal.x, focal.y) if focal is not None else (None, None)
+    values: dict[str, Any] = {"focal_x": x, "focal_y": y}
+    # Only cover/focal variants follow the point. Recorded as due in the commit that
+    # stores it, whatever the status: a worker may have claimed the task (with the old
+    # point) just before; the commit storing variants made with this point settles it,
+    # and the reconciler publishes it again if not.
+    follows = task.status != TaskStatus.failed and shapes.any_follow_focal_point(
+        shapes.boxes(settings.variants).values()
+    )
+    if follows:
+        values |= {"rerender_enqueued_at": utcnow(), "rerender_attempts": 0}
+    await session.execute(
+        update(Task)
+        .where(Task.id == task.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    task.focal_x, task.focal_y = x, y
+    if follows and task.status == TaskStatus.succeeded:
+        # The worker re-renders only if the stored variants differ from what the point
+        # gives: the same point again costs a message, not a render.
+        try:
+            await to_thread.run_sync(publish, task.id)
+        except Exception as error:  # recorded as due: the reconciler publishes it
+            log.warning("could not publish re-render: %r", error, extra={"task_id": str(task.id)})
 
 
 def same_point(focal: FocalPoint | None) -> ColumnElement[bool]:

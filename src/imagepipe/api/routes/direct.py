@@ -10,7 +10,6 @@ import functools
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
@@ -40,6 +39,7 @@ from imagepipe.db.models import TaskStatus
 from imagepipe.errors import FileTooLarge, UnprocessableRequest
 from imagepipe.services import direct_uploads
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
+from imagepipe.services.representation import iso_z
 from imagepipe.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ class UploadCreated(BaseModel):
 
 def _errors(table: dict[int, str]) -> dict[int | str, dict[str, object]]:
     return {code: {"model": ErrorBody, "description": text} for code, text in table.items()}
-
-
-def _iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def _parse(body: bytes, max_bytes: int) -> direct_uploads.Asked:
@@ -181,7 +177,7 @@ def _rendered(created: direct_uploads.Created) -> UploadCreated:
         method=created.method,
         url=created.url,
         headers=created.headers,
-        expires_at=_iso_z(created.expires_at),
+        expires_at=iso_z(created.expires_at),
     )
     return UploadCreated(
         task_id=created.task_id,

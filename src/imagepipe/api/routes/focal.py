@@ -6,29 +6,25 @@ whose settings have such variants is re-rendered: by the follow-up workers, thro
 the same fenced re-render ``imagepipe backfill`` uses, recorded as due so that the
 reconciler publishes it again if the message is lost. Its old variants serve until
 the new ones replace them in one commit. A task not rendered yet just keeps the point:
-its render reads it when the worker claims the task.
+its render reads it when the worker claims the task. The route parses the body;
+``services.rerender.set_focal_point`` stores the point and publishes the re-render.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
-from sqlalchemy import update
 
 from imagepipe.api.deps import SessionDep, SettingsDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, task_out
 from imagepipe.api.state import app_state
-from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import InvalidFocalPoint, UnprocessableRequest
-from imagepipe.imaging import shapes
 from imagepipe.imaging.crop import FocalPoint
+from imagepipe.services import rerender
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 _POINT = {
@@ -103,31 +99,6 @@ async def patch_task(
     request: Request,
 ) -> TaskOut:
     point = parse(await request.body())
-    x, y = (point.x, point.y) if point is not None else (None, None)
-    values: dict[str, Any] = {"focal_x": x, "focal_y": y}
-    # Only cover/focal variants follow the point. Recorded as due in the commit that
-    # stores it, whatever the status: a worker may have claimed the task (with the old
-    # point) just before; the commit storing variants made with this point settles it,
-    # and the reconciler publishes it again if not (services/rerender.py).
-    due = task.status != TaskStatus.failed and shapes.any_follow_focal_point(
-        shapes.boxes(settings.variants).values()
-    )
-    if due:
-        values |= {"rerender_enqueued_at": utcnow(), "rerender_attempts": 0}
-    await session.execute(
-        update(Task)
-        .where(Task.id == task.id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    await session.commit()
-    task.focal_x, task.focal_y = x, y
-    if due and task.status == TaskStatus.succeeded:
-        # The worker re-renders only if the stored variants differ from what the point
-        # gives: the same point again costs a message, not a render.
-        queue = app_state(request.app).services.queue
-        try:
-            await to_thread.run_sync(queue.enqueue_refresh, task.id)
-        except Exception as error:  # recorded as due: the reconciler publishes it
-            log.warning("could not publish re-render: %r", error, extra={"task_id": str(task.id)})
+    publish = app_state(request.app).services.queue.enqueue_refresh
+    await rerender.set_focal_point(session, settings, task, point, publish)
     return task_out(task, settings.variants)

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from imagepipe.api import delivery, negotiate
 from imagepipe.api.access import Refused, charge_rate
@@ -18,7 +17,7 @@ from imagepipe.api.deps import SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody
 from imagepipe.api.state import app_state
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, live
+from imagepipe.db.models import Task
 from imagepipe.errors import (
     InvalidOptions,
     NotAcceptable,
@@ -30,7 +29,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS, OutputFormat, can_write
 from imagepipe.services.on_demand import options as parsing
-from imagepipe.services.on_demand import signing
+from imagepipe.services.on_demand import serving, signing
 from imagepipe.services.tenancy import ANONYMOUS
 from imagepipe.storage import ObjectNotFound, Storage
 
@@ -94,9 +93,7 @@ async def get_signed(
         raise PresetRequired()
     parsed = _parse(options, settings)
     task_id, wanted = _target(target)
-    task = await session.scalar(select(Task).where(Task.id == task_id, live()))
-    if task is None:
-        raise TaskNotFound()
+    task = await serving.linked_task(session, task_id)
     await session.close()  # no pooled connection held while a render is waited for
     return await _serve(request, storage, settings, task, parsed, wanted, scope="public")
 

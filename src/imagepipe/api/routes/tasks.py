@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import and_, or_, select
 
 from imagepipe.api import delivery, negotiate
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.api.state import app_state
-from imagepipe.db.models import Task, TaskStatus, live
-from imagepipe.errors import (
-    FormatNotFound,
-    FormatNotReady,
-    InvalidRequest,
-    NotAcceptable,
-    VariantNotFound,
-)
+from imagepipe.db.models import TaskStatus
+from imagepipe.errors import FormatNotFound, FormatNotReady, NotAcceptable, VariantNotFound
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
-from imagepipe.services import deletion, hooks, renditions
+from imagepipe.services import deletion, hooks, renditions, tasks
 from imagepipe.services.following import ENDED, wait_until_ended
 from imagepipe.storage import ObjectNotFound
 
@@ -41,24 +30,6 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
 }
 
 
-def _encode_cursor(task: Task) -> str:
-    raw = f"{task.created_at.isoformat()}|{task.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, task_id = raw.partition("|")
-        moment = datetime.fromisoformat(created)
-        # Stored times are UTC; a naive or shifted time is normalised (or refused if
-        # shifting it leaves the calendar, e.g. 9999-12-31T23:59-23:59).
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        return moment, uuid.UUID(task_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("Malformed cursor.") from None
-
-
 @router.get("/tasks", response_model=TaskPage, summary="Recent tasks, newest first")
 async def list_tasks(
     session: SessionDep,
@@ -68,23 +39,15 @@ async def list_tasks(
     status: TaskStatus | None = None,
     cursor: str | None = None,
 ) -> TaskPage:
-    query = (
-        select(Task).where(live()).order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)
+    page = await session.run_sync(
+        tasks.list_page,
+        visible=caller.visible_tasks(),
+        status=status,
+        limit=limit,
+        cursor=cursor,
     )
-    if status is not None:
-        query = query.where(Task.status == status)
-    if (visible := caller.visible_tasks()) is not None:
-        query = query.where(visible)
-    if cursor:
-        created, task_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(Task.created_at < created, and_(Task.created_at == created, Task.id < task_id))
-        )
-    rows = list((await session.scalars(query)).all())
-    page, more = rows[:limit], len(rows) > limit
     return TaskPage(
-        tasks=[task_out(t, settings.variants) for t in page],
-        next_cursor=_encode_cursor(page[-1]) if more else None,
+        tasks=[task_out(t, settings.variants) for t in page.tasks], next_cursor=page.next_cursor
     )
 
 

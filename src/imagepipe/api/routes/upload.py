@@ -1,7 +1,8 @@
-"""POST /upload: store the original, commit the task row, enqueue, answer 202.
+"""POST /upload: receive the body into a temp file, probe its header, hand it to
+``services.uploads`` (store, commit, publish) and answer 202.
 
 Nothing is decoded beyond the header. Every failure removes what it wrote: the temp
-file, the original, the row.
+file here, the original and the row in the service.
 """
 
 from __future__ import annotations
@@ -34,16 +35,15 @@ from imagepipe.api.schemas import ErrorBody, UploadAccepted, status_url
 from imagepipe.api.scope import key_scope
 from imagepipe.api.webhook_urls import accept_callback_url
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, TaskStatus
-from imagepipe.errors import ImagepipeError, ServiceUnavailable
+from imagepipe.db.models import TaskStatus
+from imagepipe.errors import ImagepipeError
 from imagepipe.imaging import ImageInfo, probe
 from imagepipe.imaging.limits import probe_limiter
 from imagepipe.metrics import UPLOAD_BYTES, UPLOADS_REJECTED
 from imagepipe.queue import TaskQueue
-from imagepipe.services import fairness, lifecycle, tidy
+from imagepipe.services import uploads
 from imagepipe.services.idempotency import Replayed, Reservation, fingerprint
-from imagepipe.services.transient import MAYBE_TRANSIENT, is_transient
-from imagepipe.storage import Storage, StorageError, keys
+from imagepipe.storage import Storage
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -111,9 +111,7 @@ async def upload(
         raise
     UPLOAD_BYTES.inc(accepted.size_bytes)
     response.headers["Location"] = status_url(accepted.task_id)
-    return UploadAccepted(
-        task_id=accepted.task_id, status=TaskStatus.queued, status_url=status_url(accepted.task_id)
-    )
+    return _answer(accepted.task_id)
 
 
 @dataclass(frozen=True)
@@ -131,12 +129,9 @@ async def _accept(
     gate: UploadGate,
     reservation: Reservation | None = None,
 ) -> _Accepted:
-    task_id = uuid.uuid4()
-    key = keys.original(task_id)
     # Received into a local temp file first: the header probe seeks, and the storage
     # gets a complete, checked file (a rename on local storage, one PUT on S3).
     temp = await to_thread.run_sync(storage.local_temp)
-
     try:
         received = await receive_file(request, temp, settings.max_upload_bytes, gate.deadlines)
         callback_url = await accept_callback_url(
@@ -150,75 +145,30 @@ async def _accept(
                 raise Replayed(replay)
         # Header only; the original is stored only if it passes.
         info = await probe_header(settings, temp)
-        # Outside the probe pool: a slow storage must not hold a header-probe slot.
-        put = functools.partial(storage.put_file, key, temp, content_type=info.content_type)
-        await to_thread.run_sync(put)
-    except StorageError as error:
-        log.warning("storage unavailable during upload: %r", error)
-        with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_unlink, temp)
-        raise ServiceUnavailable("The storage is unavailable; try again shortly.") from None
-    except BaseException:
+        original = uploads.Original(
+            temp, received.filename, received.size_bytes, received.sha256, info
+        )
+        task_id = await uploads.accept(
+            session,
+            storage,
+            queue,
+            original,
+            owner_scope=key_scope(request),
+            callback_url=callback_url,
+            backlog=getattr(request.state, ACTIVE_TASKS_STATE, None),
+            reservation=reservation,
+            answer=lambda task_id: _answer(task_id).model_dump_json(),
+        )
+    finally:
         # Shielded: a client that disconnects cancels the request, not the cleanup.
+        # Storing may have moved the file away; if it copied, the copy is stored.
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(_unlink, temp)
-        raise
-    # put_file may have moved the temp file away; if it copied, the copy is stored.
-    await to_thread.run_sync(_unlink, temp)
-
-    task = Task(
-        id=task_id,
-        filename=received.filename,
-        original_key=key,
-        original_format=info.format,
-        original_width=info.width,
-        original_height=info.height,
-        original_frames=info.frames,
-        original_size_bytes=received.size_bytes,
-        original_sha256=received.sha256,
-        owner_scope=key_scope(request),
-        callback_url=callback_url,
-    )
-    try:
-        await session.run_sync(lifecycle.create, task)
-        counted = getattr(request.state, ACTIVE_TASKS_STATE, None)
-        if counted is None:
-            priority = await session.run_sync(fairness.priority, task.owner_scope)
-        else:  # the quota's count, made before this task existed: no second query
-            priority = fairness.level(counted)
-        if reservation is not None:
-            answer = UploadAccepted(
-                task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id)
-            )
-            await reservation.record(
-                session, task_id=task_id, status_code=202, body=answer.model_dump_json()
-            )
-        await session.commit()
-        if reservation is not None:
-            reservation.committed()
-    except BaseException as error:
-        with anyio.CancelScope(shield=True):
-            await tidy.delete_quietly(storage, key)
-        if not is_transient(error):
-            raise
-        log.warning("database unavailable during upload: %r", error)
-        raise ServiceUnavailable("The database is unavailable; try again shortly.") from None
-
-    try:
-        await to_thread.run_sync(queue.enqueue, task_id, priority)
-    except Exception as error:
-        # Policy: the client retries on 503, so leave nothing behind (see
-        # docs/reliability.md). If even this cleanup fails, the row stays queued and
-        # the reconciler delivers it later.
-        with anyio.CancelScope(shield=True):
-            await _forget(session, storage, task_id, key)
-        if not is_transient(error):
-            raise
-        log.warning("broker unavailable during upload: %r", error, extra=_ids(task_id))
-        raise ServiceUnavailable("The task queue is unavailable; try again shortly.") from None
-
-    log.info("upload accepted", extra={"task_id": str(task_id), "bytes": received.size_bytes})
     return _Accepted(task_id=task_id, size_bytes=received.size_bytes)
+
+
+def _answer(task_id: uuid.UUID) -> UploadAccepted:
+    return UploadAccepted(task_id=task_id, status=TaskStatus.queued, status_url=status_url(task_id))
 
 
 async def probe_header(settings: Settings, source: Path | BinaryIO) -> ImageInfo:
@@ -235,19 +185,5 @@ async def probe_header(settings: Settings, source: Path | BinaryIO) -> ImageInfo
     return await to_thread.run_sync(check, limiter=probe_limiter(settings.probe_concurrency))
 
 
-def _ids(task_id: uuid.UUID) -> dict[str, str]:
-    return {"task_id": str(task_id)}
-
-
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
-
-
-async def _forget(session: AsyncSession, storage: Storage, task_id: uuid.UUID, key: str) -> None:
-    try:
-        await session.run_sync(lifecycle.forget, task_id)
-        await session.commit()
-    except MAYBE_TRANSIENT as error:
-        log.error("could not remove task after a failed publish: %r", error, extra=_ids(task_id))
-        return
-    await tidy.delete_quietly(storage, key)

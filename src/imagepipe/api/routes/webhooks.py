@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError, field_serializer
-from sqlalchemy import select
 
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, TaskDep
 from imagepipe.api.errors import error_response
@@ -20,15 +17,15 @@ from imagepipe.api.schemas import ErrorBody
 from imagepipe.api.state import app_state
 from imagepipe.api.webhook_urls import accept_url
 from imagepipe.config import Settings
-from imagepipe.db.models import DeliveryAttempt, Task, Webhook, WebhookDelivery, utcnow
+from imagepipe.db.models import Webhook
 from imagepipe.errors import (
     DeliveryNotFound,
     TooManyReplays,
     WebhookNotFound,
     WebhookSecretConfigured,
 )
-from imagepipe.services import webhooks
-from imagepipe.services.webhooks import outbox, signing
+from imagepipe.services.representation import iso_z
+from imagepipe.services.webhooks import history, outbox, signing, subscriptions
 
 router = APIRouter()
 
@@ -36,10 +33,7 @@ EventType = Literal["task.succeeded", "task.failed"]
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    return None if value is None else iso_z(value)
 
 
 class WebhookIn(BaseModel):
@@ -143,16 +137,7 @@ async def create_webhook(
     await session.rollback()  # no pooled connection held while the URL resolves
     body = _webhook_in(await request.body())
     url = await accept_url(body.url, settings)
-    hook = Webhook(
-        id=uuid.uuid4(),
-        scope=caller.owner,
-        url=url,
-        events=" ".join(dict.fromkeys(body.events)),
-        secret=webhooks.new_secret(),
-        created_at=utcnow(),
-    )
-    session.add(hook)
-    await session.commit()
+    hook = await subscriptions.subscribe(session, caller.owner, url, body.events)
     return WebhookCreated(**_out(hook).model_dump(), secret=hook.secret)
 
 
@@ -166,10 +151,8 @@ def _webhook_in(body: bytes) -> WebhookIn:
 
 @router.get("/webhooks", response_model=WebhookList, summary="This key's subscriptions")
 async def list_webhooks(session: SessionDep, caller: CallerDep) -> WebhookList:
-    rows = await session.scalars(
-        select(Webhook).where(Webhook.scope == caller.owner).order_by(Webhook.created_at)
-    )
-    return WebhookList(webhooks=[_out(hook) for hook in rows])
+    hooks = await subscriptions.of_owner(session, caller.owner)
+    return WebhookList(webhooks=[_out(hook) for hook in hooks])
 
 
 @router.delete(
@@ -178,21 +161,12 @@ async def list_webhooks(session: SessionDep, caller: CallerDep) -> WebhookList:
     responses={404: {"model": ErrorBody, "description": "`webhook_not_found`"}},
 )
 async def delete_webhook(webhook_id: str, session: SessionDep, caller: CallerDep) -> Response:
-    hook = await _own_webhook(webhook_id, caller.owner, session)
-    await session.delete(hook)
-    await session.commit()
-    return Response(status_code=204)
-
-
-async def _own_webhook(webhook_id: str, owner: str, session: SessionDep) -> Webhook:
     try:
         parsed = uuid.UUID(webhook_id)
     except ValueError:
         raise WebhookNotFound() from None
-    hook = await session.get(Webhook, parsed)
-    if hook is None or hook.scope != owner:
-        raise WebhookNotFound()
-    return hook
+    await subscriptions.unsubscribe(session, caller.owner, parsed)
+    return Response(status_code=204)
 
 
 _SECRET_ERRORS = _errors(
@@ -246,12 +220,6 @@ async def rotate_secret(session: SessionDep, settings: SettingsDep, caller: Call
     summary="Every webhook delivery attempt for this task",
 )
 async def task_deliveries(task: TaskDep, session: SessionDep) -> DeliveryList:
-    rows = await session.execute(
-        select(WebhookDelivery, DeliveryAttempt)
-        .join(DeliveryAttempt, DeliveryAttempt.delivery_id == WebhookDelivery.id)
-        .where(WebhookDelivery.task_id == task.id)
-        .order_by(DeliveryAttempt.at, DeliveryAttempt.id)
-    )
     return DeliveryList(
         deliveries=[
             DeliveryOut(
@@ -264,7 +232,7 @@ async def task_deliveries(task: TaskDep, session: SessionDep) -> DeliveryList:
                 at=attempt.at,
                 next_attempt_at=attempt.next_attempt_at,
             )
-            for delivery, attempt in rows.all()
+            for delivery, attempt in await history.attempts(session, task.id)
         ]
     )
 
@@ -293,21 +261,14 @@ async def replay_delivery(
         parsed = uuid.UUID(delivery_id)
     except ValueError:
         raise DeliveryNotFound() from None
-    original = await session.get(WebhookDelivery, parsed)
-    if original is None:
-        raise DeliveryNotFound()
-    # Only those who may see the task may replay its events.
-    task = await session.get(Task, original.task_id)
-    if task is None or not caller.may_see(task):
-        raise DeliveryNotFound()
     try:
-        again, new = await outbox.replay(
-            session, original, task.owner_scope, max_pending=settings.key_max_pending_replays
+        again = await history.replay(
+            session,
+            app_state(request.app).services.queue.publish_delivery,
+            parsed,
+            may_see=caller.may_see,
+            max_pending=settings.key_max_pending_replays,
         )
     except TooManyReplays as error:
         return error_response(error, {"Retry-After": _REPLAY_RETRY_AFTER})
-    if new:
-        # A lost publish is picked up by the worker's sweep.
-        with contextlib.suppress(Exception):
-            await to_thread.run_sync(app_state(request.app).services.queue.publish_delivery, again)
-    return ReplayAccepted(id=again, replay_of=original.id)
+    return ReplayAccepted(id=again, replay_of=parsed)

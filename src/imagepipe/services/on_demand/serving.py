@@ -19,10 +19,11 @@ from typing import Any
 
 import anyio
 from anyio import to_thread
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from imagepipe.config import Settings
-from imagepipe.db.models import DerivedRendition, Task, TaskStatus
+from imagepipe.db.models import DerivedRendition, Task, TaskStatus, live
 from imagepipe.errors import Rendering, ServiceUnavailable, TaskNotFound
 from imagepipe.services.events import Follower
 from imagepipe.services.on_demand import records
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 
 # Re-read the row at least this often while waiting (a notification may be lost).
 REREAD_SECONDS = 0.5
+
+
+async def linked_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
+    """The live task a signed link names, whoever owns it (the signature is the
+    credential), or TaskNotFound."""
+    task: Task | None = await session.scalar(select(Task).where(Task.id == task_id, live()))
+    if task is None:
+        raise TaskNotFound()
+    return task
 
 
 class OnDemand:

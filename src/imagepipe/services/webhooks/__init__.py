@@ -1,7 +1,9 @@
 """Webhooks, at least once: an outbox written with the status change, then delivery.
 
+- ``subscriptions``: each owner's webhooks, made, listed and removed;
 - ``outbox``: the delivery rows (written with the status change, swept, claimed,
   finished), replays, and the per-owner bounds on subscriptions, replays and sweeps;
+- ``history``: a task's delivery attempts, and a replay published;
 - ``send``: one attempt, bounded as a whole, to the address that was checked;
 - ``signing``: which secrets sign a delivery, and each owner's own secret;
 - ``urls``: where a webhook may be sent, and the bounded host look-up.

@@ -28,9 +28,9 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
 from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE, CeleryQueue
-from imagepipe.services import deletion, events, recovery, webhooks
+from imagepipe.services import deletion, events, reconciler, recovery, webhooks
 from imagepipe.storage import LocalStorage, Storage
-from imagepipe.worker import processing, reconciler
+from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings, open_client, run_inline, worker_parts
 from tests.images import original_of, photo

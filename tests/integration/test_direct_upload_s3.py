@@ -15,8 +15,9 @@ import pytest
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.queue import CeleryQueue
+from imagepipe.services import reconciler
 from imagepipe.storage import Storage, open_storage
-from imagepipe.worker import processing, reconciler
+from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness import s3
 from tests.harness.app import open_client, worker_sessions

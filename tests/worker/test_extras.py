@@ -20,10 +20,10 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
 from imagepipe.imaging import extras as imaging_extras
-from imagepipe.services import backfill, extras, retention
+from imagepipe.services import backfill, extras, reconciler, retention
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, reconciler, refresh
+from imagepipe.worker import processing, refresh
 from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
 from tests.images import photo
 

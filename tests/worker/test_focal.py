@@ -20,10 +20,10 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
 from imagepipe.queue import FOLLOW_UP_QUEUE, REFRESH_TASK, MemoryQueue
-from imagepipe.services import backfill, extras, lifecycle
+from imagepipe.services import backfill, extras, lifecycle, reconciler
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, reconciler, refresh
+from imagepipe.worker import processing, refresh
 from tests.harness.app import (
     CROP_VARIANTS,
     make_settings,

@@ -15,9 +15,8 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.queue import MAINTENANCE_QUEUE, RECONCILE, RENDER_QUEUE, CeleryQueue
-from imagepipe.services import recovery
+from imagepipe.services import reconciler, recovery
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import reconciler
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings
 

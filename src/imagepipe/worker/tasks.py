@@ -25,10 +25,10 @@ from imagepipe.queue import (
     REFRESH_TASK,
 )
 from imagepipe.runtime import Runtime, open_runtime
-from imagepipe.services import extras, lifecycle, recovery
+from imagepipe.services import extras, lifecycle, reconciler, recovery
 from imagepipe.services.transient import MAYBE_TRANSIENT, RetryPolicy, is_transient
 from imagepipe.storage import ObjectNotFound
-from imagepipe.worker import processing, reconciler, refresh
+from imagepipe.worker import processing, refresh
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.app import settings as app_settings
 

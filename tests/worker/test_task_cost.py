@@ -1,0 +1,125 @@
+"""What one render costs beside its imaging: the SQL statements, transactions and
+connection checkouts, and the status notifications, of a first-attempt task that
+succeeds. Each is a round trip the worker pays per task; the counts are pinned so a
+change that adds one fails here and is a decision, not an accident."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagepipe.config import Settings
+from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.services import events
+from imagepipe.storage import MemoryStorage
+from imagepipe.worker import processing
+from tests.harness.app import SettingsWith, worker_sessions
+from tests.images import photo
+
+
+@dataclass
+class Counted:
+    statements: list[str] = field(default_factory=list)
+    transactions: int = 0
+    checkouts: int = 0
+    pings: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "statements": [s.split(None, 1)[0].upper() for s in self.statements],
+            "transactions": self.transactions,
+            "checkouts": self.checkouts,
+            "pings": self.pings,
+        }
+
+
+@dataclass
+class Fixture:
+    sessions: sessionmaker[Session]
+    storage: MemoryStorage
+    settings: Settings
+
+
+@pytest.fixture
+def jpeg_only(fast_settings_with: SettingsWith) -> Iterator[Fixture]:
+    settings = fast_settings_with(extra_formats=[])
+    with worker_sessions(settings) as sessions:
+        yield Fixture(sessions, MemoryStorage(), settings)
+
+
+def _add(fixture: Fixture, data: bytes) -> uuid.UUID:
+    """A queued task as an upload leaves it: its digest known, owned by a tenant."""
+    task_id = uuid.uuid4()
+    key = f"originals/{task_id}"
+    fixture.storage.put_bytes(key, data, content_type="image/jpeg")
+    with fixture.sessions.begin() as session:
+        session.add(
+            Task(
+                id=task_id, filename="a.jpg", original_key=key, original_format="JPEG",
+                original_width=64, original_height=48, original_size_bytes=len(data),
+                original_sha256=hashlib.sha256(data).hexdigest(), owner_scope="anonymous",
+                status=TaskStatus.queued, created_at=utcnow(), enqueued_at=utcnow(),
+            )
+        )  # fmt: skip
+    return task_id
+
+
+def _count(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Counted:
+    counted = Counted()
+
+    def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        counted.statements.append(" ".join(sql.split()))
+
+    def begin(_conn: object) -> None:
+        counted.transactions += 1
+
+    def checkout(*_: object) -> None:
+        counted.checkouts += 1
+
+    # A pre-ping runs on the DBAPI connection, below the statement events.
+    ping = engine.dialect.do_ping
+
+    def counted_ping(dbapi_connection: Any) -> bool:
+        counted.pings += 1
+        return ping(dbapi_connection)
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "begin", begin)
+    event.listen(engine.pool, "checkout", checkout)
+    monkeypatch.setattr(engine.dialect, "do_ping", counted_ping)
+    return counted
+
+
+# Statement verbs in order: the claim (and the dedup look-up), then the finishing
+# transaction (the task's UPDATE, the rows, and the webhook outbox's two look-ups).
+FIRST_ATTEMPT = {
+    "statements": ["UPDATE", "SELECT", "UPDATE", *["INSERT"] * 6, "SELECT", "SELECT"],
+    "transactions": 3,
+    "checkouts": 3,
+    "pings": 3,
+}
+
+
+def test_a_first_attempt_render_costs(jpeg_only: Fixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    task_id = _add(jpeg_only, photo(64, 48))
+    engine = jpeg_only.sessions.kw["bind"]
+    notifier = events.RecordingNotifier()
+    published: list[uuid.UUID] = []
+    counted = _count(engine, monkeypatch)
+    monkeypatch.setattr(events, "_publisher", notifier)
+    outcome = processing.process(
+        jpeg_only.sessions, jpeg_only.storage, jpeg_only.settings, task_id,
+        publish_extras=published.append,
+    )  # fmt: skip
+    assert outcome == processing.Outcome.succeeded
+    assert counted.summary() == FIRST_ATTEMPT, "\n".join(counted.statements)
+    # One notification per status change (processing, succeeded); no extras to hand on.
+    assert notifier.notified == [task_id, task_id]
+    assert published == []

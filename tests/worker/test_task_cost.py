@@ -9,6 +9,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.services import events
 from imagepipe.storage import MemoryStorage
 from imagepipe.worker import processing
-from tests.harness.app import SettingsWith, worker_sessions
+from tests.harness.app import NO_REDIS, SettingsWith, make_settings, worker_sessions
 from tests.images import photo
 
 
@@ -47,9 +48,16 @@ class Fixture:
     settings: Settings
 
 
-@pytest.fixture
-def jpeg_only(fast_settings_with: SettingsWith) -> Iterator[Fixture]:
-    settings = fast_settings_with(extra_formats=[])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def jpeg_only(
+    request: pytest.FixtureRequest, fast_settings_with: SettingsWith, tmp_path: Path
+) -> Iterator[Fixture]:
+    """JPEG-only settings on SQLite (fast tier) or PostgreSQL (production's database)."""
+    if request.param == "sqlite":
+        settings = fast_settings_with(extra_formats=[])
+    else:
+        url = request.getfixturevalue("postgres_url")
+        settings = make_settings(tmp_path, url, NO_REDIS, extra_formats=[])
     with worker_sessions(settings) as sessions:
         yield Fixture(sessions, MemoryStorage(), settings)
 
@@ -99,9 +107,9 @@ def _count(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Counted:
 
 # Statement verbs in order: the claim with the dedup look-up in its transaction, then
 # the finishing transaction (the task's UPDATE, the rows, and the webhook outbox's two
-# look-ups).
+# look-ups). The rows are two INSERTs whatever the number of variants and formats.
 FIRST_ATTEMPT = {
-    "statements": ["UPDATE", "SELECT", "UPDATE", *["INSERT"] * 6, "SELECT", "SELECT"],
+    "statements": ["UPDATE", "SELECT", "UPDATE", "INSERT", "INSERT", "SELECT", "SELECT"],
     "transactions": 2,
     "checkouts": 2,
     "pings": 2,
@@ -124,3 +132,9 @@ def test_a_first_attempt_render_costs(jpeg_only: Fixture, monkeypatch: pytest.Mo
     # One notification per status change (processing, succeeded); no extras to hand on.
     assert notifier.notified == [task_id, task_id]
     assert published == []
+    with jpeg_only.sessions() as session:
+        variants = session.get_one(Task, task_id).variants
+        assert {v.name for v in variants} == set(jpeg_only.settings.variants)
+        for variant in variants:
+            assert [r.storage_key for r in variant.renditions] == [variant.storage_key]
+            assert jpeg_only.storage.stat(variant.storage_key).size == variant.size_bytes

@@ -48,7 +48,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.imaging.crop import FocalPoint
-from imagepipe.services import events, webhooks
+from imagepipe.services import events, renditions, webhooks
 from imagepipe.services.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def finish(
             # and only a finish under the claim's own attempt writes rows): the first
             # attempt saves the round trip.
             session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
-        session.add_all(variants)
+        renditions.insert_rows(session, variants)
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(claim.task_id, deliveries)
     return Finished.succeeded

@@ -1,6 +1,7 @@
-"""The worker's engine pings a pooled connection only after it sat idle: a busy worker
-pays no ping per transaction, an idle one still never hands out a dead connection, and
-a connection that dies while busy fails as the transient error the worker retries."""
+"""The worker's engine (``idle_pings``) pings a pooled connection only after it sat
+idle: a busy worker pays no ping per transaction, an idle one still never hands out a
+dead connection, and one that dies while busy fails as the transient error the worker
+retries."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.fixture
 def sqlite_engine(fast_settings_with: SettingsWith) -> Iterator[Engine]:
-    engine = engines.make_sync_engine(fast_settings_with().resolved_database_url)
+    engine = engines.make_sync_engine(fast_settings_with().resolved_database_url, idle_pings=True)
     yield engine
     engine.dispose()
 
@@ -39,7 +40,7 @@ def sqlite_engine(fast_settings_with: SettingsWith) -> Iterator[Engine]:
 @pytest.fixture
 def postgres_engine(postgres_url: str, tmp_path: Any) -> Iterator[Engine]:
     settings = make_settings(tmp_path, postgres_url, NO_REDIS)
-    engine = engines.make_sync_engine(settings.resolved_database_url)
+    engine = engines.make_sync_engine(settings.resolved_database_url, idle_pings=True)
     yield engine
     engine.dispose()
 

@@ -17,11 +17,12 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
+from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.services import events
 from imagepipe.storage import MemoryStorage
 from imagepipe.worker import processing
-from tests.harness.app import NO_REDIS, SettingsWith, make_settings, worker_sessions
+from tests.harness.app import NO_REDIS, SettingsWith, make_settings
 from tests.images import photo
 
 
@@ -58,8 +59,12 @@ def jpeg_only(
     else:
         url = request.getfixturevalue("postgres_url")
         settings = make_settings(tmp_path, url, NO_REDIS, extra_formats=[])
-    with worker_sessions(settings) as sessions:
-        yield Fixture(sessions, MemoryStorage(), settings)
+    # The engine as the worker's runtime builds it.
+    engine = make_sync_engine(settings.resolved_database_url, idle_pings=True)
+    try:
+        yield Fixture(sync_session_factory(engine), MemoryStorage(), settings)
+    finally:
+        engine.dispose()
 
 
 def _add(fixture: Fixture, data: bytes) -> uuid.UUID:

@@ -70,12 +70,13 @@ def make_async_engine(url: str) -> AsyncEngine:
     return engine
 
 
-# A pooled connection used less than this long ago is handed out as it is; one idle
-# longer is pinged first. SQLAlchemy's pool_pre_ping pings on every checkout: a round
-# trip per transaction, two per task on a busy worker. A connection that died within
-# the window (the database restarted mid-burst) fails its statement with a disconnect,
-# which is transient everywhere (services.transient): the worker gives its claim back
-# and retries, and SQLAlchemy replaces every connection the pool held before it.
+# With ``idle_pings`` (the worker's runtime), a pooled connection used less than this
+# long ago is handed out as it is; one idle longer is pinged first. SQLAlchemy's
+# pool_pre_ping pings on every checkout: a round trip per transaction, two per task on
+# a busy worker. A connection that died within the window (the database restarted
+# mid-burst) fails its statement with a disconnect, which is transient on every worker
+# path (services.transient): the claim is given back and retried, and SQLAlchemy
+# replaces every connection the pool held before it.
 PING_AFTER_IDLE = 2.0
 _IDLE_SINCE = "imagepipe_idle_since"
 
@@ -99,12 +100,14 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine.pool, "checkout", checkout)
 
 
-def make_sync_engine(url: str) -> Engine:
-    """The worker's (and the CLI's) engine: pings a pooled connection only when it has
-    been idle (``PING_AFTER_IDLE``)."""
+def make_sync_engine(url: str, *, idle_pings: bool = False) -> Engine:
+    """The sync engine. It pings a pooled connection before handing it out (a dead one
+    is replaced unseen); with ``idle_pings``, only one idle for ``PING_AFTER_IDLE``: for
+    callers that retry a disconnect as the transient error it is (the worker)."""
     url = sync_url(url)
-    engine = create_engine(url, connect_args=_connect_args(url))
-    _ping_when_idle(engine)
+    engine = create_engine(url, pool_pre_ping=not idle_pings, connect_args=_connect_args(url))
+    if idle_pings:
+        _ping_when_idle(engine)
     if _is_sqlite(url):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

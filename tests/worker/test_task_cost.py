@@ -5,7 +5,6 @@ change that adds one fails here and is a decision, not an accident."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.db.models import Task
 from imagepipe.services import events
 from imagepipe.storage import MemoryStorage
 from imagepipe.worker import processing
-from tests.harness.app import NO_REDIS, SettingsWith, make_settings
+from tests.harness.app import NO_REDIS, SettingsWith, make_settings, queue_upload
 from tests.images import photo
 
 
@@ -67,23 +66,6 @@ def jpeg_only(
         engine.dispose()
 
 
-def _add(fixture: Fixture, data: bytes) -> uuid.UUID:
-    """A queued task as an upload leaves it: its digest known, owned by a tenant."""
-    task_id = uuid.uuid4()
-    key = f"originals/{task_id}"
-    fixture.storage.put_bytes(key, data, content_type="image/jpeg")
-    with fixture.sessions.begin() as session:
-        session.add(
-            Task(
-                id=task_id, filename="a.jpg", original_key=key, original_format="JPEG",
-                original_width=64, original_height=48, original_size_bytes=len(data),
-                original_sha256=hashlib.sha256(data).hexdigest(), owner_scope="anonymous",
-                status=TaskStatus.queued, created_at=utcnow(), enqueued_at=utcnow(),
-            )
-        )  # fmt: skip
-    return task_id
-
-
 def _count(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Counted:
     counted = Counted()
 
@@ -122,7 +104,7 @@ FIRST_ATTEMPT = {
 
 
 def test_a_first_attempt_render_costs(jpeg_only: Fixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    task_id = _add(jpeg_only, photo(64, 48))
+    task_id = queue_upload(jpeg_only.sessions, jpeg_only.storage, photo(64, 48), (64, 48))
     engine = jpeg_only.sessions.kw["bind"]
     notifier = events.RecordingNotifier()
     published: list[uuid.UUID] = []

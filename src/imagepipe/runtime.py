@@ -64,7 +64,8 @@ def open_runtime(settings: Settings | None = None, *, celery: Celery | None = No
     # The decoders a process may meet (HEIF) are known from its start; opening an
     # image registers them too, so this only moves that cost off the first upload.
     plugins.register()
-    engine = make_sync_engine(settings.resolved_database_url)
+    # The worker retries a disconnect (and a CLI command is short): no ping per checkout.
+    engine = make_sync_engine(settings.resolved_database_url, idle_pings=True)
     queue = CeleryQueue(celery or create_celery(settings))
     publisher = events.Publisher(settings.redis_url)
     hooks = _hooks(queue, publisher)

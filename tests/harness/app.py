@@ -3,6 +3,7 @@ an in-memory HTTP client, and the worker's processing service called directly.""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import upgrade
+from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.runtime import open_runtime
 from imagepipe.services import extras as extras_service
 from imagepipe.services.hooks import SILENT, Hooks
@@ -113,3 +115,23 @@ def run_inline(
             for published_id in published:
                 extras_service.make(sessions, storage, options, published_id)
         return outcome
+
+
+def queue_upload(
+    sessions: sessionmaker[Session], storage: Storage, data: bytes, size: tuple[int, int]
+) -> uuid.UUID:
+    """A JPEG queued as ``POST /upload`` leaves it: stored, its digest known, owned by
+    the anonymous tenant. Returns its task id."""
+    task_id = uuid.uuid4()
+    key = f"originals/{task_id}"
+    storage.put_bytes(key, data, content_type="image/jpeg")
+    with sessions.begin() as session:
+        session.add(
+            Task(
+                id=task_id, filename="a.jpg", original_key=key, original_format="JPEG",
+                original_width=size[0], original_height=size[1], original_size_bytes=len(data),
+                original_sha256=hashlib.sha256(data).hexdigest(), owner_scope="anonymous",
+                status=TaskStatus.queued, created_at=utcnow(), enqueued_at=utcnow(),
+            )
+        )  # fmt: skip
+    return task_id

@@ -97,6 +97,25 @@ def test_an_unreachable_redis_does_not_fail_the_change() -> None:
     events.Publisher("redis://127.0.0.1:9", timeout=0.2).notify(uuid.uuid4())
 
 
+@pytest.mark.servers
+def test_the_publisher_sends_one_command_per_change_on_one_connection(redis_url: str) -> None:
+    """A worker publishes twice per task: each is one PUBLISH on the connection the
+    publisher keeps, never a connection (nor a handshake) per notification."""
+    probe = redis_lib.Redis.from_url(redis_url)
+    probe.config_resetstat()
+    publisher = events.Publisher(redis_url)
+    try:
+        for _ in range(10):
+            publisher.notify(uuid.uuid4())
+        stats, commands = probe.info("stats"), probe.info("commandstats")
+    finally:
+        publisher.close()
+        probe.close()
+    # The probe's own connection came before the reset; the publisher's is the one.
+    assert stats["total_connections_received"] == 1
+    assert commands["cmdstat_publish"]["calls"] == 10
+
+
 class Channel(Protocol):
     """A notifier and the follower that hears it, started as the API's lifespan does."""
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 # async driver -> sync driver of the same database
 _SYNC_DRIVERS = {
@@ -67,9 +70,44 @@ def make_async_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def make_sync_engine(url: str) -> Engine:
+# With ``idle_pings`` (the worker's runtime), a pooled connection used less than this
+# long ago is handed out as it is; one idle longer is pinged first. SQLAlchemy's
+# pool_pre_ping pings on every checkout: a round trip per transaction, two per task on
+# a busy worker. A connection that died within the window (the database restarted
+# mid-burst) fails its statement with a disconnect, which is transient on every worker
+# path (services.transient): the claim is given back and retried, and SQLAlchemy
+# replaces every connection the pool held before it.
+PING_AFTER_IDLE = 2.0
+_IDLE_SINCE = "imagepipe_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    def checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # A new connection (its info is cleared when one is replaced) has no mark.
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError(f"idle connection failed its ping: {error!r}") from error
+
+    event.listen(engine.pool, "checkin", checkin)
+    event.listen(engine.pool, "checkout", checkout)
+
+
+def make_sync_engine(url: str, *, idle_pings: bool = False) -> Engine:
+    """The sync engine. It pings a pooled connection before handing it out (a dead one
+    is replaced unseen); with ``idle_pings``, only one idle for ``PING_AFTER_IDLE``: for
+    callers that retry a disconnect as the transient error it is (the worker)."""
     url = sync_url(url)
-    engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
+    engine = create_engine(url, pool_pre_ping=not idle_pings, connect_args=_connect_args(url))
+    if idle_pings:
+        _ping_when_idle(engine)
     if _is_sqlite(url):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

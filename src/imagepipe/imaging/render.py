@@ -21,6 +21,7 @@ Pipeline (``render_previews``)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -78,15 +79,14 @@ class RenderOptions:
         every format (box, focal point where it places a crop, quality, encoder options,
         pipeline version) and which formats are made. Equal originals with equal render
         specs give equal variants (what duplicate detection relies on)."""
-        decided_by = {
-            "specs": [
-                self.spec(name, fmt).render_key() for name in sorted(self.boxes) for fmt in FORMATS
-            ],
-            "output_format": self.output_format,
-            "extra_formats": list(self.extra_formats),
-            "max_animation_frames": self.max_animation_frames,
-        }
-        return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
+        return _render_spec(
+            tuple(self.boxes.items()),
+            self.output_format,
+            tuple(self.extra_formats),
+            (self.jpeg_quality, self.webp_quality, self.avif_quality),
+            self.max_animation_frames,
+            self.focal,
+        )
 
     def quality(self, name: FormatName) -> int:
         """The configured quality of a format (PNG has none: ignored)."""
@@ -103,6 +103,40 @@ class RenderOptions:
     def spec(self, name: str, output_format: FormatName) -> VariantSpec:
         """What the rendition of variant ``name`` in ``output_format`` is made with."""
         return make_spec(self.boxes[name], output_format, self.quality(output_format), self.focal)
+
+
+# A worker asks for its settings' render spec twice per task (the claim's dedup
+# look-up, the render's result): the same few keys every time, each some tenths of a
+# millisecond of JSON and hashing.
+@functools.lru_cache(maxsize=64)
+def _render_spec(
+    boxes: tuple[tuple[str, Box], ...],
+    output_format: FormatName | Literal["auto"],
+    extra_formats: tuple[FormatName, ...],
+    qualities: tuple[int, int, int],
+    max_animation_frames: int,
+    focal: FocalPoint | None,
+) -> str:
+    options = RenderOptions(
+        dict(boxes),
+        output_format=output_format,
+        extra_formats=extra_formats,
+        jpeg_quality=qualities[0],
+        webp_quality=qualities[1],
+        avif_quality=qualities[2],
+        focal=focal,
+    )
+    decided_by = {
+        "specs": [
+            options.spec(name, fmt).render_key()
+            for name in sorted(options.boxes)
+            for fmt in FORMATS
+        ],
+        "output_format": output_format,
+        "extra_formats": list(extra_formats),
+        "max_animation_frames": max_animation_frames,
+    }
+    return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from imagepipe.db.models import Task, TaskStatus, Variant, live
 from imagepipe.imaging import Preview, RenderOptions, RenderResult, animation
@@ -33,25 +34,41 @@ class Reused:
     source_task: uuid.UUID
 
 
-def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
-    """The earliest succeeded task of the same owner with this task's bytes and the
-    same spec (one whose extra formats are all made, if there is one).
+# One stored variant of the source: name, width, height, its formats, frames by key.
+_Held = tuple[str, int, int, list[renditions.Stored], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an earlier identical task holds, as its rows said: read in the database
+    transaction (the claim's), copied from storage after it (``reuse``)."""
+
+    task_id: uuid.UUID
+    described: dict[str, Any]
+    placeholder: dict[str, Any] | None
+    animated: bool
+    variants: list[_Held]
+
+
+def find(
+    session: Session, task_id: uuid.UUID, digest: str, owner: str | None, render_spec: str
+) -> Task | None:
+    """The earliest succeeded task of the same owner with these bytes (``digest``, the
+    task's own) and the same spec (one whose extra formats are all made, if there is one).
 
     Only the same owner's: a copy from another owner's task would tell this one (in
     ``report.deduplicated_from``, and by finishing early) that someone else uploaded
     these bytes, and which task holds them. The owner is compared as an opaque value;
-    a task without one (older than owners) has no duplicates."""
-    digest = select(Task.original_sha256).where(Task.id == task_id).scalar_subquery()
-    owner = select(Task.owner_scope).where(Task.id == task_id).scalar_subquery()
-    return session.scalars(
-        select(Task)
+    a task without one (older than owners) has no duplicates, and neither has a direct
+    upload whose digest is not known yet: neither costs a query."""
+    if not digest or owner is None:
+        return None
+    found = session.scalars(
+        select(Task.id)
         .where(
-            # One lookup in ix_tasks_original_sha256_owner_scope. A NULL owner equals
-            # nothing in SQL, so a task without one finds no duplicate.
+            # One lookup in ix_tasks_original_sha256_owner_scope.
             Task.original_sha256 == digest,
             Task.owner_scope == owner,
-            # A direct upload's digest is empty until a worker has read it.
-            Task.original_sha256 != "",
             Task.render_spec == render_spec,
             Task.status == TaskStatus.succeeded,
             Task.id != task_id,
@@ -61,25 +78,36 @@ def find(session: Session, task_id: uuid.UUID, render_spec: str) -> Task | None:
         .order_by(Task.extras_due.is_not(None), Task.finished_at)
         .limit(1)
     ).first()
+    # Only a hit reads the whole row and its variants: the usual miss is one query.
+    return None if found is None else session.get(Task, found)
 
 
-def reuse(
-    sessions: sessionmaker[Session], storage: Storage, task_id: uuid.UUID, options: RenderOptions
-) -> Reused | None:
-    """The previews of an earlier identical task (every format it has stored), ready to be
-    stored as this task's; None when there is none (or it went away meanwhile): render."""
-    started = time.perf_counter()
-    with sessions() as session:
-        source = find(session, task_id, options.render_spec)
-        if source is None or not source.report or not source.variants:
-            return None
-        source_id, described, placeholder = source.id, source.report, source.placeholder
-        animated = animation.is_animated(source.original_format, source.original_frames)
-        variants = [
+def look_up(
+    session: Session, task_id: uuid.UUID, digest: str, owner: str | None, render_spec: str
+) -> Source | None:
+    """In the caller's transaction: the rows of an earlier identical task (see ``find``),
+    or None (none, or one without a report or variants): render."""
+    source = find(session, task_id, digest, owner, render_spec)
+    if source is None or not source.report or not source.variants:
+        return None
+    return Source(
+        task_id=source.id,
+        described=source.report,
+        placeholder=source.placeholder,
+        animated=animation.is_animated(source.original_format, source.original_frames),
+        variants=[
             (v.name, v.width, v.height, renditions.stored(v), _frames(v)) for v in source.variants
-        ]
+        ],
+    )
+
+
+def reuse(storage: Storage, source: Source, options: RenderOptions) -> Reused | None:
+    """The previews of ``source`` (every format it has stored) read back, ready to be
+    stored as this task's; None when they cannot be (made under other boxes, or deleted
+    meanwhile): render."""
+    started = time.perf_counter()
     previews = []
-    for name, width, height, stored, frames in variants:
+    for name, width, height, stored, frames in source.variants:
         if name not in options.boxes:
             return None  # made under other boxes: not the same spec after all
         try:
@@ -101,7 +129,8 @@ def reuse(
         )
     # What exists is copied; the formats the earlier task still lacks (its extras were
     # due) are due for this one too, and made by its own follow-up.
-    expected = extras_for(options.formats(previews[0].format), animated)
+    expected = extras_for(options.formats(previews[0].format), source.animated)
+    described, placeholder = source.described, source.placeholder
     facts = described.get("source")
     result = RenderResult(
         previews=previews,
@@ -115,7 +144,7 @@ def reuse(
         render_spec=options.render_spec,
         extras_due=expected,
     )
-    return Reused(result=result, source_task=source_id)
+    return Reused(result=result, source_task=source.task_id)
 
 
 def _frames(variant: Variant) -> dict[str, int]:

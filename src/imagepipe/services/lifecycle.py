@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import ImageInfo
 from imagepipe.imaging.crop import FocalPoint
-from imagepipe.services import hooks, webhooks
+from imagepipe.services import hooks, renditions, webhooks
 from imagepipe.services.holder import current_holder, holder_is_dead
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class Claim:
     original_etag: str = ""
     # The task's focal point as the claim found it: what this render's crops follow.
     focal: FocalPoint | None = None
+    # The task's owner (its tenant's scope): whose earlier tasks it may be a copy of.
+    owner: str | None = None
 
 
 # --- creating (API) ---------------------------------------------------------------
@@ -160,12 +162,21 @@ def forget(session: Session, task_id: uuid.UUID) -> None:
 # --- claiming and working (worker) --------------------------------------------------
 
 
-def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> Claim | None:
+def claim(
+    sessions: sessionmaker[Session],
+    task_id: uuid.UUID,
+    settings: Settings,
+    *,
+    inside: Callable[[Session, Claim], None] | None = None,
+) -> Claim | None:
     """Take the task if it is queued, its lease expired, or its holder process died on
     this host; None if it is not ours.
 
     The usual case (queued) is one ``UPDATE … RETURNING``: one round trip. Only when
-    that takes nothing does it look at the row, to take a task whose holder died."""
+    that takes nothing does it look at the row, to take a task whose holder died.
+    ``inside``: reads the worker needs next (the dedup look-up), run in the claim's own
+    transaction once the task is taken, saving a transaction (a connection checkout, a
+    BEGIN and a ROLLBACK) per task; if it raises, nothing was claimed."""
     with sessions.begin() as session:
         claimable = or_(
             Task.status == TaskStatus.queued,
@@ -194,15 +205,19 @@ def claim(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Setting
             )
             if row is None:
                 return None
+        taken = Claim(
+            task_id,
+            row.attempts,
+            row.original_key,
+            row.original_sha256,
+            row.original_etag or "",
+            focal_of(row.focal_x, row.focal_y),
+            row.owner_scope,
+        )
+        if inside is not None:
+            inside(session, taken)
     hooks.of(sessions).notify(task_id)
-    return Claim(
-        task_id,
-        row.attempts,
-        row.original_key,
-        row.original_sha256,
-        row.original_etag or "",
-        focal_of(row.focal_x, row.focal_y),
-    )
+    return taken
 
 
 def focal_of(x: float | None, y: float | None) -> FocalPoint | None:
@@ -212,9 +227,10 @@ def focal_of(x: float | None, y: float | None) -> FocalPoint | None:
 
 def _take(
     session: Session, task_id: uuid.UUID, settings: Settings, claimable: ColumnElement[bool]
-) -> Row[int, str, str, str | None, float | None, float | None] | None:
+) -> Row[int, str, str, str | None, float | None, float | None, str | None] | None:
     """The claiming update under ``claimable``; the new attempt, the original's key, its
-    digest and its checked version tag, or None if it matched nothing."""
+    digest and its checked version tag, the focal point and the owner, or None if it
+    matched nothing."""
     return session.execute(
         update(Task)
         .where(Task.id == task_id, live())
@@ -234,6 +250,7 @@ def _take(
             Task.original_etag,
             Task.focal_x,
             Task.focal_y,
+            Task.owner_scope,
         )
         .execution_options(synchronize_session=False)
     ).one_or_none()
@@ -280,7 +297,7 @@ def finish(
             # and only a finish under the claim's own attempt writes rows): the first
             # attempt saves the round trip.
             session.execute(delete(Variant).where(Variant.task_id == claim.task_id))
-        session.add_all(variants)
+        renditions.insert_rows(session, variants)
         deliveries = webhooks.record(session, claim.task_id, "task.succeeded")
     announce(sessions, claim.task_id, deliveries)
     return Finished.succeeded

@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
 from imagepipe.db.models import Rendition, Variant
 from imagepipe.imaging import Preview
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, FORMATS, FormatName, named
@@ -218,6 +221,41 @@ def write(
         variants = writer.rows(previews)
         writer.hand_over()
         return variants
+
+
+def insert_rows(session: Session, variants: Sequence[Variant]) -> None:
+    """Insert ``variants`` (not added to any session) and their renditions rows in the
+    caller's transaction: two statements, one per table, every row at once (the ORM's
+    flush sends one INSERT per row where it cannot batch RETURNING, as on SQLite). The
+    objects stay out of the session; each gets the id its row was given."""
+    if not variants:
+        return
+    made = session.execute(
+        insert(Variant).returning(Variant.name, Variant.id),
+        [_columns(variant, _VARIANT_COLUMNS) for variant in variants],
+    )
+    ids: dict[str, int] = {name: id_ for name, id_ in made}
+    rows = []
+    for variant in variants:
+        variant.id = ids[variant.name]  # a task's variants are unique by name
+        for rendition in variant.renditions:
+            rendition.variant_id = variant.id
+            rows.append(_columns(rendition, _RENDITION_COLUMNS))
+    if rows:
+        session.execute(insert(Rendition), rows)
+
+
+_VARIANT_COLUMNS = (
+    "task_id", "name", "storage_key", "width", "height", "size_bytes", "content_type", "sha256",
+)  # fmt: skip
+_RENDITION_COLUMNS = (
+    "variant_id", "format", "content_type", "storage_key", "size_bytes", "sha256", "frames",
+    "spec", "spec_digest",
+)  # fmt: skip
+
+
+def _columns(row: object, names: Sequence[str]) -> dict[str, object]:
+    return {name: getattr(row, name) for name in names}
 
 
 def remove_unreferenced(storage: Storage, task_id: uuid.UUID, variants: Sequence[Variant]) -> None:

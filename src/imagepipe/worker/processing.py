@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
@@ -217,19 +218,45 @@ def process(
     then, and handed to ``publish_extras``. Bad images and the soft time limit fail the
     task at once (fenced by the claim); transient errors give the claim back and
     propagate to the caller (the Celery task), which retries them."""
-    current = lifecycle.claim(sessions, task_id, settings)
+    duplicate = _Duplicate(settings)
+    current = lifecycle.claim(sessions, task_id, settings, inside=duplicate)
     if current is None:
         return Outcome.skipped
     # Stores each rendition as it is encoded; removes them if the task does not finish.
     with renditions.Writer(storage, task_id, current.attempt) as writer:
-        follow = _FollowUp(publish_extras, spool)
+        follow = _FollowUp(publish_extras, spool, duplicate.source)
         return _render_and_finish(sessions, storage, settings, current, writer, follow)
+
+
+class _Duplicate:
+    """The dedup look-up, run inside the claim's transaction (one transaction per claim,
+    not two): the rows of an earlier identical task, or None. Its objects are copied
+    after the claim commits, like a render's work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.source: dedup.Source | None = None
+
+    def __call__(self, session: Session, claim: Claim) -> None:
+        try:
+            spec = render_options(self._settings, claim.focal).render_spec
+            self.source = dedup.look_up(
+                session, claim.task_id, claim.original_sha256, claim.owner, spec
+            )
+        except DBAPIError:
+            raise  # the transaction is spoilt: the claim rolls back (transient: retried)
+        except Exception:
+            # Dedup only saves work: a bug in it must not keep the task from rendering
+            # (nor leave it queued for the reconciler to publish again and again).
+            log.exception("dedup look-up failed; rendering", extra={"task_id": str(claim.task_id)})
+            self.source = None
 
 
 @dataclass(frozen=True)
 class _FollowUp:
     publish: Callable[[uuid.UUID], None] | None
     spool: Spool | None
+    duplicate: dedup.Source | None  # what the claim's look-up found
 
 
 def _render_and_finish(
@@ -244,7 +271,7 @@ def _render_and_finish(
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
         options = render_options(settings, current.focal)
-        reused = dedup.reuse(sessions, storage, task_id, options)
+        reused = dedup.reuse(storage, follow.duplicate, options) if follow.duplicate else None
         result = (
             reused.result
             if reused

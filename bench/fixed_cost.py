@@ -1,4 +1,4 @@
-"""The worker's fixed cost per task: CPU of ``processing.process`` (claim, dedup look-up,
+"""The worker's fixed cost per task: CPU of ``rendering.process`` (claim, dedup look-up,
 render, store, finish, notifications) beyond the imaging it calls, and the SQL
 statements and transactions it sends.
 
@@ -6,7 +6,7 @@ In this process, on one core: a private PostgreSQL, local files, the runtime the
 worker builds (its engine and storage), status notifications recorded instead of
 published. Each round queues N distinct small JPEGs (so the imaging is a small part)
 and processes them back to back, as a busy worker does; the imaging alone is
-``render_previews`` on the same images in the same process. Fixed cost = CPU per task
+``render_variants`` on the same images in the same process. Fixed cost = CPU per task
 - imaging CPU per image. No Celery: its hand-off is not in these figures. Two
 versions compare by running this alternately with each one's ``src`` first on
 PYTHONPATH (it calls only the worker's public functions); a few runs each, as the
@@ -38,12 +38,11 @@ from bench.servers import postgres_database
 from imagepipe.config import Settings
 from imagepipe.db.engine import sync_session_factory
 from imagepipe.db.migrate import upgrade
-from imagepipe.imaging import render_previews
+from imagepipe.imaging import render_variants
 from imagepipe.runtime import open_runtime
-from imagepipe.services import events
+from imagepipe.services import events, rendering
 from imagepipe.services.hooks import Hooks
 from imagepipe.storage import Storage
-from imagepipe.worker import processing
 
 SIZE = (640, 480)
 
@@ -86,11 +85,11 @@ def run(quick: bool, rounds: int) -> dict[str, Any]:
         )
         event.listen(engine, "commit", lambda _c: transactions.__setitem__(0, transactions[0] + 1))
         event.listen(engine.pool, "checkout", lambda *_: checkouts.__setitem__(0, checkouts[0] + 1))
-        options = processing.render_options(settings)
+        options = rendering.render_options(settings)
 
         def process(task_id: uuid.UUID) -> None:
-            outcome = processing.process(sessions, runtime.storage, settings, task_id)
-            assert outcome == processing.Outcome.succeeded, outcome
+            outcome = rendering.process(sessions, runtime.storage, settings, task_id)
+            assert outcome == rendering.Outcome.succeeded, outcome
 
         try:
             for round_ in range(rounds + 1):  # the first warms every cache up
@@ -102,7 +101,7 @@ def run(quick: bool, rounds: int) -> dict[str, Any]:
                 per_task = {k: v / count for k, v in sorted(statements.items())}
                 commits, connections = transactions[0] / count, checkouts[0] / count
                 imaging_ms = _cpu_ms_each(
-                    lambda data: render_previews(io.BytesIO(data), options), images
+                    lambda data: render_variants(io.BytesIO(data), options), images
                 )
                 if round_:
                     runs.append(

@@ -12,7 +12,7 @@
    format at each preview size side by side: encode ms, bytes, and SSIM against the
    full-resolution reference (LANCZOS from the original), so resize and codec together.
 3. Whole job: a 12 MP JPEG, every variant in JPEG + WebP (the defaults), and in JPEG +
-   WebP + AVIF; imagepipe's ``render_previews`` against pyvips producing the same
+   WebP + AVIF; imagepipe's ``render_variants`` against pyvips producing the same
    renditions (shrink-on-load, cascade, jpegsave + webpsave + heifsave AV1 at the same
    qualities, WebP effort and AVIF speed).
 
@@ -36,7 +36,7 @@ from skimage.metrics import structural_similarity
 
 from bench.pipeline import photo_like, pyvips, sample_path, save
 from bench.timing import median_ms
-from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging import RenderOptions, render_variants
 from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
@@ -157,7 +157,7 @@ def whole_job(reps: int, extra_formats: tuple[FormatName, ...]) -> dict[str, Any
     options = RenderOptions(boxes=BOXES, extra_formats=extra_formats)
 
     def imagepipe() -> None:
-        render_previews(path, options)
+        render_variants(path, options)
 
     def vips() -> None:
         assert pyvips is not None
@@ -185,7 +185,7 @@ def whole_job(reps: int, extra_formats: tuple[FormatName, ...]) -> dict[str, Any
     for _ in range(reps):  # interleaved, so both see the same machine
         pipe_times.append(_median_ms(imagepipe, 1))
         vips_times.append(_median_ms(vips, 1))
-    timings = render_previews(path, options).timings
+    timings = render_variants(path, options).timings
     result.update(
         imagepipe_ms=statistics.median(pipe_times),
         pyvips_ms=statistics.median(vips_times),

@@ -1,4 +1,4 @@
-"""Peak memory of one render_previews call, in a fresh process.
+"""Peak memory of one render_variants call, in a fresh process.
 
     .venv/bin/python -m bench.memory [--only NAME ...]
 
@@ -117,7 +117,7 @@ def input_path(name: str) -> Path:
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging import RenderOptions, render_variants
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -130,13 +130,13 @@ def hwm_mb():
 
 baseline = peak_mb()
 start = time.perf_counter()
-result = render_previews(Path(sys.argv[1]), RenderOptions(boxes=json.loads(sys.argv[2])))
+result = render_variants(Path(sys.argv[1]), RenderOptions(boxes=json.loads(sys.argv[2])))
 print(json.dumps({
     "baseline_mb": round(baseline, 1),
     "peak_mb": round(peak_mb(), 1),
     "vmhwm_mb": round(hwm_mb(), 1),
     "seconds": round(time.perf_counter() - start, 3),
-    "previews": [[p.name, p.width, p.height, p.format] for p in result.previews],
+    "previews": [[p.name, p.width, p.height, p.format] for p in result.variants],
 }))
 """
 

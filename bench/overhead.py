@@ -3,7 +3,7 @@
 One worker process pinned to one core (the API, PostgreSQL, Redis, SeaweedFS and this
 process on the other), the queue filled before
 the worker starts so it is never idle: per task = (first claim → last success) / N,
-from the tasks' timestamps in PostgreSQL. The pipeline alone is `render_previews` on
+from the tasks' timestamps in PostgreSQL. The pipeline alone is `render_variants` on
 the same images, from memory, on the same core, in this process, between the rounds.
 Overhead = per task - pipeline: the claim, the commits, reading the original and
 writing the previews through the storage, the broker and Celery.
@@ -30,8 +30,8 @@ from bench.servers import (
     pin_descendants,
 )
 from imagepipe.config import Settings
-from imagepipe.imaging import render_previews
-from imagepipe.worker.processing import render_options
+from imagepipe.imaging import render_variants
+from imagepipe.services.rendering import render_options
 
 TARGET = 0.25  # overhead at most this share of the pipeline time
 IMAGING_STAGES = {"decode", "resize", "encode", "animate", "qa", "placeholder"}
@@ -43,7 +43,7 @@ def pipeline_ms(images: list[bytes]) -> float:
     times = []
     for data in images:
         started = time.perf_counter()
-        render_previews(io.BytesIO(data), options)
+        render_variants(io.BytesIO(data), options)
         times.append(1000 * (time.perf_counter() - started))
     return statistics.median(times)
 
@@ -138,7 +138,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Pipeline alone: `render_previews` from memory in the benchmark's process on the "
+        "Pipeline alone: `render_variants` from memory in the benchmark's process on the "
         "worker's core, the median over the images, measured before and after each drain. "
         "Imaging inside the worker: the decode, resize, encode, QA and placeholder stages "
         "of the drained tasks by the worker's own clock (their reports' timings), so "

@@ -1,10 +1,10 @@
-"""Speed of render_previews against the usual alternatives, on one core.
+"""Speed of render_variants against the usual alternatives, on one core.
 
     .venv/bin/python -m bench.pipeline [--reps N] [--only NAME ...]
 
 Methods, run interleaved (round-robin within each repetition) on the same files:
 
-* imagepipe   render_previews (draft, one decode, cascade)
+* imagepipe   render_variants (draft, one decode, cascade)
 * tutorial    reopen + ``thumbnail()`` + save, once per size
 * lanczos     decode once at full size, LANCZOS-resize each size from it
 * pyvips      ``thumbnail`` (shrink-on-load) to the largest size, then cascade
@@ -46,7 +46,7 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, features  # noqa: E402
 
-from imagepipe.imaging import RenderOptions, render_previews  # noqa: E402
+from imagepipe.imaging import RenderOptions, render_variants  # noqa: E402
 from imagepipe.imaging.geometry import fit  # noqa: E402
 from imagepipe.imaging.resample import draft_request  # noqa: E402
 
@@ -189,7 +189,7 @@ def _save(image: Image.Image, alpha: bool) -> bytes:
 
 
 def run_imagepipe(path: Path, alpha: bool) -> list[bytes]:
-    return [preview.data for preview in render_previews(path, OPTIONS).previews]
+    return [preview.data for preview in render_variants(path, OPTIONS).variants]
 
 
 def run_tutorial(path: Path, alpha: bool) -> list[bytes]:
@@ -272,7 +272,7 @@ def measure(name: str, reps: int) -> dict[str, Any]:
             run(path, sample.alpha)
             cpu[method].append(time.process_time() - start_cpu)
             wall[method].append(time.perf_counter() - start_wall)
-        for stage, seconds in render_previews(path, OPTIONS).timings.items():
+        for stage, seconds in render_variants(path, OPTIONS).timings.items():
             stages[stage].append(seconds)
     # CPU time of this process is the primary measure: on a shared machine the wall
     # clock also counts time spent waiting for the (pinned) core.

@@ -31,7 +31,7 @@ from bench.pipeline import BOXES, CORPUS, OPTIONS, pyvips, sample_path, save
 from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
-from imagepipe.imaging.render import render_previews
+from imagepipe.imaging.render import render_variants
 
 THRESHOLD = 0.98
 
@@ -93,7 +93,7 @@ def evaluate(name: str) -> dict[str, Any]:
     boxes = sorted(BOXES.items(), key=lambda item: item[1], reverse=True)
     decoded = decode(path, largest_box=boxes[0][1], limits=OPTIONS.limits)
     fast = dict(cascade(decoded, boxes))
-    encoded = {p.name: p for p in render_previews(path, OPTIONS).previews}
+    encoded = {p.name: p for p in render_variants(path, OPTIONS).variants}
     with Image.open(path) as opened:
         opened.load()
         full = ImageOps.exif_transpose(opened)

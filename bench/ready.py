@@ -13,7 +13,7 @@ starts idle; then N distinct 12 MP photos are uploaded back to back.
   included), which is what a capacity plan needs.
 - **anchors**, in this process on the worker's core, between the bursts: the tutorial
   way (``Image.open`` + ``thumbnail`` + JPEG, per size), pyvips making the same three
-  JPEGs, pyvips making the same JPEG + WebP set, and ``render_previews`` alone.
+  JPEGs, pyvips making the same JPEG + WebP set, and ``render_variants`` alone.
 
 Every figure is the median of the rounds.
 
@@ -40,7 +40,7 @@ import psycopg
 from bench.e2e import BACKENDS, Stack, distinct_photos, stacks, upload_all, wait_all
 from bench.pipeline import _CPU, BOXES, OPTIONS, pyvips, run_pyvips, run_tutorial, save
 from bench.servers import pin_descendants, pin_tree, tree_cpu_seconds, wait_worker_idle, worker
-from imagepipe.imaging import render_previews
+from imagepipe.imaging import render_variants
 from imagepipe.imaging.formats import WEBP_METHOD
 
 API_CPU = 1 - _CPU
@@ -128,7 +128,7 @@ def anchors(path: Path, repeat: int) -> dict[str, float]:
     return {
         "tutorial_ms": _ms(lambda: run_tutorial(path, False), repeat),
         "pyvips_ms": _ms(lambda: run_pyvips(path, False), repeat),
-        "pipeline_ms": _ms(lambda: render_previews(path, OPTIONS), repeat),
+        "pipeline_ms": _ms(lambda: render_variants(path, OPTIONS), repeat),
         "pyvips_set_cpu_ms": _ms(vips_set, repeat, cpu=True),
     }
 

@@ -31,9 +31,8 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.migrate import alembic_config, upgrade
 from imagepipe.db.models import IdempotencyKey, Task, Webhook
 from imagepipe.imaging.spec import make_spec
-from imagepipe.services import backfill, extras
+from imagepipe.services import backfill, extras, refresh, rendering
 from imagepipe.storage import open_storage
-from imagepipe.worker import processing, refresh
 from tests.harness.app import make_settings, open_client, run_inline
 from tests.harness.processes import settings_env
 from tests.images import photo
@@ -182,11 +181,11 @@ async def test_old_data_keeps_serving_after_migrate(
         assert extras.due_pending(sessions, old_settings) == []
         # A task the old release left queued is rendered by the new worker code: its
         # base now, its extra formats due.
-        outcome = processing.process(sessions, storage, old_settings, queued)
+        outcome = rendering.process(sessions, storage, old_settings, queued)
         assert extras.due_pending(sessions, old_settings) == [queued]
     finally:
         engine.dispose()
-    assert outcome == processing.Outcome.succeeded
+    assert outcome == rendering.Outcome.succeeded
     rendered = (await client.get(f"/tasks/{queued}")).json()
     assert rendered["status"] == "succeeded"
     for variant in rendered["variants"].values():
@@ -206,7 +205,7 @@ async def test_backfill_brings_old_variants_to_every_format(
     storage = open_storage(old_settings)
     try:
         sessions = sync_session_factory(engine)
-        options = processing.render_options(old_settings)
+        options = rendering.render_options(old_settings)
         # Written before specs were recorded: out of date, whatever the settings.
         assert [t for b in backfill.scan(sessions, options) for t in b.stale] == [done]
         assert refresh.refresh(sessions, storage, old_settings, done).value == "succeeded"
@@ -330,7 +329,7 @@ async def test_keys_grouped_into_a_tenant_keep_what_they_owned(
 def _stale(settings: Settings) -> list[uuid.UUID]:
     engine = make_sync_engine(settings.resolved_database_url)
     try:
-        options = processing.render_options(settings)
+        options = rendering.render_options(settings)
         sessions = sync_session_factory(engine)
         return [t for batch in backfill.scan(sessions, options) for t in batch.stale]
     finally:
@@ -357,7 +356,7 @@ async def test_renditions_of_earlier_releases_stay_up_to_date_after_0019(
     async with open_client(create_app(settings)) as client:
         response = await client.post("/upload", files={"file": ("a.jpg", photo(800, 600))})
         task_id = response.json()["task_id"]
-        assert run_inline(settings, task_id) == processing.Outcome.succeeded
+        assert run_inline(settings, task_id) == rendering.Outcome.succeeded
         assert _stale(settings) == []
 
         config = alembic_config(settings.resolved_database_url)

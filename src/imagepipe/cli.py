@@ -150,7 +150,7 @@ def backfill(dry_run: bool, after: uuid.UUID | None, batch_size: int) -> None:
     settings (sizes, formats, qualities). Safe to run twice or to stop and resume."""
     from imagepipe.runtime import open_runtime
     from imagepipe.services import backfill as service
-    from imagepipe.worker.processing import render_options
+    from imagepipe.services.rendering import render_options
 
     runtime = open_runtime()
 

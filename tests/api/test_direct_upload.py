@@ -28,9 +28,8 @@ from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, WebhookDelivery, utcnow
 from imagepipe.queue import DELIVER_WEBHOOK, FOLLOW_UP_QUEUE, CeleryQueue
-from imagepipe.services import deletion, events, reconciler, recovery, webhooks
+from imagepipe.services import deletion, events, reconciler, recovery, rendering, webhooks
 from imagepipe.storage import LocalStorage, Storage
-from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings, open_client, run_inline, worker_parts
 from tests.images import original_of, photo
@@ -105,13 +104,13 @@ async def test_whole_flow_then_render(
     closed = await put(any_db_client, body, data)
     assert (closed.status_code, closed.json()["error"]["code"]) == (409, "upload_closed")
 
-    assert run_inline(any_db_settings, str(task_id)) == processing.Outcome.succeeded
+    assert run_inline(any_db_settings, str(task_id)) == rendering.Outcome.succeeded
     done = (await any_db_client.get(f"/tasks/{task_id}")).json()
     assert done["status"] == "succeeded" and set(done["variants"]) == {"small", "medium", "large"}
     assert done["original"] == original_of(data, "cat.jpg", 800, 600)
     # Recorded, the digest finds the same bytes uploaded again: a copy, not a render.
     again_id = (await any_db_client.post("/upload", files={"file": ("b.jpg", data)})).json()
-    assert run_inline(any_db_settings, again_id["task_id"]) == processing.Outcome.succeeded
+    assert run_inline(any_db_settings, again_id["task_id"]) == rendering.Outcome.succeeded
     copy = (await any_db_client.get(f"/tasks/{again_id['task_id']}")).json()
     assert copy["report"]["deduplicated_from"] == str(task_id)
 
@@ -554,7 +553,7 @@ async def test_the_upload_url_changes_nothing_once_the_upload_is_completed(
     assert stored_files(fast_settings) == [f"originals/{task_id}", f"staging/{waiting['task_id']}"]
     assert stored_bytes(fast_settings, f"originals/{task_id}") == data
 
-    assert run_inline(fast_settings, str(task_id)) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, str(task_id)) == rendering.Outcome.succeeded
     done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"] == original_of(data, "cat.jpg", 400, 300)
 
@@ -597,7 +596,7 @@ async def test_a_retried_completion_keeps_the_object_the_first_one_moved(
     assert stored_bytes(fast_settings, f"originals/{task_id}") == data
     reconcile(fast_settings)
     assert stored_files(fast_settings) == [f"originals/{task_id}"]
-    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.succeeded
     done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -615,7 +614,7 @@ async def test_the_worker_renders_only_the_object_checked_at_completion(
     LocalStorage(fast_settings.resolved_storage_root).put_bytes(
         f"originals/{task_id}", photo(900, 900, "PNG")
     )
-    assert run_inline(fast_settings, task_id) == processing.Outcome.failed
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.failed
     task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert (task["status"], task["error"]["code"]) == ("failed", "original_changed")
     assert task["variants"] == {} and task["original"]["sha256"] == ""
@@ -631,7 +630,7 @@ async def test_an_upload_stored_where_earlier_releases_put_it_still_completes(
     task_id = str(body["task_id"])
     LocalStorage(fast_settings.resolved_storage_root).put_bytes(f"originals/{task_id}", data)
     assert (await fast_client.post(f"{body['complete_url']}")).status_code == 202
-    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.succeeded
     done = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert done["original"] == original_of(data, "cat.jpg", 400, 300)
     assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()

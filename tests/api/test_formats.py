@@ -13,7 +13,7 @@ from PIL import Image
 from imagepipe.api.negotiate import choose, choose_stored
 from imagepipe.config import Settings
 from imagepipe.imaging.formats import FORMATS
-from imagepipe.worker import processing
+from imagepipe.services import rendering
 from tests.harness.app import run_inline
 from tests.images import photo
 
@@ -27,7 +27,7 @@ async def rendered(client: httpx.AsyncClient, settings: Settings) -> dict[str, A
     response = await client.post("/upload", files={"file": ("a.jpg", photo(800, 600))})
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(settings, task_id) == rendering.Outcome.succeeded
     task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
     return task
 

@@ -12,9 +12,8 @@ from sqlalchemy import update
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
-from imagepipe.services import deletion, lifecycle
+from imagepipe.services import deletion, lifecycle, rendering
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing
 from tests.harness.app import run_inline
 from tests.images import photo
 
@@ -52,7 +51,7 @@ async def test_variants_are_listed_in_the_configured_order(
     # 600x400: medium and large are both stored at 600x400, so sorting by size cannot
     # tell them apart; the configured order must win.
     task_id = await upload(fast_client, photo(600, 400))
-    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.succeeded
     task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert list(task["variants"]) == list(fast_settings.variants) == ["small", "medium", "large"]
     listed = (await fast_client.get("/tasks")).json()["tasks"][0]
@@ -70,7 +69,7 @@ async def test_succeeded_task_serves_variants(
     fast_any_db_client: httpx.AsyncClient, fast_any_db_settings: Settings
 ) -> None:
     task_id = await upload(fast_any_db_client)
-    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(fast_any_db_settings, task_id) == rendering.Outcome.succeeded
     status = (await fast_any_db_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "succeeded"
     assert status["started_at"] and status["finished_at"]
@@ -103,7 +102,7 @@ async def test_succeeded_task_serves_variants(
     assert unknown.json()["error"]["code"] == "variant_not_found"
 
     # Running the same task again changes nothing.
-    assert run_inline(fast_any_db_settings, task_id) == processing.Outcome.skipped
+    assert run_inline(fast_any_db_settings, task_id) == rendering.Outcome.skipped
 
 
 async def test_delete_removes_row_original_and_variants(
@@ -167,9 +166,9 @@ async def test_task_deleted_while_rendering_leaves_no_files(
     try:
         held = lifecycle.claim(sessions, uuid.UUID(task_id), fast_settings)
         assert held is not None
-        result = processing.render(held, storage, fast_settings)
+        result = rendering.render(held, storage, fast_settings)
         assert (await fast_client.delete(f"/tasks/{task_id}")).status_code == 204
-        assert processing.store_and_finish(sessions, storage, held, result) is False
+        assert rendering.store_and_finish(sessions, storage, held, result) is False
     finally:
         engine.dispose()
     assert not (fast_settings.resolved_storage_root / "variants" / task_id).exists()

@@ -1,5 +1,5 @@
 """imagepipe in the test's own process: settings on a migrated database, the app behind
-an in-memory HTTP client, and the worker's processing service called directly."""
+an in-memory HTTP client, and the render service called directly."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from imagepipe.db.migrate import upgrade
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.runtime import open_runtime
 from imagepipe.services import extras as extras_service
+from imagepipe.services import rendering
 from imagepipe.services.hooks import SILENT, Hooks
 from imagepipe.storage import Storage, open_storage
-from imagepipe.worker import processing
 
 # Variants of every kind: a number (contain), a cover box placed by the focal point and
 # one placed by the smart crop (the crop_settings fixture).
@@ -100,18 +100,18 @@ def worker_parts(
 
 def run_inline(
     settings: Settings, task_id: str, *, extras: bool = True, hooks: Hooks | None = None
-) -> processing.Outcome:
-    """The worker's processing service, called directly (the Celery shell is tested in
+) -> rendering.Outcome:
+    """The render service (services.rendering), called directly (the Celery shell is tested in
     tests/integration with a real worker process): the render, then (unless
     ``extras=False``) the follow-up that makes the extra formats, as a worker serving
     every queue does. ``hooks``: see ``worker_parts``."""
     published: list[uuid.UUID] = []
     with worker_parts(settings, hooks) as (sessions, storage):
-        outcome = processing.process(
+        outcome = rendering.process(
             sessions, storage, settings, uuid.UUID(task_id), publish_extras=published.append
         )
         if extras:
-            options = processing.render_options(settings)
+            options = rendering.render_options(settings)
             for published_id in published:
                 extras_service.make(sessions, storage, options, published_id)
         return outcome

@@ -13,7 +13,7 @@ from PIL import Image
 
 from imagepipe.config import Settings
 from imagepipe.errors import ImageTooLarge, InvalidImage
-from imagepipe.imaging import RenderOptions, frames, probe, render_previews
+from imagepipe.imaging import RenderOptions, frames, probe, render_variants
 from imagepipe.imaging.opening import Limits, open_image
 from tests.imaging import images
 
@@ -31,7 +31,7 @@ def _probe(data: bytes, **caps: int) -> object:
 
 
 def _render(data: bytes, **caps: int) -> object:
-    return render_previews(io.BytesIO(data), RenderOptions(boxes=BOXES, **caps))  # type: ignore[arg-type]
+    return render_variants(io.BytesIO(data), RenderOptions(boxes=BOXES, **caps))  # type: ignore[arg-type]
 
 
 # --- at the probe (and the worker's re-check, which opens the same way) ------------------
@@ -81,8 +81,8 @@ def test_the_worker_refuses_a_gif_that_grows_past_the_cap() -> None:
 def test_a_gif_that_grows_within_the_caps_renders_every_frame() -> None:
     data = images.gif_with_frames((100, 50), [(0, 0, 100, 50), (0, 0, 300, 150)])
     assert _probe(data).frames == 2
-    result = render_previews(io.BytesIO(data), RenderOptions(boxes={"small": 150}))
-    (animation,) = [r for r in result.previews[0].renditions if r.frames > 1]
+    result = render_variants(io.BytesIO(data), RenderOptions(boxes={"small": 150}))
+    (animation,) = [r for r in result.variants[0].renditions if r.frames > 1]
     assert animation.frames == 2
 
 
@@ -134,9 +134,9 @@ def test_an_apng_frame_larger_than_its_canvas_is_never_decoded() -> None:
     assert _probe(data).frames == 2  # the count is in the header; frames come later
     with Image.open(io.BytesIO(data)) as image, pytest.raises(SyntaxError, match="invalid"):
         image.seek(1)  # Pillow refuses it; and an APNG renders as a still of frame 0
-    result = render_previews(io.BytesIO(data), RenderOptions(boxes={"small": 150}))
-    assert (result.previews[0].width, result.previews[0].height) == (10, 10)
-    assert all(r.frames == 1 for r in result.previews[0].renditions)
+    result = render_variants(io.BytesIO(data), RenderOptions(boxes={"small": 150}))
+    assert (result.variants[0].width, result.variants[0].height) == (10, 10)
+    assert all(r.frames == 1 for r in result.variants[0].renditions)
 
 
 # --- Pillow's own limit -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagepipe.imaging import RenderOptions, RenderResult, geometry, qa, render_previews, resample
+from imagepipe.imaging import RenderOptions, RenderResult, geometry, qa, render_variants, resample
 from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.formats import FORMATS
 from tests.imaging import images
@@ -22,7 +22,7 @@ MIXED = {"large": Box.square(1200), "avatar": AVATAR, "banner": BANNER, "small":
 
 
 def sizes(result: RenderResult) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.width, p.height) for p in result.previews}
+    return {p.name: (p.width, p.height) for p in result.variants}
 
 
 def shrinks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -43,7 +43,7 @@ def test_cover_variants_have_the_box_size_and_contain_ones_are_unchanged(
 ) -> None:
     path = images.save(images.photo(display), tmp_path / "a.jpg")
     steps = shrinks(monkeypatch)
-    result = render_previews(path, RenderOptions(boxes=MIXED))
+    result = render_variants(path, RenderOptions(boxes=MIXED))
     assert sizes(result) == {
         "large": geometry.fit(display, 1200),
         "avatar": (160, 160),
@@ -56,8 +56,8 @@ def test_cover_variants_have_the_box_size_and_contain_ones_are_unchanged(
         assert qa.aspect_kept(source, display) and qa.aspect_kept(target, display)
         assert source[0] >= target[0] and source[1] >= target[1]
     # Configured order, whatever order the steps ran in.
-    assert [p.name for p in result.previews] == list(MIXED)
-    for preview in result.previews:
+    assert [p.name for p in result.variants] == list(MIXED)
+    for preview in result.variants:
         with Image.open(io.BytesIO(preview.data)) as image:
             assert image.size == (preview.width, preview.height)
 
@@ -67,7 +67,7 @@ def test_a_panorama_covers_a_small_square_from_more_pixels_than_a_larger_contain
 ) -> None:
     path = images.save(images.photo((4000, 500)), tmp_path / "wide.png")
     steps = shrinks(monkeypatch)
-    result = render_previews(path, RenderOptions(boxes={"medium": 600, "avatar": AVATAR}))
+    result = render_variants(path, RenderOptions(boxes={"medium": 600, "avatar": AVATAR}))
     assert sizes(result) == {"medium": (600, 75), "avatar": (160, 160)}
     # The avatar needs the whole image 160 high (1280 x 160): that step comes first.
     assert steps == [((1280, 160), (600, 75))]
@@ -75,7 +75,7 @@ def test_a_panorama_covers_a_small_square_from_more_pixels_than_a_larger_contain
 
 def test_a_cover_box_larger_than_the_image_keeps_its_aspect(tmp_path: Path) -> None:
     path = images.save(images.photo((120, 90)), tmp_path / "small.png")
-    result = render_previews(path, RenderOptions(boxes={"avatar": AVATAR, "banner": BANNER}))
+    result = render_variants(path, RenderOptions(boxes={"avatar": AVATAR, "banner": BANNER}))
     assert sizes(result) == {"avatar": (90, 90), "banner": (120, 40)}
 
 
@@ -86,7 +86,7 @@ def test_the_focal_point_places_a_focal_crop(tmp_path: Path) -> None:
 
     def centre(focal: FocalPoint | None) -> tuple[int, ...]:
         options = RenderOptions(boxes={"avatar": AVATAR}, output_format="PNG", focal=focal)
-        preview = render_previews(path, options).previews[0]
+        preview = render_variants(path, options).variants[0]
         with Image.open(io.BytesIO(preview.data)) as made:
             return tuple(made.convert("RGB").getpixel((80, 80)))  # type: ignore[arg-type]
 
@@ -96,17 +96,17 @@ def test_the_focal_point_places_a_focal_crop(tmp_path: Path) -> None:
 
 def test_placeholder_comes_from_the_smallest_contain_variant(tmp_path: Path) -> None:
     path = images.save(images.photo((1600, 1200)), tmp_path / "a.png")
-    mixed = render_previews(path, RenderOptions(boxes={"medium": 600, "avatar": AVATAR}))
-    contain = render_previews(path, RenderOptions(boxes={"medium": 600}))
+    mixed = render_variants(path, RenderOptions(boxes={"medium": 600, "avatar": AVATAR}))
+    contain = render_variants(path, RenderOptions(boxes={"medium": 600}))
     assert mixed.placeholder == contain.placeholder
-    only_cover = render_previews(path, RenderOptions(boxes={"avatar": AVATAR, "banner": BANNER}))
+    only_cover = render_variants(path, RenderOptions(boxes={"avatar": AVATAR, "banner": BANNER}))
     assert only_cover.placeholder is not None
 
 
 def test_an_animation_s_cover_variant_is_cropped_on_every_frame(tmp_path: Path) -> None:
     path = images.animated_gif(tmp_path / "a.gif", frames=3, size=(120, 60))
-    result = render_previews(path, RenderOptions(boxes={"square": Box(40, 40, "cover", "smart")}))
-    animated = [r for r in result.previews[0].renditions if r.frames > 1]
+    result = render_variants(path, RenderOptions(boxes={"square": Box(40, 40, "cover", "smart")}))
+    animated = [r for r in result.variants[0].renditions if r.frames > 1]
     assert len(animated) == 1
     with Image.open(io.BytesIO(animated[0].data)) as webp:
         # (libwebp may merge frames the crop made equal: at least two remain.)

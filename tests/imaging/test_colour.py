@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageDraw
 
-from imagepipe.imaging import Preview, RenderOptions, RenderResult, colour, render_previews
+from imagepipe.imaging import RenderedVariant, RenderOptions, RenderResult, colour, render_variants
 from tests.imaging import images
 
 BOXES = {"small": 50, "large": 100}
 
 
 def render(path: Path, **options: Any) -> RenderResult:
-    return render_previews(path, RenderOptions(boxes=BOXES, **options))
+    return render_variants(path, RenderOptions(boxes=BOXES, **options))
 
 
-def opened(preview: Preview) -> Image.Image:
+def opened(preview: RenderedVariant) -> Image.Image:
     image = Image.open(io.BytesIO(preview.data))
     image.load()
     return image
@@ -45,7 +45,7 @@ def half_transparent(mode: str = "RGBA") -> Image.Image:
 
 def test_rgba_keeps_alpha_as_png(tmp_path: Path) -> None:
     path = images.save(half_transparent(), tmp_path / "a.png")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         assert (preview.format, preview.content_type) == ("PNG", "image/png")
         image = opened(preview)
         assert image.mode == "RGBA"
@@ -56,12 +56,12 @@ def test_rgba_keeps_alpha_as_png(tmp_path: Path) -> None:
 
 def test_opaque_alpha_channel_is_dropped_and_gives_jpeg(tmp_path: Path) -> None:
     path = images.save(images.photo((120, 80)).convert("RGBA"), tmp_path / "a.png")
-    assert {p.format for p in render(path).previews} == {"JPEG"}
+    assert {p.format for p in render(path).variants} == {"JPEG"}
 
 
 def test_configured_jpeg_flattens_alpha_onto_white(tmp_path: Path) -> None:
     path = images.save(half_transparent(), tmp_path / "a.png")
-    for preview in render(path, output_format="JPEG").previews:
+    for preview in render(path, output_format="JPEG").variants:
         image = opened(preview)
         assert (preview.format, image.mode) == ("JPEG", "RGB")
         assert close(image.getpixel((image.width - 3, 10)), images.WHITE, 3)
@@ -70,7 +70,7 @@ def test_configured_jpeg_flattens_alpha_onto_white(tmp_path: Path) -> None:
 
 def test_webp_keeps_alpha(tmp_path: Path) -> None:
     path = images.save(half_transparent(), tmp_path / "a.png")
-    for preview in render(path, output_format="WEBP").previews:
+    for preview in render(path, output_format="WEBP").variants:
         image = opened(preview)
         assert (preview.format, preview.content_type, image.mode) == ("WEBP", "image/webp", "RGBA")
         assert image.getpixel((image.width - 2, 10))[3] == 0
@@ -79,14 +79,14 @@ def test_webp_keeps_alpha(tmp_path: Path) -> None:
 
 def test_configured_png_for_opaque_images(tmp_path: Path) -> None:
     path = images.save(images.photo((120, 80)), tmp_path / "a.jpg")
-    assert {p.format for p in render(path, output_format="PNG").previews} == {"PNG"}
+    assert {p.format for p in render(path, output_format="PNG").variants} == {"PNG"}
 
 
 def test_palette_with_transparency(tmp_path: Path) -> None:
     path = images.save(half_transparent().convert("P"), tmp_path / "p.png")
     with Image.open(path) as source:
         assert source.mode == "P" and "transparency" in source.info
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         image = opened(preview)
         assert (preview.format, image.mode) == ("PNG", "RGBA")
         assert image.getpixel((image.width - 2, 10))[3] == 0
@@ -98,7 +98,7 @@ def test_gif_with_transparent_index(tmp_path: Path) -> None:
     image.putpalette([255, 0, 0, 0, 255, 0])
     ImageDraw.Draw(image).rectangle((0, 0, 59, 79), fill=0)  # index 0: red
     path = images.save(image, tmp_path / "t.gif", transparency=1)
-    preview = render(path).previews[-1]
+    preview = render(path).variants[-1]
     assert preview.format == "PNG"
     out = opened(preview)
     assert out.getpixel((98, 10))[3] == 0
@@ -107,7 +107,7 @@ def test_gif_with_transparent_index(tmp_path: Path) -> None:
 
 def test_grey_with_alpha(tmp_path: Path) -> None:
     path = images.save(half_transparent("LA"), tmp_path / "la.png")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         image = opened(preview)
         assert (preview.format, image.mode) == ("PNG", "LA")
         assert close(image.getpixel((2, 10)), (90, 255), 2)
@@ -119,7 +119,7 @@ def test_transparent_edges_do_not_bleed_colour(tmp_path: Path) -> None:
     image = Image.new("RGBA", (400, 400), (0, 255, 0, 0))
     ImageDraw.Draw(image).rectangle((0, 0, 199, 399), fill=(255, 0, 0, 255))
     path = images.save(image, tmp_path / "a.png")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         out = np.asarray(opened(preview)).astype(int)
         visible = out[..., 3] > 16
         assert (out[visible][:, 1] < 24).all(), preview.name  # no green where visible
@@ -132,7 +132,7 @@ def test_bilevel(tmp_path: Path) -> None:
     image = Image.new("1", (200, 100), 0)
     ImageDraw.Draw(image).rectangle((100, 0, 199, 99), fill=1)
     path = images.save(image, tmp_path / "b.png")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         out = opened(preview)
         assert (preview.format, out.mode) == ("JPEG", "L")
         assert out.getpixel((2, 10)) < 10 and out.getpixel((out.width - 3, 10)) > 245
@@ -140,7 +140,7 @@ def test_bilevel(tmp_path: Path) -> None:
 
 def test_greyscale(tmp_path: Path) -> None:
     path = images.save(images.photo((200, 100)).convert("L"), tmp_path / "l.png")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         assert (preview.format, opened(preview).mode) == ("JPEG", "L")
 
 
@@ -151,7 +151,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     path = images.save(image, tmp_path / "16.png")
     with Image.open(path) as source:
         assert source.mode.startswith("I")
-    preview = render(path).previews[-1]
+    preview = render(path).variants[-1]
     out = opened(preview)
     assert out.mode == "L" and out.size == (100, 25)
     row = [out.getpixel((x, 12)) for x in (1, 50, 98)]
@@ -160,7 +160,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 
 def test_cmyk_tiff(tmp_path: Path) -> None:
     path = images.save(images.cmyk_image((120, 80)), tmp_path / "c.tif")
-    out = opened(render(path).previews[-1]).convert("RGB")
+    out = opened(render(path).variants[-1]).convert("RGB")
     assert close(out.getpixel((5, 20)), images.RED, 20)
     assert close(out.getpixel((95, 20)), images.WHITE, 3)
 
@@ -211,7 +211,7 @@ def test_cmyk_jpeg_keeps_white_white_and_red_red(tmp_path: Path, make: Any) -> N
     path = make(tmp_path / "cmyk.jpg")
     with Image.open(path) as source:
         assert source.mode == "CMYK"
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         out = opened(preview)
         assert (preview.format, out.mode) == ("JPEG", "RGB")
         width, height = out.size
@@ -241,7 +241,7 @@ def test_embedded_profile_is_converted_to_srgb(tmp_path: Path, suffix: str) -> N
     path = images.save(
         Image.new("RGB", (160, 120), stored), tmp_path / f"a{suffix}", icc_profile=profile
     )
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         out = opened(preview)
         assert "icc_profile" not in out.info  # sRGB by convention, not embedded
         assert close(out.getpixel((40, 30)), expected, 4), (out.getpixel((40, 30)), expected)
@@ -252,7 +252,7 @@ def test_rgba_with_profile_keeps_alpha(tmp_path: Path) -> None:
     image = half_transparent()
     ImageDraw.Draw(image).rectangle((0, 0, 59, 79), fill=(60, 200, 60, 255))
     path = images.save(image, tmp_path / "a.png", icc_profile=profile)
-    out = opened(render(path).previews[-1])
+    out = opened(render(path).variants[-1])
     assert out.mode == "RGBA"
     assert close(out.getpixel((5, 40)), (*_srgb_of((60, 200, 60), profile), 255), 4)
     assert out.getpixel((95, 40))[3] == 0
@@ -263,7 +263,7 @@ def test_srgb_profile_is_a_no_op(tmp_path: Path) -> None:
     path = images.save(
         Image.new("RGB", (80, 60), (60, 200, 60)), tmp_path / "a.png", icc_profile=srgb
     )
-    assert close(opened(render(path).previews[-1]).getpixel((5, 5)), (60, 200, 60), 4)
+    assert close(opened(render(path).variants[-1]).getpixel((5, 5)), (60, 200, 60), 4)
 
 
 @pytest.mark.parametrize("profile", [b"garbage, not a profile", None], ids=["corrupt", "lab"])
@@ -273,7 +273,7 @@ def test_unusable_profiles_are_ignored(tmp_path: Path, profile: bytes | None) ->
     path = images.save(
         Image.new("RGB", (80, 60), (60, 200, 60)), tmp_path / "a.png", icc_profile=data
     )
-    assert close(opened(render(path).previews[-1]).getpixel((5, 5)), (60, 200, 60), 4)
+    assert close(opened(render(path).variants[-1]).getpixel((5, 5)), (60, 200, 60), 4)
 
 
 def test_lab_tiff_is_converted(tmp_path: Path) -> None:
@@ -285,4 +285,4 @@ def test_lab_tiff_is_converted(tmp_path: Path) -> None:
     path = images.save(red_lab, tmp_path / "lab.tif")
     with Image.open(path) as source:
         assert source.mode == "LAB"
-    assert close(opened(render(path).previews[-1]).getpixel((5, 5)), images.RED, 12)
+    assert close(opened(render(path).variants[-1]).getpixel((5, 5)), images.RED, 12)

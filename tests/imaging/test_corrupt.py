@@ -9,7 +9,7 @@ import pytest
 from PIL import ImageFile
 
 from imagepipe.errors import ImagepipeError, ImageTooLarge, InvalidImage, UnsupportedMediaType
-from imagepipe.imaging import RenderOptions, probe, render_previews
+from imagepipe.imaging import RenderOptions, probe, render_variants
 from tests.imaging import images
 
 EXPECTED = (InvalidImage, UnsupportedMediaType, ImageTooLarge)
@@ -58,7 +58,7 @@ def test_damaged_files_raise_only_domain_errors(tmp_path: Path) -> None:
                     if step == "probe":
                         probe(path, allowed_formats=OPTIONS.allowed_formats, max_pixels=10**7)
                     else:
-                        render_previews(path, OPTIONS)
+                        render_variants(path, OPTIONS)
                 except ImagepipeError as exc:
                     assert isinstance(exc, EXPECTED), (name, index, step, exc)
                     outcome = type(exc).__name__
@@ -83,4 +83,4 @@ def test_foreign_exceptions_during_decode_are_not_disguised(
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", interrupted)
     with pytest.raises(SoftTimeLimit):
-        render_previews(path, OPTIONS)
+        render_variants(path, OPTIONS)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from imagepipe.imaging import RenderOptions, RenderResult, render_previews
+from imagepipe.imaging import RenderOptions, RenderResult, render_variants
 from tests.imaging import images
 
 BOXES = {"small": 150, "medium": 600, "large": 1200}
 
 
 def run(path: Path) -> RenderResult:
-    return render_previews(path, RenderOptions(boxes=BOXES))
+    return render_variants(path, RenderOptions(boxes=BOXES))
 
 
 def test_jpeg_with_every_kind_of_metadata(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from imagepipe.errors import ImageTooLarge, UnsupportedMediaType
-from imagepipe.imaging import ImageInfo, RenderOptions, probe, render_previews
+from imagepipe.imaging import ImageInfo, RenderOptions, probe, render_variants
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, BY_EXTENSION, FORMAT_NAMES, FORMATS
 from tests.imaging import images
 
@@ -26,11 +26,11 @@ def _open(data: bytes) -> Image.Image:
 
 
 def _render(path: Path, **options: object) -> list[tuple[str, list[tuple[str, Image.Image]]]]:
-    result = render_previews(
+    result = render_variants(
         path,
         RenderOptions(boxes=options.pop("boxes", BOXES), allowed_formats=ALLOWED, **options),  # type: ignore[arg-type]
     )
-    return [(p.name, [(r.format, _open(r.data)) for r in p.renditions]) for p in result.previews]
+    return [(p.name, [(r.format, _open(r.data)) for r in p.renditions]) for p in result.variants]
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -50,8 +50,8 @@ def test_the_table_names_every_format_once() -> None:
 
 def test_each_variant_comes_in_the_base_format_and_webp_by_default(tmp_path: Path) -> None:
     path = images.save(images.photo((1600, 1200)), tmp_path / "a.jpg")
-    result = render_previews(path, RenderOptions(boxes=BOXES))
-    for preview in result.previews:
+    result = render_variants(path, RenderOptions(boxes=BOXES))
+    for preview in result.variants:
         assert [(r.format, r.content_type) for r in preview.renditions] == [
             ("JPEG", "image/jpeg"),
             ("WEBP", "image/webp"),
@@ -192,8 +192,8 @@ def _frames(image: Image.Image) -> list[int]:
 def test_animations_give_animated_webp_and_a_still_base(tmp_path: Path, fmt: str) -> None:
     durations = [100, 200, 300, 150]
     path = images.animated(tmp_path / f"a.{fmt.lower()}", durations, size=(320, 240), fmt=fmt)
-    result = render_previews(path, RenderOptions(boxes={"medium": 200, "small": 100}))
-    for preview in result.previews:
+    result = render_variants(path, RenderOptions(boxes={"medium": 200, "small": 100}))
+    for preview in result.variants:
         base, webp = preview.renditions
         assert (base.format, base.frames) == ("JPEG", 1)
         assert getattr(_open(base.data), "n_frames", 1) == 1
@@ -211,16 +211,16 @@ def test_animations_give_animated_webp_and_a_still_base(tmp_path: Path, fmt: str
 
 def test_animation_frames_are_capped(tmp_path: Path) -> None:
     path = images.animated(tmp_path / "a.gif", [50] * 12, size=(120, 90))
-    result = render_previews(path, RenderOptions(boxes={"small": 60}, max_animation_frames=5))
-    webp = result.previews[0].renditions[-1]
+    result = render_variants(path, RenderOptions(boxes={"small": 60}, max_animation_frames=5))
+    webp = result.variants[0].renditions[-1]
     assert webp.frames == 5
     assert _frames(Image.open(io.BytesIO(webp.data))) == [50] * 5
 
 
 def test_a_single_frame_gif_stays_a_still(tmp_path: Path) -> None:
     path = images.save(images.photo((120, 90)), tmp_path / "a.gif")
-    result = render_previews(path, RenderOptions(boxes={"small": 60}))
-    assert [r.frames for r in result.previews[0].renditions] == [1, 1]
+    result = render_variants(path, RenderOptions(boxes={"small": 60}))
+    assert [r.frames for r in result.variants[0].renditions] == [1, 1]
 
 
 def test_an_avif_encode_uses_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:

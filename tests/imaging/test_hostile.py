@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from imagepipe.errors import ImageTooLarge, InvalidImage
-from imagepipe.imaging import ImageInfo, RenderOptions, colour, probe, render_previews
+from imagepipe.imaging import ImageInfo, RenderOptions, colour, probe, render_variants
 from imagepipe.imaging.opening import MAX_HEADER_READS
 from tests.imaging import images
 
@@ -172,7 +172,7 @@ def test_decoded_bytes_cap_counts_bytes_per_pixel_of_the_mode(tmp_path: Path) ->
 @pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
 def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path, fmt: str) -> None:
     path = images.save(images.grey16((2400, 1600)), tmp_path / "g", format=fmt)
-    previews = render_previews(path, RenderOptions(boxes=BOXES)).previews
+    previews = render_variants(path, RenderOptions(boxes=BOXES)).variants
     large = Image.open(io.BytesIO(previews[0].data))
     assert (large.size, large.mode) == ((1200, 800), "L")
     corners = [large.getpixel(xy) for xy in [(0, 0), (1199, 799), (600, 400)]]
@@ -183,7 +183,7 @@ def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path, fmt: str) -> None:
 def test_16_bit_colour_png_renders(tmp_path: Path, alpha: bool) -> None:
     path = tmp_path / "c16.png"
     path.write_bytes(images.png16((1800, 1200), alpha=alpha))
-    previews = render_previews(path, RenderOptions(boxes=BOXES)).previews
+    previews = render_variants(path, RenderOptions(boxes=BOXES)).variants
     assert [(p.width, p.height, p.format) for p in previews] == [
         (1200, 800, "PNG" if alpha else "JPEG"),
         (600, 400, "PNG" if alpha else "JPEG"),
@@ -208,8 +208,8 @@ def test_an_absurdly_large_icc_profile_is_ignored(tmp_path: Path) -> None:
         "huge": images.adobe_rgb_like_profile(padding=colour.MAX_ICC_BYTES),
     }.items():
         path = images.save(base, tmp_path / f"{name}.jpg", quality=95, icc_profile=profile)
-        result = render_previews(path, RenderOptions(boxes={"large": 1200}))
-        rendered[name] = _mean_rgb(result.previews[0].data)
+        result = render_variants(path, RenderOptions(boxes={"large": 1200}))
+        rendered[name] = _mean_rgb(result.variants[0].data)
     assert np.abs(rendered["small"] - rendered["none"]).max() > 3  # a profile that is used
     assert np.abs(rendered["huge"] - rendered["none"]).max() < 1  # the same one, ignored
 

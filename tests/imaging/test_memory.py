@@ -19,7 +19,7 @@ from tests.imaging import images
 _CHILD = """
 import json, sys
 from pathlib import Path
-from imagepipe.imaging import RenderOptions, render_previews
+from imagepipe.imaging import RenderOptions, render_variants
 
 def hwm_mb():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -27,9 +27,9 @@ def hwm_mb():
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM")
 
-render_previews(Path(sys.argv[1]), RenderOptions(boxes={"small": 16}))  # warm up imports
+render_variants(Path(sys.argv[1]), RenderOptions(boxes={"small": 16}))  # warm up imports
 before = hwm_mb()
-render_previews(Path(sys.argv[2]), RenderOptions(boxes={"large": 1200, "small": 150}))
+render_variants(Path(sys.argv[2]), RenderOptions(boxes={"large": 1200, "small": 150}))
 print(json.dumps({"added_mb": hwm_mb() - before}))
 """
 

@@ -13,7 +13,7 @@ import pytest
 import thash
 from PIL import Image, ImageDraw
 
-from imagepipe.imaging import RenderOptions, placeholders, render_previews
+from imagepipe.imaging import RenderOptions, placeholders, render_variants
 from tests.imaging import images
 
 BOXES = {"small": 150, "medium": 600, "large": 1200}
@@ -99,9 +99,9 @@ def test_compute_leaves_the_preview_as_it_was() -> None:
 
 def test_render_takes_the_placeholders_from_the_smallest_preview(tmp_path: Path) -> None:
     path = images.save(images.photo((1600, 1200)), tmp_path / "photo.jpg")
-    result = render_previews(path, RenderOptions(boxes=BOXES))
+    result = render_variants(path, RenderOptions(boxes=BOXES))
     assert result.placeholder is not None
-    small = next(p for p in result.previews if p.name == "small")
+    small = next(p for p in result.variants if p.name == "small")
     stored = Image.open(io.BytesIO(small.data)).convert("RGB")
     decoded = _blurhash_image(result.placeholder.blurhash, (40, 30))
     assert _mean_error(decoded, stored.resize((40, 30), Image.Resampling.BOX)) < 25

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw
 
 from imagepipe.errors import QualityCheckFailed
-from imagepipe.imaging import RenderOptions, RenderResult, cascade, colour, qa, render_previews
+from imagepipe.imaging import RenderOptions, RenderResult, cascade, colour, qa, render_variants
 from imagepipe.imaging import resample as resample_module
 from tests.imaging import images
 
@@ -19,7 +19,7 @@ ToSrgb = Callable[..., Image.Image]
 
 
 def run(path: Path, **options: object) -> RenderResult:
-    return render_previews(path, RenderOptions(boxes=BOXES, **options))  # type: ignore[arg-type]
+    return render_variants(path, RenderOptions(boxes=BOXES, **options))  # type: ignore[arg-type]
 
 
 def failures(path: Path) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""render_previews(): sizes, orientation, formats, metadata, one decode, errors."""
+"""render_variants(): sizes, orientation, formats, metadata, one decode, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from imagepipe.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from imagepipe.imaging import Preview, RenderOptions, RenderResult, render_previews, resample
+from imagepipe.imaging import (
+    RenderedVariant,
+    RenderOptions,
+    RenderResult,
+    render_variants,
+    resample,
+)
 from imagepipe.imaging.cascade import cascade
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.opening import Limits
@@ -22,10 +28,10 @@ BOXES = {"small": 150, "medium": 600, "large": 1200}
 
 
 def render(path: Path, boxes: dict[str, int] | None = None, **options: Any) -> RenderResult:
-    return render_previews(path, RenderOptions(boxes=boxes or BOXES, **options))
+    return render_variants(path, RenderOptions(boxes=boxes or BOXES, **options))
 
 
-def opened(preview: Preview) -> Image.Image:
+def opened(preview: RenderedVariant) -> Image.Image:
     image = Image.open(io.BytesIO(preview.data))
     image.load()
     assert image.format == preview.format
@@ -34,7 +40,7 @@ def opened(preview: Preview) -> Image.Image:
 
 
 def sizes(result: RenderResult) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.width, p.height) for p in result.previews}
+    return {p.name: (p.width, p.height) for p in result.variants}
 
 
 # --------------------------------------------------------------------------- geometry
@@ -43,9 +49,9 @@ def sizes(result: RenderResult) -> dict[str, tuple[int, int]]:
 def test_fits_each_box_keeping_aspect_and_order(tmp_path: Path) -> None:
     path = images.save(images.photo((2000, 1500)), tmp_path / "a.jpg", quality=90)
     result = render(path)
-    assert [p.name for p in result.previews] == ["small", "medium", "large"]
+    assert [p.name for p in result.variants] == ["small", "medium", "large"]
     assert sizes(result) == {"small": (150, 113), "medium": (600, 450), "large": (1200, 900)}
-    for preview in result.previews:
+    for preview in result.variants:
         assert opened(preview).size == (preview.width, preview.height)
         assert preview.content_type == "image/jpeg"
 
@@ -59,7 +65,7 @@ def test_tiny_image_is_kept_at_its_size(tmp_path: Path) -> None:
     path = images.save(Image.new("RGB", (1, 1), images.RED), tmp_path / "dot.png")
     result = render(path)
     assert set(sizes(result).values()) == {(1, 1)}
-    _assert_close(opened(result.previews[0]).convert("RGB").getpixel((0, 0)), images.RED, 4)
+    _assert_close(opened(result.variants[0]).convert("RGB").getpixel((0, 0)), images.RED, 4)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +85,7 @@ def test_panoramas_never_get_a_zero_side(
 def test_previews_look_like_a_lanczos_reference(tmp_path: Path) -> None:
     source = images.photo((1800, 1350))
     path = images.save(source, tmp_path / "a.png", compress_level=1)
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         reference = np.asarray(source.resize((preview.width, preview.height), Image.LANCZOS))
         got = np.asarray(opened(preview).convert("RGB"))
         # Mean error of a JPEG q85 of smooth content: a couple of levels at most.
@@ -96,7 +102,7 @@ def test_exif_orientation_is_applied(
 ) -> None:
     path = images.oriented_jpeg(tmp_path / f"o{orientation}.jpg", orientation, displayed)
     result = render(path, {"small": 40, "large": 160})
-    for preview in result.previews:
+    for preview in result.variants:
         image = opened(preview).convert("RGB")
         width, height = image.size
         assert (width > height) == (displayed[0] > displayed[1]), preview.name
@@ -113,7 +119,7 @@ def test_orientation_survives_the_draft_path(tmp_path: Path) -> None:
     decoded = decode(path, largest_box=600, limits=Limits(("JPEG",), max_pixels=10**8))
     assert decoded.image.size == (900, 1200)  # stored orientation, DCT 1/2
     result = render(path, {"medium": 600})
-    image = opened(result.previews[0]).convert("RGB")
+    image = opened(result.variants[0]).convert("RGB")
     assert image.size == (600, 450)
     _assert_close(image.getpixel((5, 5)), images.RED)
     _assert_close(image.getpixel((594, 5)), images.GREEN)
@@ -133,7 +139,7 @@ def test_jpeg_output_carries_no_metadata(tmp_path: Path) -> None:
     path = images.jpeg_with_metadata(tmp_path / "meta.jpg")
     with Image.open(path) as source:
         assert source.getexif().get_ifd(0x8825)  # the source does have GPS
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         image = opened(preview)
         assert not image.getexif()
         for key in ("exif", "icc_profile", "xmp", "comment", "photoshop"):
@@ -148,7 +154,7 @@ def test_png_output_has_only_pixel_chunks(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x010F] = "TestCam"
     path = images.save(source, tmp_path / "a.png", exif=exif.tobytes(), icc_profile=b"")
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         assert preview.format == "PNG"
         assert set(images.png_chunks(preview.data)) == {b"IHDR", b"IDAT", b"IEND"}
 
@@ -208,7 +214,7 @@ def test_timings_cover_every_stage(tmp_path: Path) -> None:
 def test_each_rendition_is_handed_out_as_soon_as_it_is_encoded(tmp_path: Path) -> None:
     path = images.save(images.photo((2000, 1500)), tmp_path / "a.jpg")
     seen: list[tuple[str, str, bytes]] = []
-    result = render_previews(
+    result = render_variants(
         path,
         RenderOptions(boxes=BOXES, extra_formats=("WEBP",)),
         lambda name, rendition: seen.append((name, rendition.format, rendition.data)),
@@ -217,7 +223,7 @@ def test_each_rendition_is_handed_out_as_soon_as_it_is_encoded(tmp_path: Path) -
     # result holds.
     made = [
         (p.name, r.format, r.data)
-        for p in sorted(result.previews, key=lambda p: -p.width)
+        for p in sorted(result.variants, key=lambda p: -p.width)
         for r in p.renditions
     ]
     assert seen == made
@@ -236,13 +242,13 @@ def test_mpo_renders_its_first_image(tmp_path: Path) -> None:
     Image.new("RGB", (400, 300), images.RED).save(
         path, "MPO", save_all=True, append_images=[Image.new("RGB", (400, 300), "blue")]
     )
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         _assert_close(opened(preview).convert("RGB").getpixel((5, 5)), images.RED)
 
 
 def test_animated_gif_renders_its_first_frame(tmp_path: Path) -> None:
     path = images.animated_gif(tmp_path / "anim.gif", frames=5)
-    for preview in render(path).previews:
+    for preview in render(path).variants:
         _assert_close(opened(preview).convert("RGB").getpixel((5, 5)), images.RED)
 
 
@@ -288,4 +294,4 @@ def test_worker_refuses_a_declared_bomb(tmp_path: Path) -> None:
 def test_boxes_must_be_positive(tmp_path: Path, boxes: dict[str, int]) -> None:
     path = images.save(images.photo((40, 30)), tmp_path / "a.png")
     with pytest.raises(ValueError, match="box"):
-        render_previews(path, RenderOptions(boxes=boxes))
+        render_variants(path, RenderOptions(boxes=boxes))

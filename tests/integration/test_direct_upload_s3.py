@@ -15,9 +15,8 @@ import pytest
 from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.queue import CeleryQueue
-from imagepipe.services import reconciler
+from imagepipe.services import reconciler, rendering
 from imagepipe.storage import Storage, open_storage
-from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness import s3
 from tests.harness.app import open_client, worker_sessions
@@ -167,9 +166,9 @@ def reconcile(settings: Settings, storage: Storage) -> None:
         queue.close()
 
 
-def render(settings: Settings, storage: Storage, task_id: str) -> processing.Outcome:
+def render(settings: Settings, storage: Storage, task_id: str) -> rendering.Outcome:
     with worker_sessions(settings) as sessions:
-        return processing.process(sessions, storage, settings, uuid.UUID(task_id))
+        return rendering.process(sessions, storage, settings, uuid.UUID(task_id))
 
 
 def same_length_other_bytes(jpeg: bytes) -> bytes:
@@ -198,7 +197,7 @@ async def test_the_presigned_url_changes_nothing_once_the_upload_is_completed(
     assert s3.object_keys(s3_settings, "staging/") == [f"staging/{task_id}"]
     reconcile(s3_settings, storage)
     assert s3.object_keys(s3_settings) == [f"originals/{task_id}"]
-    assert render(s3_settings, storage, task_id) == processing.Outcome.succeeded
+    assert render(s3_settings, storage, task_id) == rendering.Outcome.succeeded
     done = (await s3_client.get(f"/tasks/{task_id}")).json()
     assert done["original"]["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -224,7 +223,7 @@ async def test_the_worker_renders_only_the_object_checked_at_completion_on_s3(
     assert put(body, data).status_code == 200
     assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
     storage.put_bytes(f"originals/{task_id}", same_length_other_bytes(data))
-    assert render(s3_settings, storage, task_id) == processing.Outcome.failed
+    assert render(s3_settings, storage, task_id) == rendering.Outcome.failed
     failed = (await s3_client.get(f"/tasks/{task_id}")).json()
     assert (failed["status"], failed["error"]["code"]) == ("failed", "original_changed")
 
@@ -238,5 +237,5 @@ async def test_an_upload_stored_where_earlier_releases_put_it_completes_on_s3(
     task_id = str(body["task_id"])
     storage.put_bytes(f"originals/{task_id}", data)
     assert (await s3_client.post(f"{body['complete_url']}")).status_code == 202
-    assert render(s3_settings, storage, task_id) == processing.Outcome.succeeded
+    assert render(s3_settings, storage, task_id) == rendering.Outcome.succeeded
     assert s3.object_keys(s3_settings, "originals/") == [f"originals/{task_id}"]

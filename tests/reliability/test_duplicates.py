@@ -25,9 +25,8 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task, TaskStatus, utcnow
 from imagepipe.errors import InternalError
 from imagepipe.queue import RENDER_LISTS, CeleryQueue
-from imagepipe.services import lifecycle
+from imagepipe.services import lifecycle, rendering
 from imagepipe.storage import LocalStorage, keys
-from imagepipe.worker import processing
 from imagepipe.worker.celery_app import create_celery
 from tests.harness.app import make_settings
 from tests.harness.redis import RedisServer
@@ -88,7 +87,7 @@ def test_same_task_published_three_times_to_a_real_worker(
     )
 
 
-# --- the processing service from two threads, on both databases ----------------------
+# --- the render service from two threads, on both databases ----------------------
 
 
 def make_task(settings: Settings, data: bytes) -> uuid.UUID:
@@ -158,7 +157,7 @@ def test_concurrent_process_calls_give_one_result(service_settings: Settings) ->
     ids = [make_task(settings, image) for _ in range(5)]
     try:
         for task_id in ids:
-            work = functools.partial(processing.process, sessions, storage, settings, task_id)
+            work = functools.partial(rendering.process, sessions, storage, settings, task_id)
             outcomes = run_together(work, work)
             assert sorted(map(str, outcomes)) == ["skipped", "succeeded"]
     finally:
@@ -182,7 +181,7 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
     try:
         old = lifecycle.claim(sessions, task_id, settings)
         assert old is not None
-        old_result = processing.render(old, storage, settings)
+        old_result = rendering.render(old, storage, settings)
         with sessions.begin() as session:  # the lease runs out while it is stuck
             session.execute(
                 update(Task)
@@ -191,11 +190,11 @@ def test_superseded_claim_cannot_overwrite_the_result(service_settings: Settings
             )
         new = lifecycle.claim(sessions, task_id, settings)
         assert new is not None and new.attempt == old.attempt + 1
-        new_result = processing.render(new, storage, settings)
+        new_result = rendering.render(new, storage, settings)
 
         stored = run_together(
-            lambda: processing.store_and_finish(sessions, storage, old, old_result),
-            lambda: processing.store_and_finish(sessions, storage, new, new_result),
+            lambda: rendering.store_and_finish(sessions, storage, old, old_result),
+            lambda: rendering.store_and_finish(sessions, storage, new, new_result),
         )
         assert stored == [False, True]
         # The old claim can no longer fail the task either.

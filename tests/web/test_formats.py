@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from imagepipe.worker import processing
+from imagepipe.services import rendering
 from tests.harness.app import run_inline
 from tests.harness.processes import live_api
 from tests.images import photo
@@ -26,7 +26,7 @@ def test_img_gets_the_best_format_configured(
         with server.client() as client:
             response = client.post("/upload", files={"file": ("a.jpg", photo(800, 600))})
             task_id = response.json()["task_id"]
-            assert run_inline(server.settings, task_id) == processing.Outcome.succeeded
+            assert run_inline(server.settings, task_id) == rendering.Outcome.succeeded
             variant = client.get(f"/tasks/{task_id}").json()["variants"]["medium"]
             # A client that accepts anything gets the base format.
             plain = client.get(variant["url"], headers={"Accept": "*/*"})

@@ -21,10 +21,9 @@ from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task
 from imagepipe.imaging.crop import Box, FocalPoint
 from imagepipe.imaging.spec import PIPELINE_VERSION, make_spec
-from imagepipe.services import backfill
+from imagepipe.services import backfill, refresh, rendering
+from imagepipe.services.rendering import render_options
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, refresh
-from imagepipe.worker.processing import render_options
 from tests.harness.app import make_settings, open_client, run_inline
 from tests.images import photo
 
@@ -103,7 +102,7 @@ async def test_a_changed_setting_makes_tasks_stale_and_refresh_brings_them_up_to
     for data in (photo(1600, 1200), photo(900, 300, "PNG", "RGBA"), photo(800, 600)):
         response = await client.post("/upload", files={"file": ("a", data)})
         ids.append(response.json()["task_id"])
-        assert run_inline(settings, ids[-1]) == processing.Outcome.succeeded
+        assert run_inline(settings, ids[-1]) == rendering.Outcome.succeeded
     assert stale(sessions, settings) == []
     before = (await client.get(f"/tasks/{ids[0]}")).json()["variants"]
     etag = (await client.get(before["medium"]["url"])).headers["etag"]
@@ -124,7 +123,7 @@ async def test_a_changed_setting_makes_tasks_stale_and_refresh_brings_them_up_to
     storage = LocalStorage(settings.resolved_storage_root)
     for task_id in ids:
         outcome = refresh.refresh(sessions, storage, new, uuid.UUID(task_id))
-        assert outcome == processing.Outcome.succeeded
+        assert outcome == rendering.Outcome.succeeded
         # A second message for the same task (backfill run twice) finds nothing to do.
         assert refresh.refresh(sessions, storage, new, uuid.UUID(task_id)).value == "skipped"
     assert stale(sessions, new) == []
@@ -152,7 +151,7 @@ async def test_etag_changes_with_the_spec_even_when_the_bytes_do_not(
     # 100x80 fits every box: a larger box changes the spec of "small", not its pixels.
     response = await client.post("/upload", files={"file": ("a", photo(100, 80))})
     task_id = response.json()["task_id"]
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(settings, task_id) == rendering.Outcome.succeeded
     url = (await client.get(f"/tasks/{task_id}")).json()["variants"]["small"]["url"]
     first = await client.get(url)
     new = changed(settings, variants={"small": 160, "medium": 600, "large": 1200})

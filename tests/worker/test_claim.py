@@ -17,10 +17,9 @@ from imagepipe.config import Settings
 from imagepipe.db.clock import db_now, db_now_plus
 from imagepipe.db.models import Base, Task, TaskStatus, utcnow
 from imagepipe.errors import InvalidImage, UploadExpired
-from imagepipe.services import lifecycle, recovery
+from imagepipe.services import lifecycle, recovery, rendering
 from imagepipe.services.holder import current_holder, holder_is_dead
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing
 
 
 def add_task(sessions: sessionmaker[Session], **values: object) -> uuid.UUID:
@@ -105,12 +104,12 @@ def test_a_render_bug_fails_at_once_not_after_every_attempt(
     def broken(*_: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(processing, "render_previews", broken)
+    monkeypatch.setattr(rendering, "render_variants", broken)
     task_id = add_task(sessions)
     storage = LocalStorage(any_db_settings.resolved_storage_root)
     storage.put_bytes("originals/x", b"the renderer never looks")
-    outcome = processing.process(sessions, storage, any_db_settings, task_id)
-    assert outcome == processing.Outcome.failed
+    outcome = rendering.process(sessions, storage, any_db_settings, task_id)
+    assert outcome == rendering.Outcome.failed
     with sessions() as session:
         task = session.get_one(Task, task_id)
         assert (task.status, task.error_code, task.attempts) == (
@@ -123,8 +122,8 @@ def test_a_missing_original_fails_with_its_own_code(
 ) -> None:
     task_id = add_task(sessions)  # its original was never stored
     storage = LocalStorage(any_db_settings.resolved_storage_root)
-    outcome = processing.process(sessions, storage, any_db_settings, task_id)
-    assert outcome == processing.Outcome.failed
+    outcome = rendering.process(sessions, storage, any_db_settings, task_id)
+    assert outcome == rendering.Outcome.failed
     with sessions() as session:
         task = session.get_one(Task, task_id)
         assert (task.status, task.error_code, task.attempts) == (

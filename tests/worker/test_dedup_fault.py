@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imagepipe.config import Settings
-from imagepipe.services import dedup
+from imagepipe.services import dedup, rendering
 from imagepipe.storage import MemoryStorage
-from imagepipe.worker import processing
 from tests.harness.app import queue_upload, worker_sessions
 from tests.images import photo
 
@@ -22,5 +21,5 @@ def test_a_failing_look_up_renders_as_if_nothing_matched(
     storage = MemoryStorage()
     with worker_sessions(fast_settings) as sessions:
         task_id = queue_upload(sessions, storage, photo(64, 48), (64, 48))
-        outcome = processing.process(sessions, storage, fast_settings, task_id)
-    assert outcome == processing.Outcome.succeeded
+        outcome = rendering.process(sessions, storage, fast_settings, task_id)
+    assert outcome == rendering.Outcome.succeeded

@@ -20,10 +20,9 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
 from imagepipe.imaging import extras as imaging_extras
-from imagepipe.services import backfill, extras, reconciler, retention
+from imagepipe.services import backfill, extras, reconciler, refresh, rendering, retention
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, refresh
 from tests.harness.app import make_settings, open_client, run_inline, worker_sessions
 from tests.images import photo
 
@@ -44,7 +43,7 @@ def make_extras(settings: Settings, task_id: str, spool: Spool | None = None) ->
         return extras.make(
             sessions,
             LocalStorage(settings.resolved_storage_root),
-            processing.render_options(settings),
+            rendering.render_options(settings),
             uuid.UUID(task_id),
             spool,
         )
@@ -62,7 +61,7 @@ async def test_task_succeeds_with_the_base_and_the_extras_follow(
     fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     task_id = await upload(fast_client, photo(800, 600))
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
 
     task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "succeeded"
@@ -106,10 +105,10 @@ async def test_extras_reuse_the_spooled_pixels(
     task_id = await upload(fast_client, photo(800, 600))
     with worker_sessions(fast_settings) as sessions:
         storage = LocalStorage(fast_settings.resolved_storage_root)
-        outcome = processing.process(
+        outcome = rendering.process(
             sessions, storage, fast_settings, uuid.UUID(task_id), spool=spool
         )
-    assert outcome == processing.Outcome.succeeded
+    assert outcome == rendering.Outcome.succeeded
     assert len(list((tmp_path / "spool").glob("*.px"))) == 3
     # Without the original, only the spool can give the pixels.
     original = fast_settings.resolved_storage_root / row(fast_settings, task_id).original_key
@@ -127,7 +126,7 @@ async def test_without_the_spool_the_extras_decode_the_original(
     fast_client: httpx.AsyncClient, fast_settings: Settings, tmp_path: Path
 ) -> None:
     task_id = await upload(fast_client, photo(800, 600))
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
     empty = Spool(tmp_path / "elsewhere", 64 * 1024 * 1024)  # another host's spool
     assert make_extras(fast_settings, task_id, empty) == extras.Outcome.made
     task = (await fast_client.get(f"/tasks/{task_id}")).json()
@@ -156,7 +155,7 @@ async def test_failing_extra_encoder_leaves_the_task_succeeded(
     fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task_id = await upload(fast_client, photo(800, 600))
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
 
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("encoder crashed")
@@ -173,7 +172,7 @@ async def test_failing_extra_encoder_leaves_the_task_succeeded(
     assert list(leftovers) == []
     # Backfill finds the missing format too.
     with worker_sessions(fast_settings) as sessions:
-        options = processing.render_options(fast_settings)
+        options = rendering.render_options(fast_settings)
         assert [t for b in backfill.scan(sessions, options) for t in b.stale] == [
             uuid.UUID(task_id)
         ]
@@ -214,7 +213,7 @@ async def test_reconciler_republishes_extras_never_made(
         await upload(fast_client, photo(640, 480)),
     )
     for task_id in (lost, recent):
-        assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+        assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
     with worker_sessions(fast_settings) as sessions:
         with sessions.begin() as session:
             task = session.get(Task, uuid.UUID(lost))
@@ -239,7 +238,7 @@ async def test_reconciler_stops_after_the_attempts(
     fast_client: httpx.AsyncClient, fast_settings: Settings
 ) -> None:
     task_id = await upload(fast_client, photo(800, 600))
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
     with worker_sessions(fast_settings) as sessions:
         with sessions.begin() as session:
             task = session.get(Task, uuid.UUID(task_id))
@@ -254,9 +253,9 @@ async def test_duplicate_copies_what_exists_and_leaves_the_rest_due(
 ) -> None:
     data = photo(800, 600)
     first = await upload(fast_client, data)
-    assert run_inline(fast_settings, first, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, first, extras=False) == rendering.Outcome.succeeded
     second = await upload(fast_client, data, "again.jpg")
-    assert run_inline(fast_settings, second, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, second, extras=False) == rendering.Outcome.succeeded
     task = (await fast_client.get(f"/tasks/{second}")).json()
     assert task["report"]["deduplicated_from"] == first
     assert all(list(v["formats"]) == ["image/jpeg"] for v in task["variants"].values())
@@ -265,7 +264,7 @@ async def test_duplicate_copies_what_exists_and_leaves_the_rest_due(
 
     # A duplicate of a task that has every format copies them all: nothing due.
     third = await upload(fast_client, data, "third.jpg")
-    assert run_inline(fast_settings, third, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, third, extras=False) == rendering.Outcome.succeeded
     assert row(fast_settings, third).extras_due is None
     task = (await fast_client.get(f"/tasks/{third}")).json()
     assert all(
@@ -277,7 +276,7 @@ async def test_each_format_is_listed_as_it_lands(
     avif_client: httpx.AsyncClient, avif_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task_id = await upload(avif_client, photo(800, 600))
-    assert run_inline(avif_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(avif_settings, task_id, extras=False) == rendering.Outcome.succeeded
     assert row(avif_settings, task_id).extras_due == "AVIF WEBP"
     real = imaging_extras.encode
 
@@ -308,7 +307,7 @@ async def test_an_animation_gets_its_animated_webp_afterwards(
 
     path = animated(tmp_path / "a.gif", [80, 80, 80, 80])
     task_id = await upload(fast_client, path.read_bytes(), "a.gif")
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
     assert row(fast_settings, task_id).extras_due == "WEBP"
     task = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert list(task["variants"]["small"]["formats"]) == ["image/jpeg"]
@@ -325,7 +324,7 @@ async def test_an_original_stays_while_its_extras_are_due(
     settings = make_settings(tmp_path, sqlite_url, redis_url, keep_originals="never")
     async with open_client(create_app(settings)) as client:
         task_id = await upload(client, photo(800, 600))
-    assert run_inline(settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(settings, task_id, extras=False) == rendering.Outcome.succeeded
     storage = LocalStorage(settings.resolved_storage_root)
     later = utcnow() + timedelta(seconds=5)
     with worker_sessions(settings) as sessions:
@@ -341,7 +340,7 @@ async def test_a_rerender_that_came_first_wins_over_the_extras(
     """Backfill re-renders the task (every format, a new attempt) while its follow-up
     runs: the follow-up's writes under the old attempt are dropped and removed."""
     task_id = await upload(fast_client, photo(800, 600))
-    assert run_inline(fast_settings, task_id, extras=False) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id, extras=False) == rendering.Outcome.succeeded
     storage = LocalStorage(fast_settings.resolved_storage_root)
     taken = extras.take
 

@@ -20,10 +20,9 @@ from imagepipe.api.app import create_app
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, utcnow
 from imagepipe.queue import FOLLOW_UP_QUEUE, REFRESH_TASK, MemoryQueue
-from imagepipe.services import backfill, extras, lifecycle, reconciler
+from imagepipe.services import backfill, extras, lifecycle, reconciler, refresh, rendering
 from imagepipe.services.spool import Spool
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import processing, refresh
 from tests.harness.app import (
     CROP_VARIANTS,
     make_settings,
@@ -46,7 +45,7 @@ async def upload(client: httpx.AsyncClient, data: bytes, **headers: str) -> str:
 
 
 async def rendered(client: httpx.AsyncClient, settings: Settings, task_id: str) -> dict[str, Any]:
-    assert run_inline(settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(settings, task_id) == rendering.Outcome.succeeded
     task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "succeeded", task
     return task
@@ -165,13 +164,13 @@ async def test_a_new_point_re_renders_the_focal_variants_only(
     assert (await fetched(fast_crop_client, before["variants"]["avatar"]["url"])).content == (
         old["avatar"].content
     )
-    options = processing.render_options(fast_crop_settings)
+    options = rendering.render_options(fast_crop_settings)
     with worker_sessions(fast_crop_settings) as sessions:
         stale = [t for batch in backfill.scan(sessions, options) for t in batch.stale]
         assert stale == [uuid.UUID(task_id)]
         storage = LocalStorage(fast_crop_settings.resolved_storage_root)
         outcome = refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id))
-        assert outcome == processing.Outcome.succeeded
+        assert outcome == rendering.Outcome.succeeded
         # Backfill keeps the task's point: it is up to date now.
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
 
@@ -220,13 +219,13 @@ async def test_extra_formats_of_cover_variants_follow_the_base(
     task_id = await upload(fast_crop_client, photo(1200, 400))
     point = {"focal_point": {"x": 0.1, "y": 0.5}}
     assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
-    options = processing.render_options(fast_crop_settings)
+    options = rendering.render_options(fast_crop_settings)
     with worker_sessions(fast_crop_settings) as sessions:
         storage = LocalStorage(fast_crop_settings.resolved_storage_root)
-        outcome = processing.process(
+        outcome = rendering.process(
             sessions, storage, fast_crop_settings, uuid.UUID(task_id), spool=spool
         )
-        assert outcome == processing.Outcome.succeeded
+        assert outcome == rendering.Outcome.succeeded
         made = extras.make(sessions, storage, options, uuid.UUID(task_id), spool)
         assert made == extras.Outcome.made
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == []
@@ -282,7 +281,7 @@ async def test_a_lost_re_render_is_published_again_by_the_reconciler(
         ]
         storage = LocalStorage(crop_settings.resolved_storage_root)
         outcome = refresh.refresh(sessions, storage, crop_settings, uuid.UUID(task_id))
-        assert outcome == processing.Outcome.succeeded
+        assert outcome == rendering.Outcome.succeeded
     assert rerender_due(crop_settings, task_id) is None
     assert (await fetched(crop_client, avatar)).headers["etag"] != old_etag
 
@@ -299,10 +298,10 @@ async def test_a_point_set_while_the_task_renders_is_re_rendered_afterwards(
         point = {"focal_point": {"x": 0.05, "y": 0.5}}
         assert (await fast_crop_client.patch(f"/tasks/{task_id}", json=point)).status_code == 200
         storage = LocalStorage(fast_crop_settings.resolved_storage_root)
-        result = processing.render(claim, storage, fast_crop_settings)
-        assert processing.store_and_finish(sessions, storage, claim, result)
+        result = rendering.render(claim, storage, fast_crop_settings)
+        assert rendering.store_and_finish(sessions, storage, claim, result)
         assert rerender_due(fast_crop_settings, task_id) is not None
-        options = processing.render_options(fast_crop_settings)
+        options = rendering.render_options(fast_crop_settings)
         assert [t for batch in backfill.scan(sessions, options) for t in batch.stale] == [
             uuid.UUID(task_id)
         ]
@@ -310,9 +309,9 @@ async def test_a_point_set_while_the_task_renders_is_re_rendered_afterwards(
         queue = MemoryQueue()
         assert reconciler.republish_rerenders(sessions, queue, fast_crop_settings) == 1
         outcome = refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id))
-        assert outcome == processing.Outcome.succeeded
+        assert outcome == rendering.Outcome.succeeded
         assert rerender_due(fast_crop_settings, task_id) is None
         # A duplicate message finds it up to date: nothing re-rendered.
         assert refresh.refresh(sessions, storage, fast_crop_settings, uuid.UUID(task_id)) == (
-            processing.Outcome.skipped
+            rendering.Outcome.skipped
         )

@@ -1,5 +1,5 @@
 """A preview that fails the output gate fails its task with quality_check_failed: the
-worker's processing service called in-process with a deliberately broken conversion."""
+render service called in-process with a deliberately broken conversion."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from PIL import Image, ImageChops
 
 from imagepipe.config import Settings
 from imagepipe.imaging import colour, render
+from imagepipe.services import rendering
 from imagepipe.storage import keys, open_storage
-from imagepipe.worker import processing
 from tests.harness.app import run_inline
 from tests.images import photo
 
@@ -31,7 +31,7 @@ async def test_inverted_previews_fail_the_task(
         return ImageChops.invert(real(image, **options))  # type: ignore[arg-type]
 
     monkeypatch.setattr(render.colour, "to_srgb", inverting)
-    assert run_inline(fast_settings, task_id) == processing.Outcome.failed
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.failed
 
     status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["status"] == "failed"
@@ -50,6 +50,6 @@ async def test_the_same_upload_passes_with_the_real_conversion(
 ) -> None:
     response = await fast_client.post("/upload", files={"file": ("a.jpg", photo(1600, 1200))})
     task_id = response.json()["task_id"]
-    assert run_inline(fast_settings, task_id) == processing.Outcome.succeeded
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.succeeded
     status = (await fast_client.get(f"/tasks/{task_id}")).json()
     assert status["report"]["qa"]["passed"] is True

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task
+from imagepipe.services import refresh
+from imagepipe.services.rendering import render_options
 from imagepipe.storage import LocalStorage
-from imagepipe.worker import refresh
-from imagepipe.worker.processing import render_options
 from tests.harness.app import run_inline
 from tests.images import photo
 

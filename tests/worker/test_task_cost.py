@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
 from imagepipe.db.models import Task
-from imagepipe.services import events
+from imagepipe.services import events, rendering
 from imagepipe.services.hooks import Hooks
 from imagepipe.storage import MemoryStorage
-from imagepipe.worker import processing
 from tests.harness.app import NO_REDIS, SettingsWith, make_settings, queue_upload
 from tests.images import photo
 
@@ -112,11 +111,11 @@ def test_a_first_attempt_render_costs(jpeg_only: Fixture, monkeypatch: pytest.Mo
     sessions = sync_session_factory(engine, Hooks(notifier=notifier).session_info())
     published: list[uuid.UUID] = []
     counted = _count(engine, monkeypatch)
-    outcome = processing.process(
+    outcome = rendering.process(
         sessions, jpeg_only.storage, jpeg_only.settings, task_id,
         publish_extras=published.append,
     )  # fmt: skip
-    assert outcome == processing.Outcome.succeeded
+    assert outcome == rendering.Outcome.succeeded
     assert counted.summary() == FIRST_ATTEMPT, "\n".join(counted.statements)
     # One notification per status change (processing, succeeded); no extras to hand on.
     assert notifier.notified == [task_id, task_id]

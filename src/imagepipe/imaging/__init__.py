@@ -4,6 +4,13 @@ Knows nothing of FastAPI, Celery or the database; raises only imagepipe.errors.
 """
 
 from imagepipe.imaging.probe import ImageInfo, probe
-from imagepipe.imaging.render import Preview, RenderOptions, RenderResult, render_previews
+from imagepipe.imaging.render import RenderedVariant, RenderOptions, RenderResult, render_variants
 
-__all__ = ["ImageInfo", "Preview", "RenderOptions", "RenderResult", "probe", "render_previews"]
+__all__ = [
+    "ImageInfo",
+    "RenderOptions",
+    "RenderResult",
+    "RenderedVariant",
+    "probe",
+    "render_variants",
+]

@@ -24,7 +24,7 @@ from imagepipe.imaging.render import RenderOptions, Rendition, animated_renditio
 
 @dataclass(frozen=True)
 class Resized:
-    """Each variant's pixels, as ``render_previews`` makes them, and what an animated
+    """Each variant's pixels, as ``render_variants`` makes them, and what an animated
     WebP of the same source is made with."""
 
     images: Iterator[tuple[str, Image.Image]]

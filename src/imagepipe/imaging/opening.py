@@ -1,6 +1,6 @@
 """Open an upload with Pillow, header only, and apply the format allowlist and caps.
 
-Shared by ``probe`` (in the HTTP request) and ``render_previews`` (in the worker, as
+Shared by ``probe`` (in the HTTP request) and ``render_variants`` (in the worker, as
 defence in depth), so both refuse exactly the same files with the same errors.
 
 Caps, all checked from the header: the frames' pixels summed, each frame at the size

@@ -1,6 +1,6 @@
 """Make every preview of one image from a single decode.
 
-Pipeline (``render_previews``)::
+Pipeline (``render_variants``)::
 
     decode      open + allowlist + pixel cap; JPEG draft() to the largest box; frame 0;
                 any mode -> L, LA, RGB, RGBA or CMYK
@@ -149,7 +149,7 @@ class Rendition:
 
 
 @dataclass(frozen=True)
-class Preview:
+class RenderedVariant:
     """One variant. ``data``/``format``/``content_type`` are its base rendition (a
     still); ``renditions`` are every encoding of it, the base first."""
 
@@ -164,7 +164,7 @@ class Preview:
 
 @dataclass
 class RenderResult:
-    previews: list[Preview]
+    variants: list[RenderedVariant]
     # Seconds spent per stage: "decode", "resize", "encode", "qa", "placeholder".
     timings: dict[str, float] = field(default_factory=dict)
     # What the task's report says (services/report.py); None when not rendered here.
@@ -176,7 +176,7 @@ class RenderResult:
     # The source's sha256 where the caller took it while reading the source (a direct
     # upload's: the API never reads it whole, the worker does); None otherwise.
     source_sha256: str | None = None
-    # Extra formats the previews lack (``render_previews(..., extras=False)``, or a
+    # Extra formats the variants lack (``render_variants(..., extras=False)``, or a
     # duplicate's copy of a task whose extras were still due): made afterwards.
     extras_due: tuple[FormatName, ...] = ()
 
@@ -221,7 +221,7 @@ def _steady_crop(box: Box, focal: FocalPoint | None) -> Callable[[Image.Image], 
     return cut
 
 
-def render_previews(
+def render_variants(
     source: Path | BinaryIO,
     options: RenderOptions,
     on_rendition: Callable[[str, Rendition], None] | None = None,
@@ -229,7 +229,7 @@ def render_previews(
     extras: bool = True,
     on_image: Callable[[str, Image.Image], object] | None = None,
 ) -> RenderResult:
-    """Decode ``source`` once and return one Preview per box.
+    """Decode ``source`` once and return one RenderedVariant per box.
 
     ``extras=False``: only the base format (the still first frame of an animation);
     the extra formats (animated WebP included) are named in ``extras_due`` and made
@@ -245,7 +245,7 @@ def render_previews(
     timings = Timings()
     with timings.stage("decode"):
         decoded = decode(source, largest_box=largest(options.boxes), limits=options.limits)
-    previews: dict[str, Preview] = {}
+    made: dict[str, RenderedVariant] = {}
     base: FormatName | None = None
     animated = animation.is_animated(decoded.format, decoded.frames)
     display = decoded.display_size
@@ -289,7 +289,7 @@ def render_previews(
             if on_rendition is not None:
                 on_rendition(name, renditions[-1])
         first = renditions[0]
-        previews[name] = Preview(
+        made[name] = RenderedVariant(
             name=name,
             data=first.data,
             width=image.width,
@@ -304,7 +304,7 @@ def render_previews(
     with timings.stage("placeholder"):
         placeholder = placeholders.compute(smallest[1])
     return RenderResult(
-        previews=[previews[name] for name in options.boxes],
+        variants=[made[name] for name in options.boxes],
         timings=timings.totals,
         source=decoded.facts,
         applied=applied,
@@ -339,7 +339,7 @@ def render_one(
     shrink, crop and encode one rendition. ``auto``: PNG with transparency, else JPEG.
     The same steps as a task's variants (cascade.py), for one box.
 
-    Raises what ``render_previews`` raises for a bad source.
+    Raises what ``render_variants`` raises for a bad source.
     """
     decoded = decode(source, largest_box=box, limits=limits)
     step = next(steps(decoded, {"one": box}, focal))

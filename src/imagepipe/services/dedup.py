@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagepipe.db.models import Task, TaskStatus, Variant, live
-from imagepipe.imaging import Preview, RenderOptions, RenderResult, animation
+from imagepipe.imaging import RenderedVariant, RenderOptions, RenderResult, animation
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.placeholders import Placeholder
 from imagepipe.imaging.render import Rendition, extras_for
@@ -125,7 +125,7 @@ def reuse(storage: Storage, source: Source, options: RenderOptions) -> Reused | 
             return None
         base = made[0]
         previews.append(
-            Preview(name, base.data, width, height, base.format, base.content_type, made)
+            RenderedVariant(name, base.data, width, height, base.format, base.content_type, made)
         )
     # What exists is copied; the formats the earlier task still lacks (its extras were
     # due) are due for this one too, and made by its own follow-up.
@@ -133,7 +133,7 @@ def reuse(storage: Storage, source: Source, options: RenderOptions) -> Reused | 
     described, placeholder = source.described, source.placeholder
     facts = described.get("source")
     result = RenderResult(
-        previews=previews,
+        variants=previews,
         timings={"copy": time.perf_counter() - started},
         source=SourceFacts(**facts, metadata=tuple(described.get("removed_metadata", [])))
         if facts

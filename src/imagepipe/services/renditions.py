@@ -21,7 +21,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from imagepipe.db.models import Rendition, Variant
-from imagepipe.imaging import Preview
+from imagepipe.imaging import RenderedVariant
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, FORMATS, FormatName, named
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.services.tidy import one_attempt, quietly
@@ -118,7 +118,7 @@ class Writer:
     """Stores one claim's renditions as they are made, a few at a time in threads.
 
     Storing is mostly waiting (an fsync, an S3 round trip); started as each rendition
-    is encoded (``render_previews(..., on_rendition=writer.put)``) it overlaps the
+    is encoded (``render_variants(..., on_rendition=writer.put)``) it overlaps the
     encoding of the next one, and what is left to wait for after the render is the
     last write, not the sum. Keys carry the claim's attempt, so these objects never
     replace another claim's.
@@ -128,8 +128,8 @@ class Writer:
     task leaves no objects behind::
 
         with Writer(storage, task_id, attempt) as writer:
-            result = render_previews(source, options, on_rendition=writer.put)
-            rows = writer.rows(result.previews)
+            result = render_variants(source, options, on_rendition=writer.put)
+            rows = writer.rows(result.variants)
             ...record rows...
             writer.hand_over()
     """
@@ -167,7 +167,7 @@ class Writer:
             )
         )
 
-    def rows(self, previews: Sequence[Preview]) -> list[Variant]:
+    def rows(self, previews: Sequence[RenderedVariant]) -> list[Variant]:
         """Store whatever of ``previews`` is not stored yet, wait for every write (the
         first error is raised), and return the rows (not yet added to a session) that
         describe them."""
@@ -184,7 +184,7 @@ class Writer:
         """The rows reached the database (or the caller tidies up itself): keep."""
         self._handed_over = True
 
-    def _variant(self, preview: Preview) -> Variant:
+    def _variant(self, preview: RenderedVariant) -> Variant:
         rows = [
             Rendition(
                 format=rendition.format,
@@ -213,7 +213,7 @@ class Writer:
 
 
 def write(
-    storage: Storage, task_id: uuid.UUID, attempt: int, previews: Sequence[Preview]
+    storage: Storage, task_id: uuid.UUID, attempt: int, previews: Sequence[RenderedVariant]
 ) -> list[Variant]:
     """Put every rendition of every preview under this claim's keys; return the rows
     (not yet added to a session) that describe them. If a write fails, none stays."""

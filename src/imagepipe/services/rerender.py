@@ -2,14 +2,14 @@
 
 ``PATCH /tasks/{id}`` records a re-render as due (``tasks.rerender_enqueued_at``) in
 the commit that stores the point, so nothing depends on a message arriving: for a
-succeeded task it publishes the re-render (``worker.refresh``, the fenced one
+succeeded task it publishes the re-render (``services.refresh``, the fenced one
 ``imagepipe backfill`` uses); a task not rendered yet will be rendered with the point,
 unless its worker claimed it before the PATCH. The commit that stores variants made
 with the task's current point settles the record (``settled``). The reconciler
 publishes again those still due after the grace period, at most ``max_attempts``
 times (then ``imagepipe backfill`` still finds the task stale).
 
-The re-render itself (a focal point's or ``imagepipe backfill``'s, ``worker.refresh``)
+The re-render itself (a focal point's or ``imagepipe backfill``'s, ``services.refresh``)
 leaves the task ``succeeded`` and is fenced as a claim is: ``take_for_rerender`` bumps
 the attempt, ``swap_variants`` replaces the previews only while it is the latest.
 """
@@ -129,7 +129,7 @@ def due_pending(
     return due.take(sessions, lost, Task.rerender_enqueued_at, published, limit)
 
 
-# --- the fenced re-render of a succeeded task (worker.refresh) ----------------------
+# --- the fenced re-render of a succeeded task (services.refresh) ----------------------
 
 
 def take_for_rerender(

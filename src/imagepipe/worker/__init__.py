@@ -1,1 +1,2 @@
-"""The Celery side: the app, the thin tasks and the processing service they call."""
+"""The Celery side: the app and the thin tasks that call the services (render, re-render,
+extra formats, reconciler, on-demand renditions, webhooks, retention)."""

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: they pass ids, call the processing service, retry what is transient.
+"""Thin Celery tasks: they pass ids, call a service, retry what is transient.
 
 The worker's engine and storage are built lazily once per process (after the fork),
 so nothing connects at import time and no connection crosses a fork.
@@ -25,10 +25,9 @@ from imagepipe.queue import (
     REFRESH_TASK,
 )
 from imagepipe.runtime import Runtime, open_runtime
-from imagepipe.services import extras, lifecycle, reconciler, recovery
+from imagepipe.services import extras, lifecycle, reconciler, recovery, refresh, rendering
 from imagepipe.services.transient import MAYBE_TRANSIENT, RetryPolicy, is_transient
 from imagepipe.storage import ObjectNotFound
-from imagepipe.worker import processing, refresh
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.app import settings as app_settings
 
@@ -74,15 +73,16 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         parsed = uuid.UUID(task_id)
     except ValueError:
         log.error("dropping message with a malformed task id", extra={"task_id": task_id})
-        return processing.Outcome.skipped.value
+        return rendering.Outcome.skipped.value
     try:
-        outcome = processing.process(
+        outcome = rendering.process(
             rt.sessions,
             rt.storage,
             rt.settings,
             parsed,
             publish_extras=rt.queue.enqueue_extras,
             spool=rt.spool,
+            time_limit=(SoftTimeLimitExceeded,),
         )
     except SoftTimeLimitExceeded:
         # process() fails the task it holds when its render times out; this is the
@@ -101,8 +101,8 @@ def process_task(self: CeleryTask[Any, Any], task_id: str) -> str:
             # detail is logged; the task stores the fixed message.
             log.error("giving up after transient errors: %r", error, extra={"task_id": task_id})
             lifecycle.fail(rt.sessions, parsed, recovery.gave_up(), only_queued=True)
-            TASK_OUTCOMES.labels(processing.Outcome.failed.value).inc()
-            return processing.Outcome.failed.value
+            TASK_OUTCOMES.labels(rendering.Outcome.failed.value).inc()
+            return rendering.Outcome.failed.value
         countdown = retry_policy().delay(self.request.retries)
         log.warning(
             "transient error, retrying in %ss: %r", countdown, error, extra={"task_id": task_id}
@@ -124,18 +124,18 @@ def refresh_task(self: CeleryTask[Any, Any], task_id: str) -> str:
         outcome = refresh.refresh(rt.sessions, rt.storage, rt.settings, uuid.UUID(task_id))
     except ObjectNotFound:
         log.error("cannot re-render: the original is gone", extra={"task_id": task_id})
-        return processing.Outcome.failed.value
+        return rendering.Outcome.failed.value
     except MAYBE_TRANSIENT as error:
         if not is_transient(error):
             log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
-            return processing.Outcome.failed.value
+            return rendering.Outcome.failed.value
         if retry_policy().exhausted(self.request.retries):
             log.error("gave up re-rendering: %r", error, extra={"task_id": task_id})
-            return processing.Outcome.failed.value
+            return rendering.Outcome.failed.value
         raise self.retry(exc=error, countdown=retry_policy().delay(self.request.retries)) from error
     except Exception:
         log.exception("re-render failed; the old variants stay", extra={"task_id": task_id})
-        return processing.Outcome.failed.value
+        return rendering.Outcome.failed.value
     return outcome.value
 
 
@@ -146,7 +146,7 @@ def make_extras(self: CeleryTask[Any, Any], task_id: str) -> str:
     Whatever happens here the task stays succeeded; what is not made stays due (the
     reconciler republishes it, backfill re-renders it)."""
     rt = runtime()
-    options = processing.render_options(rt.settings)
+    options = rendering.render_options(rt.settings)
     try:
         outcome = extras.make(rt.sessions, rt.storage, options, uuid.UUID(task_id), rt.spool)
     except ObjectNotFound:

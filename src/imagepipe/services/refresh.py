@@ -19,48 +19,47 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagepipe.config import Settings
 from imagepipe.db.models import Task, TaskStatus
-from imagepipe.services import backfill, renditions, rerender
+from imagepipe.services import backfill, rendering, renditions, rerender
 from imagepipe.storage import Storage, keys
-from imagepipe.worker import processing
 
 log = logging.getLogger(__name__)
 
 
 def refresh(
     sessions: sessionmaker[Session], storage: Storage, settings: Settings, task_id: uuid.UUID
-) -> processing.Outcome:
+) -> rendering.Outcome:
     """Re-render ``task_id`` if it is succeeded and out of date; skipped otherwise.
     Render errors propagate (the old variants stay); transient ones are retried."""
     claim = _take(sessions, task_id, settings)
     if claim is None:
         _up_to_date(sessions, task_id, settings)
-        return processing.Outcome.skipped
+        return rendering.Outcome.skipped
     try:
-        result = processing.render(claim, storage, settings)
+        result = rendering.render(claim, storage, settings)
         started = time.perf_counter()
-        rows = renditions.write(storage, task_id, claim.attempt, result.previews)
+        rows = renditions.write(storage, task_id, claim.attempt, result.variants)
         stored = time.perf_counter() - started
     except BaseException:
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
         raise
     # The report, placeholder and spec go with the previews they describe (a copy's
     # report stops naming the task it was copied from: these were rendered).
-    described = processing.describe(result, store_seconds=stored)
+    described = rendering.describe(result, store_seconds=stored)
     described |= rerender.settled(claim.focal)
     swapped = rerender.swap_variants(sessions, claim, rows, described)
     if not swapped:
         # Deleted meanwhile, or another re-render took a newer token: ours go.
         renditions.tidy(storage.delete_prefix, keys.attempt_prefix(task_id, claim.attempt))
-        return processing.Outcome.skipped
+        return rendering.Outcome.skipped
     renditions.tidy(renditions.remove_unreferenced, storage, task_id, rows)
     log.info("re-rendered to the current variant specs", extra={"task_id": str(task_id)})
-    return processing.Outcome.succeeded
+    return rendering.Outcome.succeeded
 
 
 def _up_to_date(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings) -> None:
     """Nothing to re-render (a duplicate message, or a point PATCHed back): a focal
     re-render recorded as due is done, if the task is up to date with its point."""
-    options = processing.render_options(settings)
+    options = rendering.render_options(settings)
     with sessions() as session:
         task = session.get(Task, task_id)
         if task is None or task.rerender_enqueued_at is None:
@@ -73,8 +72,8 @@ def _up_to_date(sessions: sessionmaker[Session], task_id: uuid.UUID, settings: S
 
 def _take(
     sessions: sessionmaker[Session], task_id: uuid.UUID, settings: Settings
-) -> processing.Claim | None:
-    options = processing.render_options(settings)
+) -> rendering.Claim | None:
+    options = rendering.render_options(settings)
     return rerender.take_for_rerender(
         sessions, task_id, lambda task: backfill.is_stale(task, options)
     )

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +31,7 @@ from imagepipe.errors import (
     ProcessingTimeout,
     QualityCheckFailed,
 )
-from imagepipe.imaging import RenderOptions, RenderResult, render_previews, shapes
+from imagepipe.imaging import RenderOptions, RenderResult, render_variants, shapes
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.render import Rendition as Encoded
 from imagepipe.metrics import STAGE_DURATION
@@ -46,6 +45,10 @@ from imagepipe.storage import ObjectChanged, ObjectNotFound, Storage
 log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1024 * 1024
+
+# What the process's runner raises into a render that ran out of time (Celery's
+# SoftTimeLimitExceeded, given by the worker's task): no runner here, none expected.
+TimeLimit = tuple[type[BaseException], ...]
 
 __all__ = [
     "Claim",
@@ -105,7 +108,7 @@ def render(
     expected = claim.original_etag if claim.original_etag and not claim.original_sha256 else None
     with storage.open_seekable(claim.original_key, etag=expected) as source:
         digest = None if claim.original_sha256 else _sha256(source)
-        result = render_previews(
+        result = render_variants(
             source,
             render_options(settings, claim.focal),
             on_rendition,
@@ -161,9 +164,9 @@ def store_and_finish(
     """
     started = time.perf_counter()
     if writer is None:
-        rows = renditions.write(storage, claim.task_id, claim.attempt, result.previews)
+        rows = renditions.write(storage, claim.task_id, claim.attempt, result.variants)
     else:
-        rows = writer.rows(result.previews)
+        rows = writer.rows(result.variants)
         # From here the objects are the rows': a commit whose outcome we cannot know
         # (the connection lost during COMMIT) may have recorded them.
         writer.hand_over()
@@ -213,11 +216,13 @@ def process(
     *,
     publish_extras: Callable[[uuid.UUID], None] | None = None,
     spool: Spool | None = None,
+    time_limit: TimeLimit = (),
 ) -> Outcome:
     """Claim, render the base renditions, store, finish; the extra formats are due
-    then, and handed to ``publish_extras``. Bad images and the soft time limit fail the
-    task at once (fenced by the claim); transient errors give the claim back and
-    propagate to the caller (the Celery task), which retries them."""
+    then, and handed to ``publish_extras``. Bad images and the time limit (an error of
+    a ``time_limit`` type raised into the render) fail the task at once (fenced by the
+    claim); transient errors give the claim back and propagate to the caller (the
+    Celery task), which retries them."""
     duplicate = _Duplicate(settings)
     current = lifecycle.claim(sessions, task_id, settings, inside=duplicate)
     if current is None:
@@ -225,7 +230,7 @@ def process(
     # Stores each rendition as it is encoded; removes them if the task does not finish.
     with renditions.Writer(storage, task_id, current.attempt) as writer:
         follow = _FollowUp(publish_extras, spool, duplicate.source)
-        return _render_and_finish(sessions, storage, settings, current, writer, follow)
+        return _render_and_finish(sessions, storage, settings, current, writer, follow, time_limit)
 
 
 class _Duplicate:
@@ -266,6 +271,7 @@ def _render_and_finish(
     current: Claim,
     writer: renditions.Writer,
     follow: _FollowUp,
+    time_limit: TimeLimit,
 ) -> Outcome:
     task_id = current.task_id
     try:
@@ -279,7 +285,7 @@ def _render_and_finish(
         )
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
-    except SoftTimeLimitExceeded:
+    except time_limit:
         return _timed_out(sessions, current, settings)
     except (InvalidImage, ImageTooLarge, QualityCheckFailed) as error:
         log.info(
@@ -324,7 +330,7 @@ def _render_and_finish(
             publish_extras=follow.publish,
         )
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
-    except SoftTimeLimitExceeded:
+    except time_limit:
         return _timed_out(sessions, current, settings)
     except BaseException as error:
         _release_quietly(sessions, current, transient=is_transient(error))

@@ -90,3 +90,18 @@ async def test_a_bug_in_a_new_uploads_publish_is_raised_once_its_row_is_gone(
     with pytest.raises(RuntimeError):
         await publish(api_session, storage, queue, task, retry=Retry.NEW_UPLOAD, priority=0)
     assert _row(sessions, task.id) is None
+
+
+async def test_a_bug_in_a_completions_publish_is_raised_with_the_row_kept_queued(
+    sessions: sessionmaker[Session],
+    add_task: AddTask,
+    api_session: AsyncSession,
+    storage: MemoryStorage,
+) -> None:
+    task = await _queued(add_task, api_session, storage)
+    queue = MemoryQueue()
+    queue.outage = RuntimeError("a bug")
+    with pytest.raises(RuntimeError):
+        await publish(api_session, storage, queue, task, retry=Retry.COMPLETE, priority=0)
+    row = _row(sessions, task.id)
+    assert row is not None and row.status == TaskStatus.queued

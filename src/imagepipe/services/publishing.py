@@ -55,8 +55,7 @@ async def publish(
     If removing a proxied upload's row fails too (the database is down as well), the
     row stays queued and the reconciler publishes it: a task nobody was told of is
     rendered, which costs a render, not a lost upload. A failure that is not transient
-    is a bug: a proxied upload raises it (500) once its row is removed; a completion
-    answers 503 all the same, since its row is queued and will be published.
+    is a bug, raised (500) after the same clean-up, as everywhere else.
     """
     try:
         if priority is None:
@@ -67,8 +66,8 @@ async def publish(
             # Shielded: a client that disconnects cancels the request, not the removal.
             with anyio.CancelScope(shield=True):
                 await _forget(session, storage, task.id, task.original_key)
-            if not is_transient(error):
-                raise
+        if not is_transient(error):
+            raise
         log.warning("broker unavailable, retry is %s: %r", retry.value, error, extra=_ids(task.id))
         raise ServiceUnavailable(QUEUE_UNAVAILABLE) from None
 

@@ -11,16 +11,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.api.admission import UploadGate
 from imagepipe.api.scope import ANONYMOUS, Caller, caller_of
 from imagepipe.api.state import app_state
 from imagepipe.config import Settings
-from imagepipe.db.models import Task, live
+from imagepipe.db.models import Task
 from imagepipe.errors import TaskNotFound, Unauthorized
 from imagepipe.queue import TaskQueue
+from imagepipe.services import tasks
 from imagepipe.storage import Storage
 
 
@@ -99,7 +99,7 @@ def _parse_id(task_id: str) -> uuid.UUID:
 async def load_task(task_id: str, session: SessionDep, caller: CallerDep) -> Task:
     """The task named in the path if the caller may see it, or 404 — a malformed id, or
     another key's task, is simply not found."""
-    task = await session.scalar(select(Task).where(Task.id == _parse_id(task_id), live()))
+    task = await tasks.find_live(session, _parse_id(task_id))
     if task is None or not caller.may_see(task):
         raise TaskNotFound()
     return task
@@ -108,7 +108,7 @@ async def load_task(task_id: str, session: SessionDep, caller: CallerDep) -> Tas
 async def load_task_by_token_route(task_id: str, session: SessionDep) -> Task:
     """The task named in the path, for a route authenticated by something else than an
     API key (the upload token of a direct upload)."""
-    task = await session.scalar(select(Task).where(Task.id == _parse_id(task_id), live()))
+    task = await tasks.find_live(session, _parse_id(task_id))
     if task is None:
         raise TaskNotFound()
     return task

@@ -6,9 +6,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagepipe.config import Settings
-from imagepipe.db.models import WebhookSecret
 from imagepipe.errors import InvalidCallbackUrl
-from imagepipe.services.webhooks import check_url
+from imagepipe.services.webhooks import check_url, signing
 
 
 async def accept_url(url: str, settings: Settings) -> str:
@@ -28,7 +27,7 @@ async def accept_callback_url(
     must exist (the database is asked only when the service has none)."""
     if not url or not url.strip():
         return None
-    if not settings.webhook_secret and await session.get(WebhookSecret, owner) is None:
+    if not settings.webhook_secret and not await signing.has_own_secret(session, owner):
         raise InvalidCallbackUrl(
             "callback_url needs a signing secret: GET /webhooks/secret makes this key's "
             "own, or set IMAGEPIPE_WEBHOOK_SECRET on the service."

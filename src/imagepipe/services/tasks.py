@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from imagepipe.db.models import Task, TaskStatus, live
@@ -70,3 +71,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return moment, uuid.UUID(task_id)
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest("Malformed cursor.") from None
+
+
+async def find_live(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """The task if it exists and is not deleted (the API's path parameter's look-up)."""
+    found: Task | None = await session.scalar(select(Task).where(Task.id == task_id, live()))
+    return found

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imagepipe.db.models import DeliveryState, Task, WebhookDelivery
+from imagepipe.db.models import DeliveryState
 from imagepipe.queue import DELIVER_WEBHOOK, SWEEP_WEBHOOKS
 from imagepipe.services import webhooks
-from imagepipe.services.representation import task_out
 from imagepipe.worker.app import celery_app
 from imagepipe.worker.tasks import runtime
 
@@ -23,12 +21,7 @@ _COUNTDOWN_LIMIT = 60.0
 
 
 def _payload(session: Session, task_id: uuid.UUID, event: str) -> str:
-    task = session.get(Task, task_id)
-    if task is None:
-        data: dict[str, object] = {"task_id": str(task_id)}
-    else:
-        data = task_out(task, runtime().settings.variants).model_dump(mode="json")
-    return webhooks.event_body(event, data)
+    return webhooks.event_payload(session, task_id, event, runtime().settings.variants)
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, ignore_result=True)
@@ -38,11 +31,7 @@ def deliver_webhook(delivery_id: str) -> str | None:
     parsed = uuid.UUID(delivery_id)
     state = webhooks.deliver(rt.sessions, parsed, options, payload_for=_payload)
     if state == DeliveryState.pending:
-        with rt.sessions() as session:
-            next_at = session.scalar(
-                select(WebhookDelivery.next_attempt_at).where(WebhookDelivery.id == parsed)
-            )
-        delay = webhooks.retry_delay(next_at)
+        delay = webhooks.retry_delay(rt.sessions, parsed)
         if delay is not None and delay <= _COUNTDOWN_LIMIT:
             deliver_webhook.apply_async(args=(delivery_id,), countdown=delay)
     return state.value if state else None

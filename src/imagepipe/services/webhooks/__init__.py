@@ -18,6 +18,7 @@ from imagepipe.services.webhooks.outbox import (
     MAX_ATTEMPTS,
     due,
     event_body,
+    event_payload,
     record,
     retry_delay,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "deliver",
     "due",
     "event_body",
+    "event_payload",
     "new_secret",
     "record",
     "retry_delay",

@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +33,7 @@ from imagepipe.db.models import (
     utcnow,
 )
 from imagepipe.errors import TooManyReplays, WebhookLimit
+from imagepipe.services.representation import task_out
 
 log = logging.getLogger(__name__)
 
@@ -281,11 +282,27 @@ def finish(
     return state
 
 
-def retry_delay(delivery_next: datetime | None) -> float | None:
-    """Seconds until a pending delivery's next attempt (for a short broker countdown)."""
-    if delivery_next is None:
+def retry_delay(sessions: sessionmaker[Session], delivery_id: uuid.UUID) -> float | None:
+    """Seconds until a pending delivery's next attempt (for a short broker countdown);
+    None when none is set."""
+    with sessions() as session:
+        next_at = session.scalar(
+            select(WebhookDelivery.next_attempt_at).where(WebhookDelivery.id == delivery_id)
+        )
+    if next_at is None:
         return None
-    return max(0.0, (delivery_next - utcnow()).total_seconds())
+    return max(0.0, (next_at - utcnow()).total_seconds())
+
+
+def event_payload(session: Session, task_id: uuid.UUID, event: str, variants: Iterable[str]) -> str:
+    """The body of ``event`` for ``task_id``: the task as the API shows it now (just its
+    id once it is gone), read when the delivery is attempted."""
+    task = session.get(Task, task_id)
+    if task is None:
+        data: dict[str, object] = {"task_id": str(task_id)}
+    else:
+        data = task_out(task, variants).model_dump(mode="json")
+    return event_body(event, data)
 
 
 # --- what the API asks for ------------------------------------------------------------

@@ -86,6 +86,10 @@ def _own(row: WebhookSecret, now: datetime) -> OwnSecret:
     return OwnSecret(row.secret, row.created_at, until if until and until > now else None)
 
 
+async def has_own_secret(session: AsyncSession, owner: str) -> bool:
+    return await session.get(WebhookSecret, owner) is not None
+
+
 async def own_secret(session: AsyncSession, owner: str) -> OwnSecret:
     """``owner``'s own secret, made on first use (the service's keeps signing beside it
     for 24 hours)."""

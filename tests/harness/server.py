@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,18 @@ def refuse_in_fast_tier(what: str) -> None:
         )
 
 
+# A process started with SIGINT ignored keeps ignoring it, and Python then installs no
+# KeyboardInterrupt handler: pytest-xdist's workers ignore SIGINT, so an `imagepipe
+# dev` they start would never hear Ctrl-C (and be killed after its stop timeout). This
+# shim gives the program SIGINT's default, as a terminal would, then becomes it.
+_SIGINT_RESTORED = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
 class ManagedProcess:
     """A subprocess in its own session, logging to ``log_path``; stopped with its children."""
 
@@ -80,9 +93,12 @@ class ManagedProcess:
     def start(self) -> None:
         refuse_in_fast_tier(self.name)
         self.swept = False
+        argv = self.argv()
+        if self.stop_signal == signal.SIGINT:
+            argv = [*_SIGINT_RESTORED, *argv]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv(),
+                argv,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from imagepipe.imaging.decode import decode
 from imagepipe.imaging.encode import encode
 from imagepipe.imaging.formats import FORMATS, FormatName
 from imagepipe.imaging.geometry import Size
-from imagepipe.imaging.render import RenderOptions, Rendition, animated_rendition
+from imagepipe.imaging.render import EncodedRendition, RenderOptions, animated_rendition
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def encode_extra(
     fmt: FormatName,
     options: RenderOptions,
     animation_of: tuple[Path | BinaryIO, Resized] | None = None,
-) -> Rendition:
+) -> EncodedRendition:
     """One extra format of variant ``name`` from its resized ``image``. With
     ``animation_of`` (the source and its decode), WebP is the animation, made from
     every frame of the source."""
@@ -60,4 +60,4 @@ def encode_extra(
             name, decoded.display, source, decoded.orientation, decoded.icc_profile, options
         )
     data = encode(image, fmt, quality=options.quality(fmt))
-    return Rendition(fmt, data, FORMATS[fmt].content_type, options.spec(name, fmt))
+    return EncodedRendition(fmt, data, FORMATS[fmt].content_type, options.spec(name, fmt))

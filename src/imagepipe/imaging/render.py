@@ -140,7 +140,7 @@ def _render_spec(
 
 
 @dataclass(frozen=True)
-class Rendition:
+class EncodedRendition:
     format: FormatName
     data: bytes
     content_type: str
@@ -159,7 +159,7 @@ class RenderedVariant:
     height: int
     format: FormatName
     content_type: str
-    renditions: tuple[Rendition, ...] = ()
+    renditions: tuple[EncodedRendition, ...] = ()
 
 
 @dataclass
@@ -188,7 +188,7 @@ def animated_rendition(
     orientation: int,
     icc_profile: bytes | None,
     options: RenderOptions,
-) -> Rendition:
+) -> EncodedRendition:
     """Variant ``name``'s animated WebP, made from every frame of ``source`` (a
     render's, or the follow-up's that adds the extra formats) shown at ``display``:
     each frame sized as the still is. A ``cover`` variant's frames are all cut at the
@@ -206,7 +206,7 @@ def animated_rendition(
         icc_profile=icc_profile,
     )
     spec = options.spec(name, "WEBP")
-    return Rendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames)
+    return EncodedRendition("WEBP", data, FORMATS["WEBP"].content_type, spec, frames)
 
 
 def _steady_crop(box: Box, focal: FocalPoint | None) -> Callable[[Image.Image], Image.Image]:
@@ -224,7 +224,7 @@ def _steady_crop(box: Box, focal: FocalPoint | None) -> Callable[[Image.Image], 
 def render_variants(
     source: Path | BinaryIO,
     options: RenderOptions,
-    on_rendition: Callable[[str, Rendition], None] | None = None,
+    on_rendition: Callable[[str, EncodedRendition], None] | None = None,
     *,
     extras: bool = True,
     on_image: Callable[[str, Image.Image], object] | None = None,
@@ -276,7 +276,7 @@ def render_variants(
                     continue  # made below, from every frame
                 data = encode(image, fmt, quality=options.quality(fmt))
                 spec = options.spec(name, fmt)
-                renditions.append(Rendition(fmt, data, FORMATS[fmt].content_type, spec))
+                renditions.append(EncodedRendition(fmt, data, FORMATS[fmt].content_type, spec))
                 if on_rendition is not None:
                     on_rendition(name, renditions[-1])
         if animated and extras:

@@ -23,7 +23,7 @@ from imagepipe.db.models import Task, TaskStatus, Variant, live
 from imagepipe.imaging import RenderedVariant, RenderOptions, RenderResult, animation
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.placeholders import Placeholder
-from imagepipe.imaging.render import Rendition, extras_for
+from imagepipe.imaging.render import EncodedRendition, extras_for
 from imagepipe.services import renditions
 from imagepipe.storage import ObjectNotFound, Storage
 
@@ -112,7 +112,7 @@ def reuse(storage: Storage, source: Source, options: RenderOptions) -> Reused | 
             return None  # made under other boxes: not the same spec after all
         try:
             made = tuple(
-                Rendition(
+                EncodedRendition(
                     r.format,
                     _read(storage, r.storage_key),
                     r.content_type,

@@ -38,8 +38,7 @@ from imagepipe.imaging import animation
 from imagepipe.imaging.crop import FocalPoint
 from imagepipe.imaging.extras import Resized, encode_extra, resized
 from imagepipe.imaging.formats import FORMATS, FormatName
-from imagepipe.imaging.render import RenderOptions
-from imagepipe.imaging.render import Rendition as Encoded
+from imagepipe.imaging.render import EncodedRendition, RenderOptions
 from imagepipe.metrics import EXTRA_FORMAT_FAILURES
 from imagepipe.services import due, hooks, tidy
 from imagepipe.services.renditions import decode_due, encode_due
@@ -191,10 +190,10 @@ class _Pixels:
 
 def _one_format(
     job: Job, storage: Storage, options: RenderOptions, pixels: _Pixels, fmt: FormatName
-) -> dict[str, tuple[str, Encoded]] | None:
+) -> dict[str, tuple[str, EncodedRendition]] | None:
     """Encode and store ``fmt`` for every variant that lacks it: variant name -> (key,
     rendition). None if its encoder failed (logged, counted; nothing of it is kept)."""
-    written: dict[str, tuple[str, Encoded]] = {}
+    written: dict[str, tuple[str, EncodedRendition]] = {}
     try:
         for name, (_, stored) in job.variants.items():
             if fmt in stored or name not in options.boxes:
@@ -219,7 +218,7 @@ def _one_format(
     return written
 
 
-def _forget(storage: Storage, written: dict[str, tuple[str, Encoded]]) -> None:
+def _forget(storage: Storage, written: dict[str, tuple[str, EncodedRendition]]) -> None:
     for key, _ in written.values():
         tidy.quietly(storage.delete, key)
 
@@ -229,7 +228,7 @@ def _record(
     storage: Storage,
     job: Job,
     fmt: FormatName,
-    written: dict[str, tuple[str, Encoded]],
+    written: dict[str, tuple[str, EncodedRendition]],
 ) -> bool:
     """Add ``fmt``'s renditions and take it off the due list, in one commit, while the
     render these extras complete is still the task's. False (and what was written is

@@ -33,7 +33,7 @@ from imagepipe.errors import (
 )
 from imagepipe.imaging import RenderOptions, RenderResult, render_variants, shapes
 from imagepipe.imaging.crop import FocalPoint
-from imagepipe.imaging.render import Rendition as Encoded
+from imagepipe.imaging.render import EncodedRendition
 from imagepipe.metrics import STAGE_DURATION
 from imagepipe.services import dedup, extras, lifecycle, renditions, rerender, tidy
 from imagepipe.services.lifecycle import Claim, Finished
@@ -89,7 +89,7 @@ def render(
     claim: Claim,
     storage: Storage,
     settings: Settings,
-    on_rendition: Callable[[str, Encoded], None] | None = None,
+    on_rendition: Callable[[str, EncodedRendition], None] | None = None,
     *,
     spool: Spool | None = None,
     base_only: bool = False,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from imagepipe.db.models import Rendition, Variant
 from imagepipe.imaging import RenderedVariant
 from imagepipe.imaging.formats import BY_CONTENT_TYPE, FORMATS, FormatName, named
-from imagepipe.imaging.render import Rendition as Encoded
+from imagepipe.imaging.render import EncodedRendition
 from imagepipe.services.tidy import one_attempt, quietly
 from imagepipe.storage import Storage, keys
 
@@ -156,7 +156,7 @@ class Writer:
             if self._writes and not self._handed_over:
                 quietly(one_attempt, self._storage, self._task_id, self._attempt)
 
-    def put(self, variant: str, rendition: Encoded) -> None:
+    def put(self, variant: str, rendition: EncodedRendition) -> None:
         """Start storing ``rendition`` of ``variant``; returns at once."""
         extension = FORMATS[rendition.format].extension
         key = keys.variant(self._task_id, self._attempt, variant, extension)

@@ -61,18 +61,26 @@ def event_body(event: str, data: dict[str, object]) -> str:
 def record(session: Session, task_id: uuid.UUID, event: str) -> list[uuid.UUID]:
     """Write the deliveries of ``event`` for the task, in the caller's transaction (the
     one changing its status); their ids, to publish after the commit."""
-    task = session.execute(
-        select(Task.owner_scope, Task.callback_url).where(Task.id == task_id)
-    ).one_or_none()
-    if task is None:
+    # The task and its owner's subscriptions in one round trip (this runs inside every
+    # status change's transaction): a row per subscription, or one without any.
+    found = session.execute(
+        select(Task.owner_scope, Task.callback_url, Webhook.id, Webhook.url, Webhook.events)
+        .outerjoin(Webhook, Webhook.scope == Task.owner_scope)
+        .where(Task.id == task_id)
+        .order_by(Webhook.created_at)
+    ).all()
+    if not found:
         return []
+    owner, callback_url = found[0].owner_scope, found[0].callback_url
     targets: list[tuple[uuid.UUID | None, str]] = []
-    if task.callback_url:
-        targets.append((None, task.callback_url))
-    if task.owner_scope:
-        for hook in session.scalars(select(Webhook).where(Webhook.scope == task.owner_scope)):
-            if event in hook.events.split():
-                targets.append((hook.id, hook.url))
+    if callback_url:
+        targets.append((None, callback_url))
+    if owner:
+        targets += [
+            (hook.id, hook.url)
+            for hook in found
+            if hook.id is not None and event in hook.events.split()
+        ]
     now = utcnow()
     rows = [
         WebhookDelivery(
@@ -85,7 +93,7 @@ def record(session: Session, task_id: uuid.UUID, event: str) -> list[uuid.UUID]:
             attempts=0,
             next_attempt_at=now,
             created_at=now,
-            owner=task.owner_scope,
+            owner=owner,
         )
         for webhook_id, url in targets
     ]

@@ -519,7 +519,7 @@ def delete_rows(settings: Settings, task_id: object) -> None:
         with sessions.begin() as session:
             assert deletion.mark_deleted(session, ident)
         with sessions.begin() as session:
-            deletion.purge(session, ident)
+            deletion.remove_row(session, ident)
     finally:
         engine.dispose()
 

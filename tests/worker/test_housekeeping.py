@@ -43,9 +43,9 @@ def remaining(sessions: sessionmaker[Session]) -> set[str]:
 
 def test_only_keys_past_their_24_hours_are_purged(sessions: sessionmaker[Session]) -> None:
     add_keys(sessions, old=25, older=300, fresh=1, nearly=23.9)
-    assert idempotency.purge_expired(sessions) == 2
+    assert idempotency.drop_expired(sessions) == 2
     assert remaining(sessions) == {"fresh", "nearly"}
-    assert idempotency.purge_expired(sessions) == 0
+    assert idempotency.drop_expired(sessions) == 0
 
 
 def test_beat_schedules_the_purge(fast_settings: Settings) -> None:

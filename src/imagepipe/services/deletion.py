@@ -20,7 +20,7 @@ from imagepipe.services import hooks, tidy
 from imagepipe.storage import Storage
 
 # Tombstones finished per reconciler step; the rest wait for its next run.
-PURGE_BATCH = 500
+FINISH_BATCH = 500
 
 
 def mark_deleted(
@@ -45,7 +45,7 @@ def remove_files(storage: Storage, task_id: uuid.UUID) -> bool:
     return tidy.quietly(tidy.task_objects, storage, task_id)
 
 
-def purge(session: Session, task_id: uuid.UUID) -> None:
+def remove_row(session: Session, task_id: uuid.UUID) -> None:
     """Step 3, once the files are gone: the tombstone itself."""
     session.execute(delete(Task).where(Task.id == task_id, Task.deleted_at.is_not(None)))
 
@@ -67,11 +67,11 @@ def delete_task(
     hooks.of(sessions).notify(task_id)
     tidy.task_objects(storage, task_id)
     with sessions.begin() as session:
-        purge(session, task_id)
+        remove_row(session, task_id)
     return True
 
 
-def tombstones(sessions: sessionmaker[Session], limit: int = PURGE_BATCH) -> list[uuid.UUID]:
+def tombstones(sessions: sessionmaker[Session], limit: int = FINISH_BATCH) -> list[uuid.UUID]:
     """Deletes a crash (or a storage outage) interrupted, oldest first."""
     with sessions() as session:
         return list(
@@ -86,11 +86,11 @@ def tombstones(sessions: sessionmaker[Session], limit: int = PURGE_BATCH) -> lis
 
 def finish_deletes(sessions: sessionmaker[Session], storage: Storage) -> int:
     """Deletes interrupted between the tombstone and the row: files, then the row."""
-    purged = 0
+    finished = 0
     for task_id in tombstones(sessions):
         if not remove_files(storage, task_id):
             break  # the storage is failing: the next run tries again
         with sessions.begin() as session:
-            purge(session, task_id)
-        purged += 1
-    return purged
+            remove_row(session, task_id)
+        finished += 1
+    return finished

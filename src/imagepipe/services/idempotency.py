@@ -183,7 +183,7 @@ async def commit_with_answer(
         reservation.committed()
 
 
-def purge_expired(sessions: sessionmaker[Session], now: datetime | None = None) -> int:
+def drop_expired(sessions: sessionmaker[Session], now: datetime | None = None) -> int:
     """Delete keys past their expiry (beat, worker/housekeeping.py); returns how many.
 
     An expired key is already ignored by ``reserve``: this only keeps the table from

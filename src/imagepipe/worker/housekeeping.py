@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @celery_app.task(name=PURGE_IDEMPOTENCY_KEYS, ignore_result=True)
 def purge_idempotency_keys() -> int:
     """Idempotency keys older than their 24 h are never replayed again: delete them."""
-    purged = idempotency.purge_expired(runtime().sessions)
+    purged = idempotency.drop_expired(runtime().sessions)
     if purged:
         log.info("purged %d expired idempotency keys", purged)
     return purged

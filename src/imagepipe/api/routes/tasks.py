@@ -163,7 +163,7 @@ async def delete_task(task: TaskDep, session: SessionDep, storage: StorageDep) -
     # Followers of the task stop now, not at their next re-read.
     await to_thread.run_sync(hooks.of(session).notify, task_id)
     if await to_thread.run_sync(deletion.remove_files, storage, task_id):
-        await session.run_sync(deletion.purge, task_id)
+        await session.run_sync(deletion.remove_row, task_id)
         await session.commit()
     # Otherwise the storage failed: the reconciler retries from the tombstone. The
     # task is gone for every reader already, so the delete succeeded for the client.

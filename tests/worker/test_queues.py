@@ -3,6 +3,8 @@ render queue's depth counts, and the priority level a task of an owner is given.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -110,3 +112,17 @@ def test_only_a_worker_whose_host_makes_the_extras_keeps_the_pixels() -> None:
     assert keeps_pixels(plain, narrowed=False)  # its follow-up pool runs beside it
     assert not keeps_pixels(plain, narrowed=True)  # compose's render-only workers
     assert keeps_pixels(queue_names("render,follow_up"), narrowed=True)
+
+
+def test_the_follow_up_pool_yields_the_core_to_renders() -> None:
+    # In a child, as the pool itself does first thing: the lowest CPU priority there is.
+    probe = (
+        "import os; from imagepipe.worker.pools import become_follow_up_pool; "
+        "before = os.getpriority(os.PRIO_PROCESS, 0); become_follow_up_pool(os.getppid()); "
+        "print(before, os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    before, after = map(int, done.stdout.split())
+    assert after == min(19, before + 19)

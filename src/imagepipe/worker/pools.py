@@ -32,8 +32,11 @@ from imagepipe.queue import (
 log = logging.getLogger(__name__)
 
 FOLLOW_UP_CONCURRENCY = 1
-# Added to the follow-up pool's niceness: on a busy host its work yields to renders.
-FOLLOW_UP_NICENESS = 10
+# Added to the follow-up pool's niceness (the most there is): while renders keep the
+# core busy the extras get about 1.5 % of it (10 would give them 10 %), so a burst's
+# base renditions come first; they are never starved, and take the idle moments (a
+# render waiting on the database) and whatever is left after the burst.
+FOLLOW_UP_NICENESS = 19
 # Between restarts of a follow-up pool that keeps dying.
 RESTART_DELAY_SECONDS = 2.0
 _PR_SET_PDEATHSIG = 1

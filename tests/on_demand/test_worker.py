@@ -149,7 +149,10 @@ async def test_a_worker_killed_mid_render_the_next_request_after_the_lock_render
             assert answer is not None, second.output()[-3000:]
             with Image.open(io.BytesIO(answer.content)) as image:
                 assert image.size == (300, 225)
-            assert second.output().count(MADE) == 1
+            # The worker logs its outcome after the notification that answered the
+            # request: wait for the line, then check there was only one render.
+            wait_until(lambda: MADE in second.output(), within=30, what="the render's log line")
+            assert second.output().count(MADE) == 1, second.output()[-3000:]
         finally:
             second.stop()
 

@@ -45,8 +45,6 @@ class Runtime:
     storage: Storage
     queue: CeleryQueue
     publisher: events.Publisher
-    # What a committed change tells followers and webhook receivers (on every session).
-    hooks: Hooks
     # Resized pixels a render keeps for the extra formats made on this host.
     spool: Spool
 
@@ -68,6 +66,7 @@ def open_runtime(settings: Settings | None = None, *, celery: Celery | None = No
     engine = make_sync_engine(settings.resolved_database_url, idle_pings=True)
     queue = CeleryQueue(celery or create_celery(settings))
     publisher = events.Publisher(settings.redis_url)
+    # What a committed change tells followers and webhook receivers: on every session.
     hooks = _hooks(queue, publisher)
     return Runtime(
         settings=settings,
@@ -76,7 +75,6 @@ def open_runtime(settings: Settings | None = None, *, celery: Celery | None = No
         storage=open_storage(settings),
         queue=queue,
         publisher=publisher,
-        hooks=hooks,
         spool=Spool.from_settings(settings),
     )
 
@@ -91,7 +89,6 @@ class ApiRuntime:
     storage: Storage
     queue: CeleryQueue
     publisher: events.Publisher
-    hooks: Hooks
 
     async def close(self) -> None:
         self.publisher.close()
@@ -115,7 +112,6 @@ async def open_api_runtime(settings: Settings) -> ApiRuntime:
         storage=storage,
         queue=queue,
         publisher=publisher,
-        hooks=hooks,
     )
 
 

@@ -46,62 +46,34 @@ async def test_a_publish_goes_at_the_owners_level_read_now(
     assert (message.task, message.args, message.priority) == (PROCESS_TASK, (str(task.id),), 1)
 
 
-async def test_a_failed_publish_of_a_new_upload_removes_its_row_and_original(
+@pytest.mark.parametrize(
+    ("outage", "raised"),
+    [(ConnectionError("broker down"), ServiceUnavailable), (RuntimeError("a bug"), RuntimeError)],
+    ids=["outage-503", "bug-500"],
+)
+@pytest.mark.parametrize("retry", [Retry.NEW_UPLOAD, Retry.COMPLETE])
+async def test_a_failed_publish_leaves_what_the_clients_retry_expects(
     sessions: sessionmaker[Session],
     add_task: AddTask,
     api_session: AsyncSession,
     storage: MemoryStorage,
+    outage: Exception,
+    raised: type[Exception],
+    retry: Retry,
 ) -> None:
+    """A new upload's retry is another upload: its row and original are removed. A
+    completion's retry is ``complete`` again: its row stays queued and stamped (the
+    reconciler publishes it after its grace period), its original kept. An outage
+    answers 503; a bug is raised as it is (500)."""
     task = await _queued(add_task, api_session, storage)
     queue = MemoryQueue()
-    queue.outage = ConnectionError("broker down")
-    with pytest.raises(ServiceUnavailable):
-        await publish(api_session, storage, queue, task, retry=Retry.NEW_UPLOAD, priority=0)
-    assert _row(sessions, task.id) is None
-    assert list(storage.list("")) == []
-
-
-async def test_a_failed_publish_of_a_completion_keeps_the_row_queued(
-    sessions: sessionmaker[Session],
-    add_task: AddTask,
-    api_session: AsyncSession,
-    storage: MemoryStorage,
-) -> None:
-    task = await _queued(add_task, api_session, storage)
-    queue = MemoryQueue()
-    queue.outage = ConnectionError("broker down")
-    with pytest.raises(ServiceUnavailable):
-        await publish(api_session, storage, queue, task, retry=Retry.COMPLETE)
+    queue.outage = outage
+    with pytest.raises(raised):
+        await publish(api_session, storage, queue, task, retry=retry, priority=0)
     row = _row(sessions, task.id)
-    # Queued and stamped: the reconciler publishes it after its grace period.
-    assert row is not None and row.status == TaskStatus.queued and row.enqueued_at is not None
-    assert storage.stat(keys.original(task.id)).size == len(b"original")
-
-
-async def test_a_bug_in_a_new_uploads_publish_is_raised_once_its_row_is_gone(
-    sessions: sessionmaker[Session],
-    add_task: AddTask,
-    api_session: AsyncSession,
-    storage: MemoryStorage,
-) -> None:
-    task = await _queued(add_task, api_session, storage)
-    queue = MemoryQueue()
-    queue.outage = RuntimeError("a bug")
-    with pytest.raises(RuntimeError):
-        await publish(api_session, storage, queue, task, retry=Retry.NEW_UPLOAD, priority=0)
-    assert _row(sessions, task.id) is None
-
-
-async def test_a_bug_in_a_completions_publish_is_raised_with_the_row_kept_queued(
-    sessions: sessionmaker[Session],
-    add_task: AddTask,
-    api_session: AsyncSession,
-    storage: MemoryStorage,
-) -> None:
-    task = await _queued(add_task, api_session, storage)
-    queue = MemoryQueue()
-    queue.outage = RuntimeError("a bug")
-    with pytest.raises(RuntimeError):
-        await publish(api_session, storage, queue, task, retry=Retry.COMPLETE, priority=0)
-    row = _row(sessions, task.id)
-    assert row is not None and row.status == TaskStatus.queued
+    if retry is Retry.NEW_UPLOAD:
+        assert row is None
+        assert list(storage.list("")) == []
+    else:
+        assert row is not None and row.status == TaskStatus.queued and row.enqueued_at is not None
+        assert storage.stat(keys.original(task.id)).size == len(b"original")

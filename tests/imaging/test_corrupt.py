@@ -9,7 +9,7 @@ import pytest
 from PIL import ImageFile
 
 from imagepipe.errors import ImagepipeError, ImageTooLarge, InvalidImage, UnsupportedMediaType
-from imagepipe.imaging import RenderOptions, probe, render_variants
+from imagepipe.imaging import RenderOptions, probe, render_variants, scaled_jpeg
 from tests.imaging import images
 
 EXPECTED = (InvalidImage, UnsupportedMediaType, ImageTooLarge)
@@ -73,14 +73,16 @@ class SoftTimeLimit(Exception):
     """Stands in for Celery's SoftTimeLimitExceeded, raised asynchronously mid-decode."""
 
 
+@pytest.mark.parametrize("name", ["a.jpg", "a.png"])  # libjpeg-turbo, Pillow
 def test_foreign_exceptions_during_decode_are_not_disguised(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    path = images.save(images.photo((64, 48)), tmp_path / "a.jpg")
+    path = images.save(images.photo((64, 48)), tmp_path / name)
 
-    def interrupted(self: ImageFile.ImageFile) -> None:
+    def interrupted(*_: object, **__: object) -> None:
         raise SoftTimeLimit
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", interrupted)
+    monkeypatch.setattr(scaled_jpeg.simplejpeg, "decode_jpeg", interrupted)
     with pytest.raises(SoftTimeLimit):
         render_variants(path, OPTIONS)

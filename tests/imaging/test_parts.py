@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
-from imagepipe.imaging import frames, geometry, resample, sniff
+from imagepipe.imaging import frames, geometry, resample, scaled_jpeg, sniff
 from tests.imaging import images
 
 
@@ -106,6 +106,50 @@ def test_draft_request(
     size: tuple[int, int], target: tuple[int, int], expected: tuple[int, int]
 ) -> None:
     assert resample.draft_request(size, target) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "target", "expected"),
+    [
+        ((4000, 3000), (1200, 900), 3),  # 3/8: 1500x1125, 1.25x left to the filter
+        ((2000, 1500), (1200, 900), 5),  # 5/8: 1250x938, where no power of two fits
+        ((6000, 4000), (1200, 800), 4),  # 3/8 would leave 1.9x: 1/2 and its box reduce
+        ((8660, 5773), (1200, 800), 4),
+        ((16000, 12000), (1200, 900), 2),  # 1/4 leaves 3.3x: allowed
+        ((4000, 3000), (150, 113), 1),  # 1/8 leaves 3.3x: allowed
+        ((4000, 3000), (2000, 1500), 4),  # exactly 1/2
+        ((4000, 3000), (3999, 2999), 8),  # no scaling possible
+        ((1, 1), (1, 1), 8),  # a finer scale would not be smaller
+    ],
+)
+def test_dct_eighths(size: tuple[int, int], target: tuple[int, int], expected: int) -> None:
+    assert resample.dct_eighths(size, target) == expected
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize(("target", "size"), [((900, 700), (1000, 750)), ((1600, 1200), None)])
+def test_scaled_jpeg_decodes_at_the_scale_chosen(
+    tmp_path: Path, mode: str, target: tuple[int, int], size: tuple[int, int] | None
+) -> None:
+    path = images.save(images.photo((1600, 1200)).convert(mode), tmp_path / "a.jpg")
+    with Image.open(path) as image:
+        image.load()
+        decoded = scaled_jpeg.decode(path, image.mode, image.size, target)
+        assert decoded is not None
+        assert (decoded.mode, decoded.size) == (mode, size or image.size)  # 5/8, or 1
+        if size is None:  # the same pixels Pillow decodes
+            assert ImageChops.difference(decoded, image).getbbox() is None
+
+
+def test_scaled_jpeg_leaves_cmyk_and_damaged_files_to_pillow(tmp_path: Path) -> None:
+    cmyk = images.save(images.photo((64, 48)).convert("CMYK"), tmp_path / "c.jpg")
+    with Image.open(cmyk) as image:
+        assert scaled_jpeg.decode(cmyk, image.mode, image.size, (32, 24)) is None
+    whole = images.save(images.photo((640, 480)), tmp_path / "a.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with Image.open(cut) as image:
+        assert scaled_jpeg.decode(cut, image.mode, image.size, (320, 240)) is None
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])

@@ -10,7 +10,7 @@ from typing import BinaryIO
 from PIL import ExifTags, Image
 
 from imagepipe.errors import ImageTooLarge, InvalidImage
-from imagepipe.imaging import colour, facts, geometry, resample
+from imagepipe.imaging import colour, facts, geometry, resample, scaled_jpeg
 from imagepipe.imaging.crop import Box, resize_size
 from imagepipe.imaging.facts import SourceFacts
 from imagepipe.imaging.geometry import Size
@@ -59,11 +59,12 @@ def decode(
             # JPEG: EXIF is in the header, so read it before draft(); other formats
             # (PNG eXIf after IDAT, ...) may need the data, so read it after load().
             orientation = _orientation(image) if is_jpeg else 1
+            pixels: Image.Image | None = None
             if is_jpeg:
-                # The DCT can scale by 1/2, 1/4, 1/8 while decoding: aim at the largest
-                # preview, in stored (unrotated) orientation, at a scale that stays clean.
-                # (several boxes: the first step's size for the displayed size, which a
-                # cover crop of a wide image may make larger than any box's side).
+                # The DCT scales while decoding: aim at the largest preview, in stored
+                # (unrotated) orientation, at a scale that stays clean. (several boxes:
+                # the first step's size for the displayed size, which a cover crop of a
+                # wide image may make larger than any box's side).
                 display = geometry.displayed(original_size, orientation)
                 if callable(largest_box):
                     target = largest_box(display)
@@ -71,14 +72,18 @@ def decode(
                     box = Box.square(largest_box) if isinstance(largest_box, int) else largest_box
                     target = resize_size(display, box)
                 stored_target = geometry.stored(target, orientation)
-                image.draft(image.mode, resample.draft_request(original_size, stored_target))
-            image.load()
+                pixels = scaled_jpeg.decode(path, image.mode, original_size, stored_target)
+                if pixels is None:
+                    image.draft(image.mode, resample.draft_request(original_size, stored_target))
+            if pixels is None:
+                image.load()
+                pixels = image
             if not is_jpeg:
                 orientation = _orientation(image)
             undo_inversion = is_jpeg and image.mode == "CMYK" and "adobe" not in image.info
             icc_profile = image.info.get("icc_profile") or None
-            deep_scale = colour.deep_scale(image) if colour.is_deep(image.mode) else None
-            working = image if deep_scale else colour.normalise(image)
+            deep_scale = colour.deep_scale(pixels) if colour.is_deep(pixels.mode) else None
+            working = pixels if deep_scale else colour.normalise(pixels)
             source_facts = facts.read(
                 image,
                 format=source_format,

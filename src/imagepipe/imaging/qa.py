@@ -22,9 +22,10 @@ photo is a faithful crop, not a blank or an inverted one.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageChops
 
 from imagepipe.imaging import crop, geometry
@@ -49,12 +50,15 @@ FLAT_INVERSION_SLACK = 40.0
 MIN_WEIGHT = 8.0
 
 
-@dataclass(frozen=True)
-class Sample:
-    """Alpha-weighted luminance of an image at SAMPLE x SAMPLE."""
+Floats = npt.NDArray[np.float64]
 
-    luma: tuple[int, ...]
-    weight: tuple[float, ...]  # alpha / 255
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """Alpha-weighted luminance of an image at SAMPLE x SAMPLE, flattened."""
+
+    luma: Floats
+    weight: Floats  # alpha / 255
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def reference(
 ) -> Reference:
     """The source as the gate sees it: ``image`` is the first shrink in a working mode
     (L, LA, RGB, RGBA, CMYK), stored orientation, before any colour conversion."""
-    small = image.resize((SAMPLE, SAMPLE), Image.Resampling.BOX)
+    small = _shrunk(image)
     if undo_cmyk_inversion:  # a fact of the file (no Adobe marker), not a conversion
         small = ImageChops.invert(small)
     small = geometry.orient(small, orientation)
@@ -80,15 +84,31 @@ def reference(
 
 def sample(image: Image.Image) -> Sample:
     """Luminance (naive: no profile) and opacity at SAMPLE x SAMPLE."""
-    if image.size != (SAMPLE, SAMPLE):
-        image = image.resize((SAMPLE, SAMPLE), Image.Resampling.BOX)
+    image = _shrunk(image)
     if image.mode == "CMYK":
         image = image.convert("RGB")
-    alpha = image.getchannel("A").tobytes() if image.mode in ALPHA_MODES else None
     grey = image.convert("L") if image.mode not in ("L", "LA") else image.getchannel("L")
-    luma = tuple(grey.tobytes())
-    weight = tuple(value / 255 for value in alpha) if alpha else (1.0,) * len(luma)
+    luma = np.frombuffer(grey.tobytes(), dtype=np.uint8).astype(np.float64)
+    if image.mode in ALPHA_MODES:
+        alpha = np.frombuffer(image.getchannel("A").tobytes(), dtype=np.uint8)
+        weight = alpha / 255.0
+    else:
+        weight = np.ones_like(luma)
     return Sample(luma=luma, weight=weight)
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    """``image`` box-averaged to SAMPLE x SAMPLE: whole factors first (``reduce``, a
+    tenth of the box filter's cost over the same pixels), leaving the filter >= 2x."""
+    if image.size == (SAMPLE, SAMPLE):
+        return image
+    factor = min(image.width, image.height) // (2 * SAMPLE)
+    if factor > 1 and image.mode in _REDUCIBLE:
+        image = image.reduce(factor)
+    return image.resize((SAMPLE, SAMPLE), Image.Resampling.BOX)
+
+
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 
 
 def check(
@@ -133,15 +153,15 @@ def aspect_kept(size: Size, source: Size) -> bool:
 
 
 def is_blank(got: Sample, source: Sample) -> bool:
-    weights = _joint(got, source)
-    if sum(weights) < MIN_WEIGHT:
+    weights = got.weight * source.weight
+    if weights.sum() < MIN_WEIGHT:
         return False
     return _spread(source.luma, weights) >= FLAT and _spread(got.luma, weights) < BLANK
 
 
 def is_inverted(got: Sample, source: Sample) -> bool:
-    weights = _joint(got, source)
-    if sum(weights) < MIN_WEIGHT:
+    weights = got.weight * source.weight
+    if weights.sum() < MIN_WEIGHT:
         return False
     source_spread, got_spread = _spread(source.luma, weights), _spread(got.luma, weights)
     if source_spread >= FLAT and got_spread >= FLAT:
@@ -153,23 +173,18 @@ def is_inverted(got: Sample, source: Sample) -> bool:
     return False  # one flat, one not: blankness is the other check's business
 
 
-def _joint(a: Sample, b: Sample) -> list[float]:
-    return [x * y for x, y in zip(a.weight, b.weight, strict=True)]
+def _mean(values: Floats, weights: Floats) -> float:
+    return float(np.average(values, weights=weights))
 
 
-def _mean(values: tuple[int, ...], weights: list[float]) -> float:
-    return sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
-
-
-def _spread(values: tuple[int, ...], weights: list[float]) -> float:
+def _spread(values: Floats, weights: Floats) -> float:
     mean = _mean(values, weights)
-    variance = sum(w * (v - mean) ** 2 for v, w in zip(values, weights, strict=True))
-    return math.sqrt(variance / sum(weights))
+    return float(np.sqrt(np.average((values - mean) ** 2, weights=weights)))
 
 
-def _correlation(a: tuple[int, ...], b: tuple[int, ...], weights: list[float]) -> float:
-    mean_a, mean_b = _mean(a, weights), _mean(b, weights)
-    cov = sum(w * (x - mean_a) * (y - mean_b) for x, y, w in zip(a, b, weights, strict=True))
-    var_a = sum(w * (x - mean_a) ** 2 for x, w in zip(a, weights, strict=True))
-    var_b = sum(w * (y - mean_b) ** 2 for y, w in zip(b, weights, strict=True))
-    return cov / math.sqrt(var_a * var_b) if var_a and var_b else 1.0
+def _correlation(a: Floats, b: Floats, weights: Floats) -> float:
+    centred_a, centred_b = a - _mean(a, weights), b - _mean(b, weights)
+    cov = float(np.sum(weights * centred_a * centred_b))
+    var_a = float(np.sum(weights * centred_a**2))
+    var_b = float(np.sum(weights * centred_b**2))
+    return cov / float(np.sqrt(var_a * var_b)) if var_a and var_b else 1.0

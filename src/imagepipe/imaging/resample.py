@@ -4,10 +4,16 @@ Every choice here was measured with ``bench/quality.py`` and ``bench/pipeline.py
 (photo-like 12/24/50 MP images, one core; SSIM against a full-resolution LANCZOS
 reference must stay >= 0.98 for every size):
 
-* DCT scaling (``draft``) is nearly free, but only 1/2 is clean. libjpeg's 1/4 and 1/8
+* DCT scaling is nearly free, but 1/4 and 1/8 are not clean: libjpeg's 2x2 and 1x1
   reduced IDCTs leave block artefacts that a following filter cannot remove unless it
   still shrinks by 3x or more (50 MP -> 1200 px: 1/4 then LANCZOS gives SSIM 0.97;
-  1/2, box 2x2, BICUBIC gives 0.99).
+  1/2, box 2x2, BICUBIC gives 0.99). libjpeg-turbo scales by any M/8, and from M = 3
+  up each is an MxM IDCT; one just above the target leaves the filter little to do
+  (12 MP -> 1200 px: 3/8 then BILINEAR 1.25x costs 9.6 ms where 1/2 then BILINEAR
+  1.67x costs 13.9, SSIM 0.9906 against 0.9912). With more than 1.5x left, the power
+  of two and its box reduce stay better (24 MP -> 1200 px: 3/8 then BILINEAR 1.9x
+  drops to 0.987, 1/2 and box 2x2 give 0.992). Pillow's ``draft`` offers only 1/2,
+  1/4 and 1/8 (``draft_request``); ``scaled_jpeg`` takes any M (``dct_eighths``).
 * A 2x2 box ``reduce()`` is a clean pre-shrink and ten times cheaper than a filter on
   the same pixels; it may leave as little as 1.25x to the filter.
 * BILINEAR (a tent stretched to the factor) is enough, and twice as fast as BICUBIC,
@@ -27,6 +33,8 @@ from imagepipe.imaging.geometry import Size
 DCT_SCALES = (8, 4, 2)
 # DCT 1/4 and 1/8 only when the filter afterwards still shrinks at least this much.
 DCT_ALIASING_GAP = 3.0
+# A finer M/8 scale only when the filter after it has at most this much left to do.
+FINE_SCALE_RESIDUAL = 1.5
 FIRST_REDUCING_GAP = 1.25
 CASCADE_REDUCING_GAP = 2.0
 # Alpha images are premultiplied strip by strip while box-reducing, so a 50 MP RGBA
@@ -34,6 +42,29 @@ CASCADE_REDUCING_GAP = 2.0
 _STRIP_ROWS = 64
 PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
 STRAIGHT = {value: key for key, value in PREMULTIPLIED.items()}
+
+
+def dct_eighths(size: Size, target: Size) -> int:
+    """The M of the M/8 DCT scale to decode a JPEG of ``size`` at for ``target``.
+
+    The clean power of two (``draft_request``'s choice), unless a finer M between it
+    and the target covers the target and leaves the filter at most FINE_SCALE_RESIDUAL:
+    one short BILINEAR step from there is cheaper, and as good. A larger rest is
+    better served by the power of two's box reduce and filter."""
+    request = draft_request(size, target)
+    base = 8 * request[0] // size[0] if request != size else 8
+    for eighths in range(3, base):
+        scaled = _scaled(size, eighths)
+        if scaled == _scaled(size, base) or scaled[0] < target[0] or scaled[1] < target[1]:
+            continue
+        if max(scaled[0] / target[0], scaled[1] / target[1]) <= FINE_SCALE_RESIDUAL:
+            return eighths
+    return base
+
+
+def _scaled(size: Size, eighths: int) -> Size:
+    """libjpeg's output size at M/8 (rounded up)."""
+    return -(-size[0] * eighths // 8), -(-size[1] * eighths // 8)
 
 
 def draft_request(size: Size, target: Size) -> Size:

@@ -1,0 +1,61 @@
+"""Decode a JPEG at any M/8 scale with libjpeg-turbo (simplejpeg), not only Pillow's
+1/2, 1/4 and 1/8: the first shrink then starts from the nearest size above the
+largest preview (``resample.dct_eighths``).
+
+Only plain JPEGs take this path: 8-bit YCbCr or greyscale, as Pillow would decode them
+(RGB or L). CMYK and YCCK (Adobe's inversion, profiles) stay with Pillow, and so does
+any file libjpeg-turbo only warns about: Pillow decides, as for every other upload,
+whether a damaged JPEG is refused or shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+import simplejpeg
+from PIL import Image
+
+from imagepipe.imaging import resample
+from imagepipe.imaging.geometry import Size
+
+# simplejpeg's name for each Pillow mode it can produce the same way.
+_COLOURSPACES = {"RGB": "RGB", "L": "GRAY"}
+_HEADER_SPACES = {"RGB": ("YCbCr", "RGB"), "L": ("Gray",)}
+
+
+def decode(source: Path | BinaryIO, mode: str, size: Size, target: Size) -> Image.Image | None:
+    """The pixels of the JPEG ``source`` (``mode`` and ``size`` as Pillow opened it) at
+    the smallest clean scale covering ``target``, or None when Pillow must decode it:
+    not a plain JPEG, or bytes libjpeg-turbo would only warn about."""
+    colourspace = _COLOURSPACES.get(mode)
+    if colourspace is None:
+        return None
+    data = _read(source)
+    try:
+        _, _, header_space, _ = simplejpeg.decode_jpeg_header(data)
+        if header_space not in _HEADER_SPACES[mode]:
+            return None
+        eighths = resample.dct_eighths(size, target)
+        pixels = simplejpeg.decode_jpeg(
+            data,
+            colorspace=colourspace,
+            min_width=-(-size[0] * eighths // 8),
+            min_height=-(-size[1] * eighths // 8),
+        )
+    except ValueError:
+        return None  # damaged, or something simplejpeg does not take: Pillow's call
+    height, width = pixels.shape[:2]
+    # Shares the array's memory (read-only: Pillow copies before any change in place).
+    return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
+
+
+def _read(source: Path | BinaryIO) -> bytes:
+    if isinstance(source, Path):
+        return source.read_bytes()
+    position = source.tell()
+    source.seek(0)
+    try:
+        return source.read()
+    finally:
+        source.seek(position)

@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from imagepipe.db.models import Rendition, Variant
@@ -230,8 +231,11 @@ def insert_rows(session: Session, variants: Sequence[Variant]) -> None:
     objects stay out of the session; each gets the id its row was given."""
     if not variants:
         return
+    # Core inserts on the tables: the ORM's bulk path would redo, per call, what
+    # these plain rows do not need (identity and state bookkeeping).
+    variant_table, rendition_table = _VARIANTS, _RENDITIONS
     made = session.execute(
-        insert(Variant).returning(Variant.name, Variant.id),
+        insert(variant_table).returning(variant_table.c.name, variant_table.c.id),
         [_columns(variant, _VARIANT_COLUMNS) for variant in variants],
     )
     ids: dict[str, int] = {name: id_ for name, id_ in made}
@@ -242,9 +246,11 @@ def insert_rows(session: Session, variants: Sequence[Variant]) -> None:
             rendition.variant_id = variant.id
             rows.append(_columns(rendition, _RENDITION_COLUMNS))
     if rows:
-        session.execute(insert(Rendition), rows)
+        session.execute(insert(rendition_table), rows)
 
 
+_VARIANTS = cast(Table, Variant.__table__)
+_RENDITIONS = cast(Table, Rendition.__table__)
 _VARIANT_COLUMNS = (
     "task_id", "name", "storage_key", "width", "height", "size_bytes", "content_type", "sha256",
 )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -59,7 +59,9 @@ def _connect_args(url: str) -> dict[str, Any]:
 def make_async_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if not _is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
+        engine = create_async_engine(url, connect_args=_connect_args(url))
+        _ping_on_checkout(engine)
+        return engine
     # SQLite has one writer at a time, and a writer that finds the lock taken sleeps
     # in steps of up to 100 ms. One pooled connection queues the API's statements in
     # the pool instead, which is fairer and faster under concurrent uploads.
@@ -68,6 +70,33 @@ def make_async_engine(url: str) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# pool_pre_ping's check, kept on every checkout, in one round trip instead of three:
+# SQLAlchemy's asyncpg ping wraps its query in BEGIN ... ROLLBACK (for pgbouncer's
+# transaction mode, where a prepared statement may land on another server connection);
+# a query without parameters goes as a simple query, which prepares nothing, so it
+# needs no transaction around it. As with pool_pre_ping, a new connection is not
+# pinged, and a failed ping means the database went away: every pooled connection is
+# replaced, and the checkout gets a new one.
+_FRESH = "imagepipe_fresh"
+
+
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    def connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_FRESH] = True
+
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if record.info.pop(_FRESH, False):
+            return
+        try:
+            # run_async: SQLAlchemy's way to await the driver inside a pool event.
+            dbapi_connection.run_async(lambda driver: driver.execute("SELECT 1"))
+        except Exception as error:
+            raise InvalidatePoolError(f"pooled connection failed its ping: {error!r}") from error
+
+    event.listen(engine.sync_engine.pool, "connect", connect)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
 # With ``idle_pings`` (the worker's runtime), a pooled connection used less than this

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,6 +93,7 @@ def render(
     *,
     spool: Spool | None = None,
     base_only: bool = False,
+    on_source: Callable[[], None] | None = None,
 ) -> RenderResult:
     """Read the original through the storage (a local file, or a download of it) and
     render. Raises ObjectNotFound if the original is gone, StorageError if unreadable.
@@ -100,13 +101,16 @@ def render(
     and must be the version its completion checked (ObjectChanged otherwise).
 
     ``base_only``: the base renditions only (the extras follow the task's success);
-    each variant's pixels are then kept in ``spool`` for them."""
+    each variant's pixels are then kept in ``spool`` for them. ``on_source``: called
+    once the original is here, before the imaging starts."""
     on_image = None
     if base_only and spool is not None and spool.enabled and settings.extra_formats:
         on_image = functools.partial(spool.put, claim.task_id, claim.attempt)
     # Until its digest is recorded; after that, renders read what the first one hashed.
     expected = claim.original_etag if claim.original_etag and not claim.original_sha256 else None
     with storage.open_seekable(claim.original_key, etag=expected) as source:
+        if on_source is not None:
+            on_source()
         digest = None if claim.original_sha256 else _sha256(source)
         result = render_variants(
             source,
@@ -274,6 +278,7 @@ def _render_and_finish(
     time_limit: TimeLimit,
 ) -> Outcome:
     task_id = current.task_id
+    imaging = _Imaging()
     try:
         # The same bytes already rendered with the same spec: copy, do not render.
         options = render_options(settings, current.focal)
@@ -281,11 +286,21 @@ def _render_and_finish(
         result = (
             reused.result
             if reused
-            else render(current, storage, settings, writer.put, spool=follow.spool, base_only=True)
+            else render(
+                current,
+                storage,
+                settings,
+                writer.put,
+                spool=follow.spool,
+                base_only=True,
+                on_source=imaging.start,
+            )
         )
         for stage, seconds in result.timings.items():
             STAGE_DURATION.labels(stage).observe(seconds)
     except time_limit:
+        if not imaging.started:  # still downloading the original, or copying a duplicate
+            _waited_too_long(sessions, current, settings)
         return _timed_out(sessions, current, settings)
     except (InvalidImage, ImageTooLarge, QualityCheckFailed) as error:
         log.info(
@@ -331,11 +346,36 @@ def _render_and_finish(
         )
         STAGE_DURATION.labels("store").observe(time.perf_counter() - started)
     except time_limit:
-        return _timed_out(sessions, current, settings)
+        _waited_too_long(sessions, current, settings)  # the image was done
     except BaseException as error:
         _release_quietly(sessions, current, transient=is_transient(error))
         raise
     return Outcome.succeeded if finished else Outcome.skipped
+
+
+class _Imaging:
+    """Whether the render's imaging has started: the soft time limit is the image's
+    fault only from then on."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+
+def _waited_too_long(
+    sessions: sessionmaker[Session], current: Claim, settings: Settings
+) -> NoReturn:
+    """The soft time limit struck while the task waited on storage or the database (the
+    download of the original, the writes, the finishing commit), not on its image: an
+    outage like any other. Give the claim back without spending an attempt and raise
+    a transient error, which the caller retries; the same image would not time out."""
+    _release_quietly(sessions, current, transient=True)
+    raise TimeoutError(
+        f"Storage or the database did not answer within the soft time limit "
+        f"({settings.task_soft_time_limit:g} s)."
+    )
 
 
 def _timed_out(sessions: sessionmaker[Session], current: Claim, settings: Settings) -> Outcome:

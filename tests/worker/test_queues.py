@@ -3,6 +3,7 @@ render queue's depth counts, and the priority level a task of an owner is given.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -115,14 +116,16 @@ def test_only_a_worker_whose_host_makes_the_extras_keeps_the_pixels() -> None:
 
 
 def test_the_follow_up_pool_yields_the_core_to_renders() -> None:
-    # In a child, as the pool itself does first thing: the lowest CPU priority there is.
+    # In a child, as the pool itself does first thing: the lowest CPU priority there is,
+    # and the idle scheduling class (a waking render preempts it at once).
     probe = (
         "import os; from imagepipe.worker.pools import become_follow_up_pool; "
         "before = os.getpriority(os.PRIO_PROCESS, 0); become_follow_up_pool(os.getppid()); "
-        "print(before, os.getpriority(os.PRIO_PROCESS, 0))"
+        "print(before, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
-    before, after = map(int, done.stdout.split())
+    before, after, policy = map(int, done.stdout.split())
     assert after == min(19, before + 19)
+    assert policy == os.SCHED_IDLE

@@ -74,6 +74,11 @@ def become_follow_up_pool(parent: int) -> None:
     worker has threads by the time it restarts a pool.)"""
     os.nice(FOLLOW_UP_NICENESS)
     with contextlib.suppress(OSError, AttributeError):
+        # SCHED_IDLE on top: a render that wakes (its database or Redis answered) takes
+        # the core back at once. Niceness alone lets the pool finish its time slice
+        # first, a wait at every round trip of every task of a burst.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the line above took effect
         raise SystemExit(0)

@@ -46,7 +46,7 @@ from bench.servers import pin_descendants, pin_tree, tree_cpu_seconds, wait_work
 from imagepipe.imaging import render_variants
 from imagepipe.imaging.formats import WEBP_METHOD
 from imagepipe.imaging.geometry import fit
-from imagepipe.imaging.resample import dct_eighths
+from imagepipe.imaging.resample import dct_eighths, scaled_size
 
 API_CPU = 1 - _CPU
 JPEG_ONLY = {"IMAGEPIPE_EXTRA_FORMATS": "[]"}
@@ -155,8 +155,7 @@ def floors(path: Path, repeat: int) -> dict[str, float]:
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     large = max(BOXES.values())
     target = fit((width, height), large)
-    eighths = dct_eighths((width, height), target)
-    scaled = (-(-width * eighths // 8), -(-height * eighths // 8))
+    scaled = scaled_size((width, height), dct_eighths((width, height), target))
 
     def decode() -> object:
         return simplejpeg.decode_jpeg(data, min_width=scaled[0], min_height=scaled[1])

@@ -54,15 +54,15 @@ def dct_eighths(size: Size, target: Size) -> int:
     request = draft_request(size, target)
     base = 8 * request[0] // size[0] if request != size else 8
     for eighths in range(3, base):
-        scaled = _scaled(size, eighths)
-        if scaled == _scaled(size, base) or scaled[0] < target[0] or scaled[1] < target[1]:
+        scaled = scaled_size(size, eighths)
+        if scaled == scaled_size(size, base) or scaled[0] < target[0] or scaled[1] < target[1]:
             continue
         if max(scaled[0] / target[0], scaled[1] / target[1]) <= FINE_SCALE_RESIDUAL:
             return eighths
     return base
 
 
-def _scaled(size: Size, eighths: int) -> Size:
+def scaled_size(size: Size, eighths: int) -> Size:
     """libjpeg's output size at M/8 (rounded up)."""
     return -(-size[0] * eighths // 8), -(-size[1] * eighths // 8)
 

@@ -36,17 +36,15 @@ def decode(source: Path | BinaryIO, mode: str, size: Size, target: Size) -> Imag
         _, _, header_space, _ = simplejpeg.decode_jpeg_header(data)
         if header_space not in _HEADER_SPACES[mode]:
             return None
-        eighths = resample.dct_eighths(size, target)
+        # simplejpeg picks the smallest scale at least this large: exactly M/8.
+        width, height = resample.scaled_size(size, resample.dct_eighths(size, target))
         pixels = simplejpeg.decode_jpeg(
-            data,
-            colorspace=colourspace,
-            min_width=-(-size[0] * eighths // 8),
-            min_height=-(-size[1] * eighths // 8),
+            data, colorspace=colourspace, min_width=width, min_height=height
         )
     except ValueError:
         return None  # damaged, or something simplejpeg does not take: Pillow's call
     height, width = pixels.shape[:2]
-    # Shares the array's memory (read-only: Pillow copies before any change in place).
+    # Greyscale shares the array's memory; RGB is copied (Pillow keeps 4 bytes a pixel).
     return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import update
 
+from imagepipe.api import delivery
 from imagepipe.config import Settings
 from imagepipe.db.engine import make_sync_engine, sync_session_factory
-from imagepipe.db.models import Task, TaskStatus, utcnow
+from imagepipe.db.models import Rendition, Task, TaskStatus, utcnow
 from imagepipe.services import deletion, lifecycle, rendering
 from imagepipe.storage import LocalStorage
 from tests.harness.app import run_inline
@@ -216,3 +218,41 @@ async def test_unknown_route_uses_error_shape(fast_client: httpx.AsyncClient) ->
     response = await fast_client.get("/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+async def test_a_variant_replaced_during_the_request_serves_the_new_file(
+    fast_client: httpx.AsyncClient, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-render swaps the rows and removes the old objects; a request that read the
+    old row just before opens a missing file, and answers with the new one."""
+    task_id = await upload(fast_client)
+    assert run_inline(fast_settings, task_id) == rendering.Outcome.succeeded
+    url = f"/tasks/{task_id}/variants/medium.jpg"
+    before = await fast_client.get(url)
+    assert before.status_code == 200
+    storage = LocalStorage(fast_settings.resolved_storage_root)
+    engine = make_sync_engine(fast_settings.resolved_database_url)
+    sessions = sync_session_factory(engine)
+    real = delivery.deliver
+    opened: list[str] = []
+
+    async def racing(*args: Any, key: str, **kwargs: Any) -> Any:
+        if not opened:  # the re-render lands between this request's read and its open
+            moved = f"{key}.rerendered"
+            storage.copy(key, moved)
+            storage.delete(key)
+            with sessions.begin() as session:
+                session.execute(
+                    update(Rendition).where(Rendition.storage_key == key).values(storage_key=moved)
+                )
+        opened.append(key)
+        return await real(*args, key=key, **kwargs)
+
+    monkeypatch.setattr(delivery, "deliver", racing)
+    try:
+        after = await fast_client.get(url)
+    finally:
+        engine.dispose()
+    assert after.status_code == 200, after.text
+    assert after.content == before.content
+    assert opened[1] == f"{opened[0]}.rerendered"

@@ -73,7 +73,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidRequest("Malformed cursor.") from None
 
 
-async def find_live(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
-    """The task if it exists and is not deleted (the API's path parameter's look-up)."""
-    found: Task | None = await session.scalar(select(Task).where(Task.id == task_id, live()))
+async def find_live(
+    session: AsyncSession, task_id: uuid.UUID, *, fresh: bool = False
+) -> Task | None:
+    """The task if it exists and is not deleted (the API's path parameter's look-up).
+    ``fresh``: read again what the session already holds (rows another process changed
+    since)."""
+    query = select(Task).where(Task.id == task_id, live())
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    found: Task | None = await session.scalar(query)
     return found

@@ -12,12 +12,13 @@ from imagepipe.api import delivery, negotiate
 from imagepipe.api.deps import CallerDep, SessionDep, SettingsDep, StorageDep, TaskDep
 from imagepipe.api.schemas import ErrorBody, TaskOut, TaskPage, task_out
 from imagepipe.api.state import app_state
-from imagepipe.db.models import TaskStatus
+from imagepipe.config import Settings
+from imagepipe.db.models import Task, TaskStatus
 from imagepipe.errors import FormatNotFound, FormatNotReady, NotAcceptable, VariantNotFound
 from imagepipe.imaging.formats import BY_EXTENSION, FORMATS
 from imagepipe.services import deletion, hooks, renditions, tasks
 from imagepipe.services.following import ENDED, wait_until_ended
-from imagepipe.storage import ObjectNotFound
+from imagepipe.storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 # Seconds a cache may keep the base served in place of a preferred format still being
@@ -94,8 +95,33 @@ async def get_task(
     ),
 )
 async def get_variant(
-    task: TaskDep, name: str, request: Request, storage: StorageDep, settings: SettingsDep
+    task: TaskDep,
+    name: str,
+    request: Request,
+    storage: StorageDep,
+    settings: SettingsDep,
+    session: SessionDep,
 ) -> Response:
+    try:
+        return await _variant(task, name, request, storage, settings)
+    except ObjectNotFound:
+        pass
+    # A re-render (a new focal point, backfill) swapped the task's rows and removed the
+    # old objects between our read and our open: the new ones are there. Read again.
+    fresh = await tasks.find_live(session, task.id, fresh=True)
+    if fresh is None:
+        raise VariantNotFound("The variant file is missing.")
+    try:
+        return await _variant(fresh, name, request, storage, settings)
+    except ObjectNotFound:
+        raise VariantNotFound("The variant file is missing.") from None
+
+
+async def _variant(
+    task: Task, name: str, request: Request, storage: Storage, settings: Settings
+) -> Response:
+    """The answer for one of ``task``'s variants, as its rows say it is stored. Raises
+    ObjectNotFound when the object they name is gone."""
     # Variant names are identifiers, so a dot can only start a format extension.
     name, dot, extension = name.partition(".")
     wanted = BY_EXTENSION.get(extension) if dot else None
@@ -134,18 +160,15 @@ async def get_variant(
         if index is None:
             raise NotAcceptable()
         chosen = choices[index]
-    try:
-        return await delivery.deliver(
-            request,
-            storage,
-            settings,
-            key=chosen.storage_key,  # as written, whatever the key layout was then
-            etag=chosen.etag,
-            content_type=chosen.content_type,
-            headers=headers,
-        )
-    except ObjectNotFound:
-        raise VariantNotFound("The variant file is missing.") from None
+    return await delivery.deliver(
+        request,
+        storage,
+        settings,
+        key=chosen.storage_key,  # as written, whatever the key layout was then
+        etag=chosen.etag,
+        content_type=chosen.content_type,
+        headers=headers,
+    )
 
 
 # HEAD answers like GET without the body (a stat, never a read).

@@ -245,7 +245,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Stage by stage, on the worker's core in the same runs: what `>= 1.3x pyvips` "
-        "leaves for everything from upload to ``succeeded``, the pipeline's own stages, "
+        "leaves for everything from upload to `succeeded`, the pipeline's own stages, "
         "and the floors measured alone (libjpeg-turbo's decode at the same DCT scale; "
         "the three JPEG encodes of already-resized pixels).",
         "",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
@@ -127,18 +129,63 @@ def test_dct_eighths(size: tuple[int, int], target: tuple[int, int], expected: i
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-@pytest.mark.parametrize(("target", "size"), [((900, 700), (1000, 750)), ((1600, 1200), None)])
+@pytest.mark.parametrize(
+    ("target", "size"),
+    [
+        ((900, 675), (900, 675)),  # 5/8 (1000x750), then the linear pass
+        ((300, 225), (800, 600)),  # 1/2 leaves 2.7x: the box reduce and filter's turn
+        ((1600, 1200), (1600, 1200)),  # no scaling
+    ],
+)
 def test_scaled_jpeg_decodes_at_the_scale_chosen(
-    tmp_path: Path, mode: str, target: tuple[int, int], size: tuple[int, int] | None
+    tmp_path: Path, mode: str, target: tuple[int, int], size: tuple[int, int]
 ) -> None:
     path = images.save(images.photo((1600, 1200)).convert(mode), tmp_path / "a.jpg")
     with Image.open(path) as image:
         image.load()
         decoded = scaled_jpeg.decode(path, image.mode, image.size, target)
         assert decoded is not None
-        assert (decoded.mode, decoded.size) == (mode, size or image.size)  # 5/8, or 1
-        if size is None:  # the same pixels Pillow decodes
+        assert (decoded.mode, decoded.size) == (mode, size)
+        if size == image.size:  # the same pixels Pillow decodes
             assert ImageChops.difference(decoded, image).getbbox() is None
+
+
+def test_the_linear_pass_shows_what_pillows_filter_shows(tmp_path: Path) -> None:
+    path = images.save(images.photo((1600, 1200)), tmp_path / "a.jpg")
+    with Image.open(path) as image:
+        # DCT 1/2 (800x600), then 1.14x left: the linear pass.
+        decoded = scaled_jpeg.decode(path, image.mode, image.size, (700, 525))
+        assert decoded is not None and decoded.size == (700, 525)
+        image.draft("RGB", (800, 600))
+        image.load()
+        pillow = image.resize((700, 525), Image.Resampling.BILINEAR)
+    difference = np.asarray(ImageChops.difference(decoded, pillow), dtype=np.float64)
+    assert difference.mean() < 2.0  # of 255: the same picture, not a shifted one
+
+
+@pytest.mark.parametrize(
+    ("source", "size", "expected"),
+    [
+        ((1500, 1125), (1200, 900), True),
+        ((1500, 1125), (1000, 750), True),  # exactly 1.5x
+        ((1500, 1125), (999, 749), False),  # more than a linear pass does well
+        ((1200, 900), (1200, 900), False),  # nothing to do
+        ((1200, 900), (1300, 900), False),  # never an enlargement
+    ],
+)
+def test_takes_linear(source: tuple[int, int], size: tuple[int, int], expected: bool) -> None:
+    assert resample.takes_linear(source, size) is expected
+    pixels = np.zeros((source[1], source[0], 3), dtype=np.uint8)
+    if expected:
+        assert resample.linear(pixels, size).shape == (size[1], size[0], 3)
+    else:
+        with pytest.raises(ValueError, match="not a shrink"):
+            resample.linear(pixels, size)
+
+
+def test_the_linear_pass_runs_on_the_calling_thread_only() -> None:
+    # A render owns one core (the prefork pool): OpenCV's own pool would contend.
+    assert cv2.getNumThreads() == 1
 
 
 def test_scaled_jpeg_leaves_cmyk_and_damaged_files_to_pillow(tmp_path: Path) -> None:

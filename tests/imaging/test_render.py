@@ -117,7 +117,8 @@ def test_orientation_survives_the_draft_path(tmp_path: Path) -> None:
     # Big enough for a DCT-scaled decode; stored portrait, displayed landscape.
     path = images.oriented_jpeg(tmp_path / "o6.jpg", 6, (2400, 1800))
     decoded = decode(path, largest_box=600, limits=Limits(("JPEG",), max_pixels=10**8))
-    assert decoded.image.size == (675, 900)  # stored orientation, DCT 3/8
+    # Stored orientation: DCT 3/8 (675x900), then the linear pass to the stored target.
+    assert decoded.image.size == (450, 600)
     result = render(path, {"medium": 600})
     image = opened(result.variants[0]).convert("RGB")
     assert image.size == (600, 450)

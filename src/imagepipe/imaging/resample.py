@@ -14,6 +14,12 @@ reference must stay >= 0.98 for every size):
   of two and its box reduce stay better (24 MP -> 1200 px: 3/8 then BILINEAR 1.9x
   drops to 0.987, 1/2 and box 2x2 give 0.992). Pillow's ``draft`` offers only 1/2,
   1/4 and 1/8 (``draft_request``); ``scaled_jpeg`` takes any M (``dct_eighths``).
+* What a fine M/8 leaves (at most 1.5x) is one linear pass on the decoded array before
+  Pillow sees it (``linear``): OpenCV's SIMD INTER_LINEAR takes 1.8 ms where Pillow's
+  BILINEAR takes 12 ms (12 MP at 3/8 -> 1200 px, one core, the copy into Pillow 0.7 ms
+  more either way). It samples two pixels a side without widening to the factor, which
+  is as good as Pillow's tent up to 1.5x (SSIM 0.9914 against 0.9907 at 1.25x, 0.9902
+  against 0.9894 at 1.5x) and worse beyond (0.984 against 0.988 at 1.95x).
 * A 2x2 box ``reduce()`` is a clean pre-shrink and ten times cheaper than a filter on
   the same pixels; it may leave as little as 1.25x to the filter.
 * BILINEAR (a tent stretched to the factor) is enough, and twice as fast as BICUBIC,
@@ -26,9 +32,15 @@ reference must stay >= 0.98 for every size):
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from imagepipe.imaging.geometry import Size
+
+# One thread: a worker process renders on one core of its own (the prefork pool), and
+# OpenCV's pool would only contend with the other renders.
+cv2.setNumThreads(1)
 
 DCT_SCALES = (8, 4, 2)
 # DCT 1/4 and 1/8 only when the filter afterwards still shrinks at least this much.
@@ -60,6 +72,22 @@ def dct_eighths(size: Size, target: Size) -> int:
         if max(scaled[0] / target[0], scaled[1] / target[1]) <= FINE_SCALE_RESIDUAL:
             return eighths
     return base
+
+
+def takes_linear(source: Size, size: Size) -> bool:
+    """Whether ``source`` -> ``size`` is a shrink ``linear`` does as well as a filter."""
+    if source == size or source[0] < size[0] or source[1] < size[1]:
+        return False
+    return max(source[0] / size[0], source[1] / size[1]) <= FINE_SCALE_RESIDUAL
+
+
+def linear(pixels: np.ndarray, size: Size) -> np.ndarray:
+    """8-bit pixels (rows x columns [x channels]) shrunk to ``size`` (width, height),
+    the whole array mapped onto it; only for what ``takes_linear``."""
+    source = (pixels.shape[1], pixels.shape[0])
+    if not takes_linear(source, size):
+        raise ValueError(f"{source} -> {size} is not a shrink a linear pass does well")
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
 
 
 def scaled_size(size: Size, eighths: int) -> Size:

@@ -1,6 +1,7 @@
 """Decode a JPEG at any M/8 scale with libjpeg-turbo (simplejpeg), not only Pillow's
 1/2, 1/4 and 1/8: the first shrink then starts from the nearest size above the
-largest preview (``resample.dct_eighths``).
+largest preview (``resample.dct_eighths``), and when that leaves little to do it is
+done here, on the decoded array, before Pillow copies it (``resample.linear``).
 
 Only plain JPEGs take this path: 8-bit YCbCr or greyscale, as Pillow would decode them
 (RGB or L). CMYK and YCCK (Adobe's inversion, profiles) stay with Pillow, and so does
@@ -26,8 +27,9 @@ _HEADER_SPACES = {"RGB": ("YCbCr", "RGB"), "L": ("Gray",)}
 
 def decode(source: Path | BinaryIO, mode: str, size: Size, target: Size) -> Image.Image | None:
     """The pixels of the JPEG ``source`` (``mode`` and ``size`` as Pillow opened it) at
-    the smallest clean scale covering ``target``, or None when Pillow must decode it:
-    not a plain JPEG, or bytes libjpeg-turbo would only warn about."""
+    the smallest clean scale covering ``target``, shrunk to ``target`` itself when that
+    scale leaves a linear pass (``resample.takes_linear``), or None when Pillow must
+    decode it: not a plain JPEG, or bytes libjpeg-turbo would only warn about."""
     colourspace = _COLOURSPACES.get(mode)
     if colourspace is None:
         return None
@@ -43,6 +45,8 @@ def decode(source: Path | BinaryIO, mode: str, size: Size, target: Size) -> Imag
         )
     except ValueError:
         return None  # damaged, or something simplejpeg does not take: Pillow's call
+    if resample.takes_linear((pixels.shape[1], pixels.shape[0]), target):
+        pixels = resample.linear(pixels, target)
     height, width = pixels.shape[:2]
     # Greyscale shares the array's memory; RGB is copied (Pillow keeps 4 bytes a pixel).
     return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from imagepipe.imaging import colour, crop, geometry, resample, shapes
 from imagepipe.imaging.crop import Box, FocalPoint
@@ -73,7 +73,8 @@ def steps(
 ) -> Iterator[Step]:
     """One Step per box, largest working size first, each from the previous.
 
-    Consumes ``decoded.image``: it is closed (its memory released) after the first step.
+    Consumes ``decoded.image``: it is closed (its memory released) after the first step,
+    or is that step's image when a scaled decode already brought it to the size.
     ``observe`` sees the first shrink before any colour work (the QA reference).
     """
     timings = timings or Timings()
@@ -117,9 +118,11 @@ def _first_step(
     """Full-size working image -> largest working size, sRGB and upright."""
     source = decoded.image
     image = resample.first_shrink(source, geometry.stored(target, decoded.orientation))
-    if image is source:
-        image = source.copy()  # never hand the caller the decoder's object
-    source.close()  # the full-size buffer is the bulk of peak memory: free it now
+    if image is source and isinstance(source, ImageFile.ImageFile):
+        image = source.copy()  # never hand the caller a file's decoder object
+    if image is not source:
+        source.close()  # the full-size buffer is the bulk of peak memory: free it now
+    # Else pixels a scaled decode already brought to this size: they are the step's.
     if decoded.deep_scale is not None:
         image = colour.narrow(image, decoded.deep_scale)  # deep grey: 8 bits once small
     if observe is not None:

@@ -159,3 +159,21 @@ def test_configured_jpeg_output_may_flatten_alpha(tmp_path: Path) -> None:
 )
 def test_aspect_within_rounding(size: tuple[int, int], source: tuple[int, int], kept: bool) -> None:
     assert qa.aspect_kept(size, source) is kept
+
+
+def test_the_reference_sample_serves_the_image_it_was_taken_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = images.photo((320, 240))
+    upright = qa.reference(image, display_size=(320, 240), orientation=1, undo_cmyk_inversion=False)
+    turned = qa.reference(image, display_size=(240, 320), orientation=6, undo_cmyk_inversion=False)
+    calls: list[Image.Image] = []
+    real = qa.sample
+    monkeypatch.setattr(qa, "sample", lambda subject: calls.append(subject) or real(subject))
+    assert upright.sample_of(image) is upright.sample  # the same pixels: not sampled again
+    assert calls == []
+    other = image.copy()  # equal pixels, another image: sampled
+    assert upright.sample_of(other).luma.tolist() == upright.sample.luma.tolist()
+    assert calls == [other]
+    turned.sample_of(image)  # its sample is of the turned image, not of this one
+    assert calls == [other, image]

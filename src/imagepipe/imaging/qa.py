@@ -22,6 +22,8 @@ photo is a faithful crop, not a blank or an inverted one.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +68,14 @@ class Reference:
     sample: Sample
     has_alpha: bool
     display_size: Size
+    # The image sampled, when the sample is exactly what ``sample`` gives for it (no
+    # orientation or inversion applied): the largest preview of a photo that needed no
+    # conversion is that same object, and is not sampled twice. (Every step between
+    # returns a new image when it changes pixels; none works in place.)
+    seen: Callable[[], Image.Image | None] | None = None
+
+    def sample_of(self, image: Image.Image) -> Sample:
+        return self.sample if self.seen is not None and self.seen() is image else sample(image)
 
 
 def reference(
@@ -77,8 +87,12 @@ def reference(
     if undo_cmyk_inversion:  # a fact of the file (no Adobe marker), not a conversion
         small = ImageChops.invert(small)
     small = geometry.orient(small, orientation)
+    as_is = not undo_cmyk_inversion and orientation == 1
     return Reference(
-        sample=sample(small), has_alpha=image.mode in ALPHA_MODES, display_size=display_size
+        sample=sample(small),
+        has_alpha=image.mode in ALPHA_MODES,
+        display_size=display_size,
+        seen=weakref.ref(image) if as_is else None,
     )
 
 
@@ -129,7 +143,7 @@ def check(
     failed: list[str] = []
     if preview.size != crop.target_size(source.display_size, box):
         failed.append("dimensions")
-    got = sample(whole if whole is not None else preview)
+    got = source.sample_of(whole if whole is not None else preview)
     if is_blank(got, source.sample):
         failed.append("not_blank")
     if is_inverted(got, source.sample):

@@ -9,7 +9,7 @@ crate: 0.04 ms for what the pure-Python ``blurhash`` package does in 3 ms, the s
 hash; ``blurhash-python``, also compiled, installs a module named ``blurhash`` too,
 reads pixels through ``Image.getdata``, deprecated in Pillow 13, and closes the image it
 is given) and ``thash`` (a maintained fork of ``thumbhash``: the original crashes on
-images with alpha; with numpy it encodes 48 pixels in a quarter of a millisecond).
+images with alpha; with numpy, given an array, it encodes 48 pixels in 0.07 ms).
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def _blurhash(rgba: Image.Image) -> str:
 
 
 def _thumbhash(rgba: Image.Image) -> str:
-    hashed = thash.rgba_to_thumb_hash(rgba.width, rgba.height, list(rgba.tobytes()))
+    # The pixels as an array, not a list of ints: thash's numpy encoder converts a list
+    # element by element (0.26 ms at 48 pixels; 0.07 ms from the array, same hash).
+    hashed = thash.rgba_to_thumb_hash(rgba.width, rgba.height, np.asarray(rgba))
     return base64.b64encode(bytes(hashed)).decode("ascii")
 
 

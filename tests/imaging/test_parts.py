@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
@@ -185,7 +186,7 @@ def test_takes_linear(source: tuple[int, int], size: tuple[int, int], expected: 
 
 def test_the_linear_pass_runs_on_the_calling_thread_only() -> None:
     # A render owns one core (the prefork pool): OpenCV's own pool would contend.
-    assert cv2.getNumThreads() == 1
+    assert resample.opencv().getNumThreads() == 1
 
 
 def test_scaled_jpeg_leaves_cmyk_and_damaged_files_to_pillow(tmp_path: Path) -> None:
@@ -233,3 +234,27 @@ def test_strip_reduce_equals_whole_image_reduce() -> None:
     image.putalpha(images.photo((301, 1030)).convert("L"))
     whole = image.convert("RGBa").reduce((3, 3))
     assert resample._reduce(image, 3, 3).tobytes() == whole.tobytes()
+
+
+def test_opencv_is_loaded_only_by_what_shrinks_jpegs() -> None:
+    # 16 MB of resident memory: the API and the worker's modules import the imaging
+    # package without it; a worker loads it while warming up (worker.tasks._warm).
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, imagepipe.api.app, imagepipe.worker.tasks;"
+         "print('cv2' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert loaded == "False"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_consumed_source_is_released_once_its_box_reduce_exists(mode: str) -> None:
+    # At the pixel cap the source is most of the peak: the filter's buffers are made
+    # after it is gone. Without ``consume`` it is left to the caller.
+    kept, consumed = (images.photo((800, 600)).convert(mode) for _ in range(2))
+    expected = resample.first_shrink(kept, (100, 75))
+    got = resample.first_shrink(consumed, (100, 75), consume=True)
+    assert ImageChops.difference(got, expected).getbbox() is None
+    kept.load()  # still open
+    with pytest.raises(ValueError, match="closed image"):
+        consumed.load()

@@ -117,7 +117,9 @@ def _first_step(
 ) -> Image.Image:
     """Full-size working image -> largest working size, sRGB and upright."""
     source = decoded.image
-    image = resample.first_shrink(source, geometry.stored(target, decoded.orientation))
+    image = resample.first_shrink(
+        source, geometry.stored(target, decoded.orientation), consume=True
+    )
     if image is source and isinstance(source, ImageFile.ImageFile):
         image = source.copy()  # never hand the caller a file's decoder object
     if image is not source:

@@ -32,15 +32,13 @@ reference must stay >= 0.98 for every size):
 
 from __future__ import annotations
 
-import cv2
+import functools
+from types import ModuleType
+
 import numpy as np
 from PIL import Image
 
 from imagepipe.imaging.geometry import Size
-
-# One thread: a worker process renders on one core of its own (the prefork pool), and
-# OpenCV's pool would only contend with the other renders.
-cv2.setNumThreads(1)
 
 DCT_SCALES = (8, 4, 2)
 # DCT 1/4 and 1/8 only when the filter afterwards still shrinks at least this much.
@@ -50,8 +48,10 @@ FINE_SCALE_RESIDUAL = 1.5
 FIRST_REDUCING_GAP = 1.25
 CASCADE_REDUCING_GAP = 2.0
 # Alpha images are premultiplied strip by strip while box-reducing, so a 50 MP RGBA
-# image needs no second full-size buffer. Rows per strip (rounded to the factor):
-_STRIP_ROWS = 64
+# image needs no second full-size buffer; each strip is a crop and its conversion, held
+# beside the source at the peak (0.5 MB each at 8660 pixels wide). Rows per strip
+# (rounded to the factor):
+_STRIP_ROWS = 16
 PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
 STRAIGHT = {value: key for key, value in PREMULTIPLIED.items()}
 
@@ -87,7 +87,21 @@ def linear(pixels: np.ndarray, size: Size) -> np.ndarray:
     source = (pixels.shape[1], pixels.shape[0])
     if not takes_linear(source, size):
         raise ValueError(f"{source} -> {size} is not a shrink a linear pass does well")
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+    cv2 = opencv()
+    resized: np.ndarray = cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+    return resized
+
+
+@functools.cache
+def opencv() -> ModuleType:
+    """OpenCV, imported on first use: 16 MB of resident memory that only a process
+    rendering JPEGs needs (a worker loads it while warming up; the API never does).
+    One thread: a worker process renders on one core of its own (the prefork pool),
+    and OpenCV's own pool would only contend with the other renders."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
 
 
 def scaled_size(size: Size, eighths: int) -> Size:
@@ -107,8 +121,12 @@ def draft_request(size: Size, target: Size) -> Size:
     return size
 
 
-def first_shrink(image: Image.Image, size: Size) -> Image.Image:
-    """Decoded image -> largest preview. Same mode out (alpha premultiplied inside)."""
+def first_shrink(image: Image.Image, size: Size, *, consume: bool = False) -> Image.Image:
+    """Decoded image -> largest preview. Same mode out (alpha premultiplied inside).
+
+    ``consume``: ``image`` is closed as soon as a box reduce has made a smaller copy,
+    before the filter's buffers exist: a 50 MP source (190 MB) is then not held beside
+    them (about 9 MB less at the peak)."""
     if image.size == size:
         return image
     if image.mode.startswith("I;16"):
@@ -119,7 +137,7 @@ def first_shrink(image: Image.Image, size: Size) -> Image.Image:
     residual = max(image.width / factor_x / size[0], image.height / factor_y / size[1])
     clean_and_close = factor_x == factor_y == 1 and residual < 2.0
     resample = Image.Resampling.BILINEAR if clean_and_close else Image.Resampling.BICUBIC
-    return _shrink(image, size, factor_x, factor_y, resample)
+    return _shrink(image, size, factor_x, factor_y, resample, consume=consume)
 
 
 def cascade_shrink(image: Image.Image, size: Size) -> Image.Image:
@@ -142,18 +160,23 @@ def _shrink(
     factor_x: int,
     factor_y: int,
     resample: Image.Resampling | None,
+    *,
+    consume: bool = False,
 ) -> Image.Image:
-    premultiplied = PREMULTIPLIED.get(image.mode)
+    mode, width, height = image.mode, image.width, image.height
+    premultiplied = PREMULTIPLIED.get(mode)
     work = _reduce(image, factor_x, factor_y)
+    if consume and work is not image:
+        image.close()
     if premultiplied is not None and work.mode != premultiplied:
         work = work.convert(premultiplied)
     if work.size != size:
         assert resample is not None
         # A partial last block makes the reduced image a little larger than
         # source / factor: map exactly the source area onto the target.
-        box = (0.0, 0.0, image.width / factor_x, image.height / factor_y)
+        box = (0.0, 0.0, width / factor_x, height / factor_y)
         work = work.resize(size, resample, box=box)
-    return work if premultiplied is None else work.convert(image.mode)
+    return work if premultiplied is None else work.convert(mode)
 
 
 def _reduce(image: Image.Image, factor_x: int, factor_y: int) -> Image.Image:

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy.orm import configure_mappers
 
-from imagepipe.imaging import plugins
+from imagepipe.imaging import plugins, resample
 from imagepipe.metrics import TASK_OUTCOMES
 from imagepipe.queue import (
     MAKE_EXTRAS,
@@ -53,6 +53,7 @@ def _warm(**_: object) -> None:
     runtime()
     configure_mappers()
     plugins.register()  # every Pillow format plugin and HEIF, registered once
+    resample.opencv()  # the SIMD resize behind a scaled JPEG decode
 
 
 @worker_process_shutdown.connect

@@ -119,7 +119,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         root = Path(tmp)
         # PostgreSQL, as in compose: the production path.
         database = stack.enter_context(postgres_database())
-        env = env_for(root / "data", redis.url, database)
+        # The admission limits (per process, per key) above the most clients here: this
+        # measures the upload path against a bare endpoint; section 11 measures what the
+        # per-key checks cost, and the API's own tests what it answers past them.
+        limits = str(max(clients for clients, _ in plan))
+        env = env_for(
+            root / "data", redis.url, database,
+            IMAGEPIPE_MAX_CONCURRENT_UPLOADS=limits, IMAGEPIPE_KEY_MAX_CONCURRENT_UPLOADS=limits,
+        )  # fmt: skip
         with (
             api_server(env, root / "api.log", cpu=0) as api,
             bare_server(root / "bare", root / "bare.log", cpu=0) as bare,

@@ -73,8 +73,9 @@ def steps(
 ) -> Iterator[Step]:
     """One Step per box, largest working size first, each from the previous.
 
-    Consumes ``decoded.image``: it is closed (its memory released) after the first step,
-    or is that step's image when a scaled decode already brought it to the size.
+    Consumes ``decoded.image``: it is closed (its memory released) during the first
+    step, or becomes that step's image when it is already at the size (a scaled JPEG
+    decode brings it there; a file's decoder object is copied instead).
     ``observe`` sees the first shrink before any colour work (the QA reference).
     """
     timings = timings or Timings()
@@ -123,8 +124,10 @@ def _first_step(
     if image is source and isinstance(source, ImageFile.ImageFile):
         image = source.copy()  # never hand the caller a file's decoder object
     if image is not source:
-        source.close()  # the full-size buffer is the bulk of peak memory: free it now
-    # Else pixels a scaled decode already brought to this size: they are the step's.
+        # The full-size buffer is the bulk of peak memory: free it now (first_shrink
+        # already did when a box reduce ran; closing twice is harmless).
+        source.close()
+    # Else pixels already at this size, not a file's: they are the step's.
     if decoded.deep_scale is not None:
         image = colour.narrow(image, decoded.deep_scale)  # deep grey: 8 bits once small
     if observe is not None:

@@ -14,8 +14,9 @@ reference must stay >= 0.98 for every size):
   of two and its box reduce stay better (24 MP -> 1200 px: 3/8 then BILINEAR 1.9x
   drops to 0.987, 1/2 and box 2x2 give 0.992). Pillow's ``draft`` offers only 1/2,
   1/4 and 1/8 (``draft_request``); ``scaled_jpeg`` takes any M (``dct_eighths``).
-* What a fine M/8 leaves (at most 1.5x) is one linear pass on the decoded array before
-  Pillow sees it (``linear``): OpenCV's SIMD INTER_LINEAR takes 1.8 ms where Pillow's
+* What the DCT scale leaves, when it is at most 1.5x (a fine M/8, or a power of two
+  just above the target), is one linear pass on the decoded array before Pillow sees
+  it (``linear``): OpenCV's SIMD INTER_LINEAR takes 1.8 ms where Pillow's
   BILINEAR takes 12 ms (12 MP at 3/8 -> 1200 px, one core, the copy into Pillow 0.7 ms
   more either way). It samples two pixels a side without widening to the factor, which
   is as good as Pillow's tent up to 1.5x (SSIM 0.9914 against 0.9907 at 1.25x, 0.9902
@@ -61,7 +62,7 @@ def dct_eighths(size: Size, target: Size) -> int:
 
     The clean power of two (``draft_request``'s choice), unless a finer M between it
     and the target covers the target and leaves the filter at most FINE_SCALE_RESIDUAL:
-    one short BILINEAR step from there is cheaper, and as good. A larger rest is
+    one short linear pass from there is cheaper, and as good. A larger rest is
     better served by the power of two's box reduce and filter."""
     request = draft_request(size, target)
     base = 8 * request[0] // size[0] if request != size else 8
@@ -83,7 +84,8 @@ def takes_linear(source: Size, size: Size) -> bool:
 
 def linear(pixels: np.ndarray, size: Size) -> np.ndarray:
     """8-bit pixels (rows x columns [x channels]) shrunk to ``size`` (width, height),
-    the whole array mapped onto it; only for what ``takes_linear``."""
+    the whole array mapped onto it; only for what ``takes_linear``. A single channel
+    comes back as rows x columns."""
     source = (pixels.shape[1], pixels.shape[0])
     if not takes_linear(source, size):
         raise ValueError(f"{source} -> {size} is not a shrink a linear pass does well")

@@ -58,13 +58,15 @@ TITLES = {
 }
 
 
-def run_suite(name: str, quick: bool) -> None:
+def run_suite(name: str, quick: bool) -> bool:
+    """Run one suite in a fresh process; False when it failed (a crash, or a suite
+    that exits non-zero on a missed budget): the others still run."""
     argv = [sys.executable, "-m", f"bench.{name}"]
     if quick:
         reps = name in ("pipeline", "formats")
         argv += ["--reps", "3"] if reps else [] if name in QUICKLESS else ["--quick"]
     print(f"bench: {' '.join(argv[1:])}", flush=True)
-    subprocess.run(argv, cwd=ROOT, check=True)
+    return subprocess.run(argv, cwd=ROOT, check=False).returncode == 0
 
 
 def load(name: str) -> Any:
@@ -230,20 +232,23 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--only", default=",".join(SUITES))
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    failed = []
     if not args.report_only:
-        for name in args.only.split(","):
-            run_suite(name, args.quick)
+        failed = [name for name in args.only.split(",") if not run_suite(name, args.quick)]
     results = {name: load(name) for name in SUITES}
     chart(results)
     (DOCS / "benchmarks.md").write_text(report(results))
     print(f"bench: wrote {DOCS / 'benchmarks.md'}")
+    if failed:
+        print(f"bench: failed or over budget: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,7 +4,8 @@
 
 Each image is rendered in its own child process (``MALLOC_ARENA_MAX=2``, as a worker
 would run), which reports its peak RSS (``ru_maxrss``) before and after the render.
-"Baseline" is the interpreter with Pillow and imagepipe imported. The budget: every
+"Baseline" is the interpreter with Pillow and the imaging package imported, OpenCV
+loaded (as a warm worker pool process has it). The budget: every
 input under the pixel cap peaks below 250 MB — photos, and the memory-heavy pixel
 formats (16-bit grey and colour, I;16 TIFF, CMYK, a 12 MB ICC profile, 1000 pages).
 Results: markdown table and ``bench/results/memory.json``.
@@ -117,7 +118,8 @@ def input_path(name: str) -> Path:
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from imagepipe.imaging import RenderOptions, render_variants
+from imagepipe.imaging import RenderOptions, render_variants, resample
+resample.opencv()  # loaded as in a warm worker pool process, whatever the image
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

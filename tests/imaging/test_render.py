@@ -19,7 +19,7 @@ from imagepipe.imaging import (
     render_variants,
     resample,
 )
-from imagepipe.imaging.cascade import cascade
+from imagepipe.imaging.cascade import cascade, steps
 from imagepipe.imaging.decode import decode
 from imagepipe.imaging.opening import Limits
 from tests.imaging import images
@@ -124,6 +124,21 @@ def test_orientation_survives_the_draft_path(tmp_path: Path) -> None:
     assert image.size == (600, 450)
     _assert_close(image.getpixel((5, 5)), images.RED)
     _assert_close(image.getpixel((594, 5)), images.GREEN)
+
+
+@pytest.mark.parametrize(("name", "shared"), [("a.jpg", True), ("a.png", False)])
+def test_a_first_step_already_at_size_is_copied_only_from_a_file(
+    tmp_path: Path, name: str, shared: bool
+) -> None:
+    # A scaled JPEG decode hands over pixels of its own, already at the first step's
+    # size (DCT 5/8, then the linear pass): no copy. A PNG at that size is Pillow's
+    # file object: copied, so no caller holds the decoder's.
+    size = (1600, 1200) if shared else (900, 675)
+    path = images.save(images.photo(size), tmp_path / name)
+    decoded = decode(path, largest_box=900, limits=Limits(("JPEG", "PNG"), max_pixels=10**8))
+    assert decoded.image.size == (900, 675)
+    first = next(steps(decoded, {"large": 900}))
+    assert (first.whole is decoded.image) is shared
 
 
 def _assert_close(got: Any, expected: tuple[int, int, int], tolerance: int = 40) -> None:

@@ -233,9 +233,8 @@ def insert_rows(session: Session, variants: Sequence[Variant]) -> None:
         return
     # Core inserts on the tables: the ORM's bulk path would redo, per call, what
     # these plain rows do not need (identity and state bookkeeping).
-    variant_table, rendition_table = _VARIANTS, _RENDITIONS
     made = session.execute(
-        insert(variant_table).returning(variant_table.c.name, variant_table.c.id),
+        insert(_VARIANTS).returning(_VARIANTS.c.name, _VARIANTS.c.id),
         [_columns(variant, _VARIANT_COLUMNS) for variant in variants],
     )
     ids: dict[str, int] = {name: id_ for name, id_ in made}
@@ -246,7 +245,7 @@ def insert_rows(session: Session, variants: Sequence[Variant]) -> None:
             rendition.variant_id = variant.id
             rows.append(_columns(rendition, _RENDITION_COLUMNS))
     if rows:
-        session.execute(insert(rendition_table), rows)
+        session.execute(insert(_RENDITIONS), rows)
 
 
 _VARIANTS = cast(Table, Variant.__table__)

@@ -189,6 +189,7 @@ def test_dead_child_task_is_taken_over_without_waiting_for_its_lease(
     taken_over = sum(1 for i in ids if rows[i].attempts == 2)
     report(
         "pool_child_takeover",
-        f"{len(ids)} tasks, one pool child SIGKILLed, no reconciler, 606 s lease: "
+        f"{len(ids)} tasks, one pool child SIGKILLed, no reconciler, "
+        f"{stack.settings.lease_seconds:g} s lease: "
         f"{len(ids)}/{len(ids)} succeeded, {taken_over} taken over at once",
     )

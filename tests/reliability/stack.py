@@ -31,7 +31,8 @@ from tests.harness.wait import wait_until
 # core, but its first renders in a new pool process, on a CI machine that runs four
 # test processes on two cores, were seen to take over 4 s. A limit that tight fails
 # healthy renders; the limits themselves are tested with their own values
-# (test_poison). The lease (hard limit + margin) stays well under the waits below.
+# (test_poison). The lease (hard limit + margin, 17 s) stays well under the tests'
+# 60-90 s waits.
 FAST_LIMITS: dict[str, object] = {
     "task_soft_time_limit": 12,
     "task_hard_time_limit": 15,

@@ -127,12 +127,12 @@ def test_the_follow_up_pool_yields_the_core_to_renders() -> None:
     )
     before = os.getpriority(os.PRIO_PROCESS, 0)
     with subprocess.Popen([sys.executable, "-c", probe], stdin=subprocess.PIPE) as child:
+
+        def idle() -> bool:
+            assert child.poll() is None, f"the probe exited with {child.returncode}"
+            return os.sched_getscheduler(child.pid) == os.SCHED_IDLE
+
         try:
-
-            def idle() -> bool:
-                assert child.poll() is None, f"the probe exited with {child.returncode}"
-                return os.sched_getscheduler(child.pid) == os.SCHED_IDLE
-
             wait_until(idle, within=60, every=0.02, what="the probe to become idle")
             assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, before + 19)
         finally:

@@ -119,10 +119,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         root = Path(tmp)
         # PostgreSQL, as in compose: the production path.
         database = stack.enter_context(postgres_database())
-        # The admission limits (per process, per key) at the most clients here (a request
-        # is refused only past the limit): this
-        # measures the upload path against a bare endpoint; section 11 measures what the
-        # per-key checks cost, and the API's own tests what it answers past them.
+        # The admission limits (per process, per key) at the most clients here, so no
+        # request is refused: this measures the upload path against a bare endpoint;
+        # section 11 measures what the per-key checks cost, and the API's own tests what
+        # it answers past them.
         limits = str(max(clients for clients, _ in plan))
         env = env_for(
             root / "data", redis.url, database,
